@@ -1,0 +1,68 @@
+# Every user-facing target implies `setup`, which is idempotent (a second run takes seconds).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BUILD := $(CURDIR)/build
+PROFILE ?= quick
+RUN ?=
+# System packages: the C toolchain, liburing for ktux, and the real peers used by tests and
+# benchmarks (nginx as a baseline server, wrk as a baseline client).
+APT_PACKAGES := gcc make pkg-config liburing-dev nginx-light wrk procps iproute2
+
+.PHONY: setup system venv build asan test reproduce report lab clean
+
+setup: system venv build
+
+# Install missing apt packages when root; otherwise stop with one line naming them.
+system: .stamp-system
+.stamp-system: Makefile
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo -n "$$p "; done; \
+	           $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || echo -n "python3-venv"); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "make setup: installing $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "make setup: missing system packages; install them with: sudo apt-get install $$missing" >&2; exit 1; \
+	  fi; \
+	fi
+	@touch $@
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml .stamp-system
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+# All C code, -Wall -Wextra -Werror. Binaries in build/.
+build: .stamp-system
+	$(MAKE) -s -C servers BUILD=$(BUILD)
+	$(MAKE) -s -C loadgen BUILD=$(BUILD)
+
+# AddressSanitizer + UBSan build in build/asan; the tests use it with UKWEB_BIN=build/asan.
+asan: .stamp-system
+	$(MAKE) -s -C servers BUILD=$(BUILD)/asan SAN=1
+	$(MAKE) -s -C loadgen BUILD=$(BUILD)/asan SAN=1
+
+test: setup
+	$(PY) -m pytest -q
+
+# The paper, regenerated: notebooks run with papermill, outputs under data/processed/<run-id>/.
+reproduce: setup
+	$(VENV)/bin/ukweb reproduce --profile $(PROFILE)
+
+# Figures and claims from an existing run directory, without servers: make report RUN=data/reference/<id>
+report: setup
+	@test -n "$(RUN)" || { echo "make report: give a run directory, e.g. make report RUN=data/reference/quick" >&2; exit 2; }
+	$(VENV)/bin/ukweb report $(RUN)
+
+lab: setup
+	$(PY) -m pip install -q -e '.[dev,lab]'
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean:
+	rm -rf $(BUILD) .stamp-system
+	$(MAKE) -s -C servers clean BUILD=$(BUILD)
+	$(MAKE) -s -C loadgen clean BUILD=$(BUILD)
