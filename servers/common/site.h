@@ -1,0 +1,51 @@
+/* site.h — everything one server process serves: routing of a parsed request to the static
+ * file path, the SPECweb99 module, or /server-status.  Both servers call site_respond() and
+ * then move the response bytes their own way.
+ *
+ * URL space (docs/interfaces.md): /file_set/... static; /specweb99 and /cgi-bin/specweb99
+ * dynamic; /server-status JSON.  Anything else is looked up as a static file.
+ */
+#ifndef UKWEB_SITE_H
+#define UKWEB_SITE_H
+
+#include "docroot.h"
+#include "http.h"
+#include "postlog.h"
+#include "response.h"
+#include "specweb99.h"
+#include "stats.h"
+
+struct site_config {
+	const char *docroot;
+	const char *state_dir;   /* NULL: the post log's directory */
+	const char *post_log;
+	int post_log_sync;
+	const char *server_name; /* "userver" / "ktux" by default */
+	const char *kind;        /* "userver" | "ktux": the "server" key of /server-status */
+	const char *config_json; /* every flag, as a JSON object, for /server-status */
+};
+
+struct site {
+	struct site_config cfg;
+	struct docroot docroot;
+	struct postlog postlog;
+	struct sw99 module;
+	struct stats *stats;          /* shared region */
+	struct stats_counters *mine;  /* this process's slot */
+};
+
+/* Open the docroot and the post log, set up the module (call in each process after fork).
+ * 0, or -1 with a one-line message in err. */
+int site_open(struct site *s, const struct site_config *cfg, struct stats *stats, int slot,
+	      char *err, size_t errlen);
+void site_close(struct site *s);
+
+/* Route and handle one complete request; counts it in the stats.  Never fails: errors become
+ * 4xx/5xx responses.  remote_addr: the client's IP as text. */
+void site_respond(struct site *s, const struct http_request *req, const char *remote_addr,
+		  struct response *r);
+
+/* A parse error → its error response, counted. */
+void site_respond_error(struct site *s, enum http_error e, int minor_version, struct response *r);
+
+#endif
