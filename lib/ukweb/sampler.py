@@ -1,0 +1,185 @@
+"""Once-a-second samples of the system while a data point runs: system.csv.
+
+The paper explains its results by where the server's time goes (§5: CPU idle while blocked on
+disk, listen-queue overflows, page-cache misses). These samples record exactly those signals.
+Counters are written as the change over the interval ending at `t`, gauges as their value at `t`:
+
+  t                  seconds since the sampler started (end of the interval)
+  cpu_user/sys/idle/iowait   percent of the server's CPU set over the interval (/proc/stat)
+  ctx_switches       context switches on the whole machine in the interval (/proc/stat ctxt)
+  listen_overflows, listen_drops   TcpExt ListenOverflows / ListenDrops in the interval
+  disk_read_bytes    bytes read from disk in the interval (the server cgroup's io/blkio counter,
+                     else /proc/diskstats of whole disks)
+  page_cache_bytes   page cache charged to the server's cgroup (else the machine's Cached)
+  blocked_s          time the server's tasks spent blocked on block I/O in the interval
+                     (delay accounting: /proc/<pid>/task/<tid>/stat field 42, summed)
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ukweb.cgroups import Cgroup
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["t", "cpu_user", "cpu_sys", "cpu_idle", "cpu_iowait", "ctx_switches",
+           "listen_overflows", "listen_drops", "disk_read_bytes", "page_cache_bytes", "blocked_s"]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Whole disks only (partitions would count the same bytes twice): vda, sda, nvme0n1, xvdb, mmcblk0.
+WHOLE_DISK = re.compile(r"^(?:[shv]d[a-z]+|xvd[a-z]+|nvme\d+n\d+|mmcblk\d+)$")
+DELAYACCT_FIELD = 42  # delayacct_blkio_ticks, proc(5)
+
+
+def cpu_times(cpus: list[int]) -> dict[str, int]:
+    """Summed jiffies (user, sys, idle, iowait) of the given CPUs from /proc/stat."""
+    want = {f"cpu{c}" for c in cpus}
+    total = {"user": 0, "sys": 0, "idle": 0, "iowait": 0, "all": 0}
+    for line in Path("/proc/stat").read_text().splitlines():
+        parts = line.split()
+        if parts and parts[0] in want:
+            v = [int(x) for x in parts[1:]]
+            total["user"] += v[0] + v[1]          # user + nice
+            total["sys"] += v[2] + v[5] + v[6]    # system + irq + softirq
+            total["idle"] += v[3]
+            total["iowait"] += v[4]
+            total["all"] += sum(v[:8])            # up to steal; guest is already in user
+    return total
+
+
+def context_switches() -> int:
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("ctxt "):
+            return int(line.split()[1])
+    return 0
+
+
+def listen_counters() -> tuple[int, int]:
+    """(ListenOverflows, ListenDrops) from the TcpExt lines of /proc/net/netstat."""
+    lines = Path("/proc/net/netstat").read_text().splitlines()
+    for head, vals in zip(lines[::2], lines[1::2], strict=False):
+        if head.startswith("TcpExt:"):
+            row = dict(zip(head.split()[1:], (int(x) for x in vals.split()[1:]), strict=False))
+            return row.get("ListenOverflows", 0), row.get("ListenDrops", 0)
+    return 0, 0
+
+
+def disk_read_bytes() -> int:
+    """Bytes read from all whole disks since boot (/proc/diskstats, 512-byte sectors)."""
+    total = 0
+    for line in Path("/proc/diskstats").read_text().splitlines():
+        parts = line.split()
+        if len(parts) > 5 and WHOLE_DISK.match(parts[2]):
+            total += int(parts[5]) * 512
+    return total
+
+
+def machine_cached_bytes() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("Cached:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def blkio_ticks(pid: int) -> int:
+    """delayacct_blkio_ticks summed over every thread of pid (0 when it is gone).
+
+    Summed per thread because the process line reports only the thread-group leader, and ktux's
+    blocking reads run in io_uring's io-wq worker threads.
+    """
+    total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for tid in tids:
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        # Fields after the command name, which may hold spaces and parentheses.
+        rest = stat[stat.rfind(")") + 2:].split()
+        idx = DELAYACCT_FIELD - 3
+        if len(rest) > idx:
+            total += int(rest[idx])
+    return total
+
+
+class Sampler:
+    """A thread that appends one row per interval to system.csv until stopped.
+
+    pids() names the server's processes at each sample (it forks, and processes can die).
+    """
+
+    def __init__(self, out: Path, cpus: list[int], pids: Callable[[], list[int]],
+                 cgroup: Cgroup | None = None, interval: float = 1.0) -> None:
+        self.out, self.cpus, self.pids, self.cgroup = out, cpus, pids, cgroup
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="ukweb-sampler", daemon=True)
+        self._blk: dict[int, int] = {}
+        self.rows = 0
+        self.error: BaseException | None = None
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _counters(self) -> dict[str, int]:
+        overflows, drops = listen_counters()
+        cg_read = self.cgroup.read_bytes() if self.cgroup and self.cgroup.dirs else None
+        for pid in self.pids():  # keep the last value of pids that exit mid-interval
+            self._blk[pid] = max(self._blk.get(pid, 0), blkio_ticks(pid))
+        return {"ctx_switches": context_switches(), "listen_overflows": overflows,
+                "listen_drops": drops,
+                "disk_read_bytes": cg_read if cg_read is not None else disk_read_bytes(),
+                "blocked": sum(self._blk.values())}
+
+    def _page_cache(self) -> int:
+        if self.cgroup is not None and self.cgroup.dirs:
+            return self.cgroup.page_cache_bytes()
+        return machine_cached_bytes()
+
+    def _loop(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # recorded, so the runner can report a broken sampler
+            self.error = exc
+            log.error("system sampler stopped: %s", exc)
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        cpu0, cnt0 = cpu_times(self.cpus), self._counters()
+        with open(self.out, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(COLUMNS)
+            while not self._stop.wait(self.interval):
+                cpu1, cnt1 = cpu_times(self.cpus), self._counters()
+                writer.writerow(self._row(time.monotonic() - start, cpu0, cpu1, cnt0, cnt1))
+                f.flush()
+                self.rows += 1
+                cpu0, cnt0 = cpu1, cnt1
+
+    def _row(self, t: float, cpu0: dict, cpu1: dict, cnt0: dict, cnt1: dict) -> list:
+        span = max(1, cpu1["all"] - cpu0["all"])
+        pct = {k: round(100.0 * (cpu1[k] - cpu0[k]) / span, 2)
+               for k in ("user", "sys", "idle", "iowait")}
+        d = {k: cnt1[k] - cnt0[k] for k in cnt1}
+        return [round(t, 3), pct["user"], pct["sys"], pct["idle"], pct["iowait"],
+                d["ctx_switches"], d["listen_overflows"], d["listen_drops"],
+                d["disk_read_bytes"], self._page_cache(), round(d["blocked"] / CLK_TCK, 3)]

@@ -1,0 +1,298 @@
+"""The emulated 2004 testbed (§4.2): a pinned uniprocessor server with capped memory.
+
+The paper's server machine had one CPU and 512 MB, so its 1.7-4.8 GB file set was disk-bound;
+the clients ran on other machines. Here the server is pinned to a CPU set and placed in a cgroup
+(memory limit with page cache included, optional CPU quota for the slower 2004 CPU), the load
+generator is pinned to the other CPUs, the page cache is dropped before each point, and task
+delay accounting is turned on so the time the server spends blocked on disk can be measured.
+Whatever this machine does not allow is recorded as a deviation (and logged as a warning),
+never skipped silently. `ukweb check` prints what the machine can and cannot do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ukweb import cgroups, manifest
+from ukweb.cgroups import Cgroup, CgroupError
+
+log = logging.getLogger(__name__)
+
+DROP_CACHES = Path("/proc/sys/vm/drop_caches")
+TASK_DELAYACCT = Path("/proc/sys/kernel/task_delayacct")
+
+
+def parse_cpus(spec: str) -> list[int]:
+    """'0', '0-3', '0,2-3' -> sorted CPU numbers; ValueError naming the bad part."""
+    cpus: set[int] = set()
+    for part in str(spec).split(","):
+        part = part.strip()
+        lo, sep, hi = part.partition("-")
+        if not lo.isdigit() or (sep and not hi.isdigit()):
+            raise ValueError(f"bad CPU list {spec!r}: {part!r} is not N or N-M")
+        cpus.update(range(int(lo), int(hi if sep else lo) + 1))
+    return sorted(cpus)
+
+
+def format_cpus(cpus: list[int]) -> str:
+    return ",".join(str(c) for c in cpus)
+
+
+def pin(cpus: list[int]) -> None:
+    """Pin the calling process (and what it will exec) to cpus."""
+    os.sched_setaffinity(0, cpus)
+
+
+def drop_caches() -> None:
+    """sync, then drop the page cache, dentries and inodes (dirty pages are not droppable)."""
+    os.sync()
+    DROP_CACHES.write_text("3\n")
+
+
+@dataclass
+class Capabilities:
+    """What this machine allows the testbed to do."""
+
+    root: bool
+    cpus: list[int]
+    cgroup_version: str | None
+    cgroup_controllers: list[str]
+    cgroup_writable: bool
+    drop_caches: bool
+    delay_accounting: bool
+    netns: bool
+    io_uring_unavailable: str | None
+
+    def problems(self) -> dict[str, str]:
+        """step -> why it cannot be done here."""
+        out = {}
+        if self.cgroup_version is None:
+            out["cgroup"] = "no cgroup hierarchy mounted at /sys/fs/cgroup"
+        elif not self.cgroup_writable:
+            out["cgroup"] = "cgroup tree not writable (need root or a delegated cgroup)"
+        elif "memory" not in self.cgroup_controllers:
+            out["cgroup"] = "memory controller not available"
+        if not self.drop_caches:
+            out["drop_caches"] = "cannot write /proc/sys/vm/drop_caches (need root)"
+        if not self.delay_accounting:
+            out["delay_accounting"] = "cannot write kernel.task_delayacct (need root)"
+        if not self.netns:
+            out["netns"] = "network namespaces need root and the ip and tc commands"
+        if len(self.cpus) < 2:
+            out["pinning"] = "fewer than 2 CPUs: server and clients must share"
+        if self.io_uring_unavailable:
+            out["io_uring"] = self.io_uring_unavailable
+        return out
+
+
+def _writable(path: Path) -> bool:
+    return path.exists() and os.access(path, os.W_OK)
+
+
+def probe() -> Capabilities:
+    root = os.geteuid() == 0
+    ver = cgroups.version()
+    base = cgroups.ROOT if ver == "v2" else cgroups.ROOT / "memory"
+    return Capabilities(
+        root=root,
+        cpus=sorted(os.sched_getaffinity(0)),
+        cgroup_version=ver,
+        cgroup_controllers=cgroups.available_controllers(),
+        cgroup_writable=ver is not None and _writable(base / "cgroup.procs") and os.access(base, os.W_OK),
+        drop_caches=_writable(DROP_CACHES),
+        delay_accounting=_writable(TASK_DELAYACCT),
+        netns=root and bool(shutil.which("ip")) and bool(shutil.which("tc")),
+        io_uring_unavailable=manifest.io_uring_reason(),
+    )
+
+
+@contextlib.contextmanager
+def delay_accounting() -> Iterator[bool]:
+    """Turn task delay accounting on for the block, restoring the previous value afterwards.
+
+    Yields whether it is on. Only tasks created while it is on are fully accounted, which is why
+    it is turned on before any server starts.
+    """
+    try:
+        old = TASK_DELAYACCT.read_text().strip()
+    except OSError:
+        yield False
+        return
+    if old == "1":
+        yield True
+        return
+    try:
+        TASK_DELAYACCT.write_text("1\n")
+    except OSError as exc:
+        log.warning("cannot turn on delay accounting: %s", exc.strerror)
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        TASK_DELAYACCT.write_text(old + "\n")
+
+
+@dataclass
+class Testbed:
+    """The testbed for one run: pinning, the server's cgroup, cache drops, deviations.
+
+    Use as a context manager around the whole sweep; call point_cgroup() around each point.
+    """
+
+    server_cpus: str = "0"
+    client_cpus: str = "1"
+    memory_mb: int | None = 512
+    cpu_quota_pct: float | None = None
+    drop_caches: bool = True
+    prefix: str = "ukweb"
+    caps: Capabilities = field(default_factory=probe)
+    deviations: dict[str, str] = field(default_factory=dict, init=False)
+    delayacct: bool = field(default=False, init=False)
+    _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, init=False)
+    _cgroups: list[Cgroup] = field(default_factory=list, init=False)
+
+    def deviate(self, step: str, reason: str) -> None:
+        """Record, once per step, that the paper's method could not be followed here."""
+        if step not in self.deviations:
+            log.warning("deviation (%s): %s", step, reason)
+            self.deviations[step] = reason
+
+    def __post_init__(self) -> None:
+        self.server_cpu_list = self._usable_cpus("server_cpus", self.server_cpus)
+        self.client_cpu_list = self._usable_cpus("client_cpus", self.client_cpus)
+        if set(self.server_cpu_list) & set(self.client_cpu_list):
+            self.deviate("pinning", f"server CPUs {self.server_cpu_list} and client CPUs "
+                         f"{self.client_cpu_list} overlap")
+
+    def _usable_cpus(self, name: str, spec: str) -> list[int]:
+        wanted = parse_cpus(spec)
+        usable = [c for c in wanted if c in self.caps.cpus]
+        if usable != wanted:
+            self.deviate(f"{name}", f"{name}={spec} but this machine allows CPUs "
+                         f"{format_cpus(self.caps.cpus)}; using {usable or 'all'}")
+        return usable or list(self.caps.cpus)
+
+    def __enter__(self) -> Testbed:
+        self.delayacct = self._stack.enter_context(delay_accounting())
+        if not self.delayacct:
+            self.deviate("delay_accounting", self.caps.problems().get(
+                "delay_accounting", "kernel.task_delayacct could not be turned on"))
+        for step in ("cgroup", "drop_caches"):
+            problem = self.caps.problems().get(step)
+            wanted = step == "cgroup" or self.drop_caches
+            if problem and wanted:
+                self.deviate(step, problem)
+        if not self.drop_caches:
+            self.deviate("drop_caches", "drop_caches: false in the parameters")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for cg in list(self._cgroups):
+            self._remove(cg)
+        self._stack.close()
+
+    def describe(self) -> dict:
+        return {"server_cpus": self.server_cpu_list, "client_cpus": self.client_cpu_list,
+                "memory_mb": self.memory_mb, "cpu_quota_pct": self.cpu_quota_pct,
+                "drop_caches": self.drop_caches, "delay_accounting": self.delayacct,
+                "capabilities": asdict(self.caps)}
+
+    def deviation_list(self) -> list[dict]:
+        return [{"step": k, "reason": v} for k, v in self.deviations.items()]
+
+    def before_point(self) -> None:
+        """Drop the page cache so every point starts cold, as after the paper's reboots."""
+        if self.drop_caches and "drop_caches" not in self.caps.problems():
+            drop_caches()
+
+    def new_cgroup(self, label: str) -> Cgroup | None:
+        """A fresh cgroup for the server of one point, or None (recorded) when not allowed."""
+        if "cgroup" in self.caps.problems():
+            return None
+        name = f"{self.prefix}-{os.getpid()}-{label}"
+        memory = self.memory_mb * 1024 * 1024 if self.memory_mb else None
+        cg = Cgroup(name, memory_bytes=memory, cpu_quota_pct=self.cpu_quota_pct,
+                    cpus=format_cpus(self.server_cpu_list))
+        try:
+            cg.create()
+        except CgroupError as exc:
+            self.deviate("cgroup", str(exc))
+            with contextlib.suppress(CgroupError):
+                cg.remove()
+            return None
+        self._cgroups.append(cg)
+        return cg
+
+    def _remove(self, cg: Cgroup) -> None:
+        try:
+            cg.remove()
+        except CgroupError as exc:
+            log.error("%s", exc)
+        if cg in self._cgroups:
+            self._cgroups.remove(cg)
+
+    @contextlib.contextmanager
+    def point_cgroup(self, label: str) -> Iterator[Cgroup | None]:
+        """The server's cgroup for one point, removed (processes killed) when the point ends."""
+        cg = self.new_cgroup(label)
+        try:
+            yield cg
+        finally:
+            if cg is not None:
+                self._remove(cg)
+
+    def server_preexec(self, cg: Cgroup | None) -> Callable[[], None]:
+        """Runs in the server's child before exec: join the cgroup, pin to the server CPUs."""
+        cpus = self.server_cpu_list
+
+        def preexec() -> None:
+            if cg is not None:
+                cg.join()
+            pin(cpus)
+        return preexec
+
+    def client_preexec(self) -> Callable[[], None]:
+        cpus = self.client_cpu_list
+        return lambda: pin(cpus)
+
+
+def report_lines(caps: Capabilities) -> list[str]:
+    problems = caps.problems()
+    rows = [
+        ("root", caps.root, "running as root" if caps.root else "not root"),
+        ("pinning", "pinning" not in problems, f"CPUs {format_cpus(caps.cpus)}"),
+        ("cgroup", "cgroup" not in problems,
+         f"{caps.cgroup_version or 'none'}; controllers: {', '.join(caps.cgroup_controllers) or 'none'}"),
+        ("cpu quota", "cpu" in caps.cgroup_controllers, "cgroup cpu controller"),
+        ("drop_caches", caps.drop_caches, str(DROP_CACHES)),
+        ("delay_accounting", caps.delay_accounting, str(TASK_DELAYACCT)),
+        ("netns", caps.netns, "ip netns + veth + tc tbf"),
+        ("io_uring", caps.io_uring_unavailable is None, caps.io_uring_unavailable or "available"),
+    ]
+    lines = [f"{'ok' if ok else 'NO':<3} {name:<17} {detail}" for name, ok, detail in rows]
+    for step, why in problems.items():
+        lines.append(f"deviation: {step}: {why}")
+    return lines
+
+
+def cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="ukweb check",
+                                     description="What this machine can and cannot do for the testbed.")
+    parser.add_argument("--json", action="store_true", help="print the capabilities as JSON")
+    args = parser.parse_args(argv)
+    caps = probe()
+    if args.json:
+        print(json.dumps({"capabilities": asdict(caps), "problems": caps.problems(),
+                          "host": manifest.host()}, indent=2))
+    else:
+        print("\n".join(report_lines(caps)))
+    return 0
