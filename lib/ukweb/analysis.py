@@ -1,0 +1,396 @@
+"""From a run directory to a tidy table: one row per data point, then curves, peaks and gaps.
+
+The raw request log (requests.csv.gz) is the source of truth for throughput; summary.json is
+only a cross-check (its ops/s is kept in the table as `summary_ops_per_s`). Metrics follow the
+design: throughput = ok replies in phase `measure` / measurement seconds; the gap of A over B
+is (A/B - 1) x 100 %; a curve's peak is its highest mean throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ukweb import logs, paths
+from ukweb.testbed import parse_cpus
+
+log = logging.getLogger(__name__)
+
+CONFIDENCE = 0.95
+PERCENTILES = (50, 90, 99)
+# Status of a point directory: DONE written last by the runner, FAILED when it gave up.
+DONE, FAILED, INCOMPLETE = "done", "failed", "incomplete"
+KEYS = ["workload", "server", "connections", "repetition"]
+
+
+# ---------------------------------------------------------------- one data point
+
+
+def point_dirs(run: Path) -> list[Path]:
+    """Every point directory of a run, layout points/<workload>/<server>/c<N>/r<R>/."""
+    return sorted(p for p in (Path(run) / "points").glob("*/*/c*/r*") if p.is_dir())
+
+
+def point_key(point: Path) -> dict:
+    """workload, server, connections, repetition parsed from the point's path."""
+    rep, conns, server, workload = point.name, point.parent.name, point.parent.parent.name, point.parents[2].name
+    return {"workload": workload, "server": server,
+            "connections": int(conns[1:]), "repetition": int(rep[1:])}
+
+
+def point_status(point: Path) -> tuple[str, str]:
+    """(status, reason): a point is done only when DONE exists; FAILED carries its reason."""
+    if (point / "DONE").exists():
+        return DONE, ""
+    if (point / "FAILED").exists():
+        return FAILED, _failure_reason((point / "FAILED").read_text(errors="replace"))
+    return INCOMPLETE, "no DONE marker (interrupted point)"
+
+
+def _failure_reason(text: str) -> str:
+    """The reason in a FAILED file: the runner writes JSON {reason, detail}; plain text also works."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        return ": ".join(str(data[k]) for k in ("reason", "detail") if data.get(k)) or "FAILED"
+    lines = text.strip().splitlines()
+    return lines[0] if lines else "FAILED without a reason"
+
+
+def _latencies(ok: pd.DataFrame) -> dict:
+    """Latency percentiles in ms of ok measured requests, one column per type and percentile."""
+    out: dict[str, float] = {}
+    ms = (ok["t_end_us"] - ok["t_start_us"]) / 1000.0
+    for kind, group in ms.groupby(ok["type"].astype(str), observed=True):
+        for p in PERCENTILES:
+            out[f"p{p}_ms_{kind}"] = float(np.percentile(group, p))
+    return out
+
+
+def throughput(requests: pd.DataFrame, measure_s: float) -> dict:
+    """Replies/s, Mbit/s, errors and latency of the measurement phase of one request log."""
+    measured = requests[requests["phase"].astype(str) == "measure"]
+    ok = measured[measured["ok"].astype(int) == 1]
+    row = {"requests": len(measured), "ok": len(ok), "errors": len(measured) - len(ok),
+           "ops_per_s": len(ok) / measure_s,
+           "mbit_per_s": float(ok["bytes"].sum()) * 8 / measure_s / 1e6}
+    row.update(_latencies(ok))
+    return row
+
+
+def counter_total(series: pd.Series) -> float:
+    """Events counted by a system.csv counter column over the samples given.
+
+    [I] The sampler (ukweb.sampler) writes counters as the change over each 1 s interval, so
+    the total is their sum; negative values (a counter reset) are clipped to zero.
+    """
+    values = pd.to_numeric(series, errors="coerce").dropna()
+    return float(values.clip(lower=0).sum()) if len(values) else math.nan
+
+
+def _measured_samples(system: pd.DataFrame, warmup_s: float) -> pd.DataFrame:
+    """The 1 s samples of the measurement phase: [I] samples in the first warmup_s seconds of
+    the point are dropped (t counts from the sampler's start, which precedes loadgen's by a
+    fraction of a second); all are kept if that leaves none."""
+    if system.empty or "t" not in system:
+        return system
+    t = pd.to_numeric(system["t"], errors="coerce")
+    kept = system[t > warmup_s]
+    return kept if len(kept) else system
+
+
+def _span_s(samples: pd.DataFrame) -> float:
+    """Seconds covered by the samples (each sample closes one interval)."""
+    t = pd.to_numeric(samples["t"], errors="coerce").dropna() if "t" in samples else pd.Series()
+    step = float(t.diff().median()) if len(t) > 1 else 1.0
+    return max(len(samples), 1) * (step if step > 0 else 1.0)
+
+
+def _blocked_s(samples: pd.DataFrame) -> float:
+    """Seconds the server's threads were blocked on disk I/O, summed over the samples."""
+    if "blocked_s" in samples:
+        return counter_total(samples["blocked_s"])
+    if "server_blocked_ms" in samples:  # the column name in docs/interfaces.md's first draft
+        return counter_total(samples["server_blocked_ms"]) / 1000.0
+    return math.nan
+
+
+def system_metrics(system: pd.DataFrame, warmup_s: float) -> dict:
+    """Server CPU idle/iowait/busy %, blocked %, listen drops and overflows of one point."""
+    if system is None or system.empty:
+        return {}
+    s = _measured_samples(system, warmup_s)
+    row: dict[str, float] = {}
+    for col in ("cpu_user", "cpu_sys", "cpu_idle", "cpu_iowait"):
+        if col in s:
+            row[col] = float(pd.to_numeric(s[col], errors="coerce").mean())
+    if "cpu_idle" in row:
+        # Busy = everything but idle and iowait, so softirq network work counts as busy.
+        row["cpu_busy"] = 100.0 - row["cpu_idle"] - row.get("cpu_iowait", 0.0)
+    for col in ("listen_drops", "listen_overflows", "ctx_switches", "disk_read_bytes"):
+        if col in s:
+            row[col] = counter_total(s[col])
+    # [I] The paper's "blocked for x % of the experiment": blocked seconds (summed over the
+    # server's threads, so it can pass 100 % with several processes) over the measured span.
+    row["blocked_pct"] = 100.0 * _blocked_s(s) / _span_s(s)
+    return row
+
+
+def _status_counters(status: dict) -> dict:
+    """Accept batch size, event waits and requests from a /server-status snapshot pair."""
+    after = status.get("after", status)
+    before = status.get("before", {})
+    total_after, total_before = after.get("total", {}), before.get("total", {})
+
+    def delta(key: str) -> float:
+        return float(total_after.get(key, 0)) - float(total_before.get(key, 0))
+
+    served = sum(total_after.get("requests", {}).get(k, 0) - total_before.get("requests", {}).get(k, 0)
+                 for k in ("static", "dyn_get", "cad_get", "post", "cgi_get"))
+    batches_a = total_after.get("accept_batches", {})
+    batches_b = total_before.get("accept_batches", {})
+    rounds = sum(batches_a.get(k, 0) - batches_b.get(k, 0) for k in batches_a if k != "0")
+    return {"server_requests": served, "accepts": delta("accepts"),
+            "accept_batch_mean": delta("accepts") / rounds if rounds else math.nan,
+            "event_waits_per_request": delta("event_waits") / served if served else math.nan}
+
+
+def point_row(point: Path, server_cpus: int = 1) -> dict:
+    """One row of the tidy table for one point directory (failed points keep NaN metrics)."""
+    row = point_key(point)
+    row["status"], row["reason"] = point_status(point)
+    row["path"] = str(point)
+    if row["status"] != DONE:
+        return row
+    summary = logs.read_summary(point)
+    measure_s = float(summary["measure_s"])
+    row.update(throughput(logs.read_requests(point / "requests.csv.gz"), measure_s))
+    row["measure_s"] = measure_s
+    row["summary_ops_per_s"] = summary.get("measure", {}).get("ops_per_s", math.nan)
+    row["conforming_connections"] = summary.get("conforming_connections", math.nan)
+    row["conforming_pct"] = summary.get("conforming_pct", math.nan)
+    row["client_cpu_us_per_request"] = summary.get("cpu_us_per_request", math.nan)
+    if (point / "system.csv").exists():
+        row.update(system_metrics(logs.read_system(point), float(summary.get("warmup_s", 0))))
+    if (point / "server-status.json").exists():
+        row.update(_status_counters(json.loads((point / "server-status.json").read_text())))
+    if "cpu_busy" in row and row["requests"]:
+        # Server CPU time per reply: busy share x server CPUs x seconds / replies.
+        row["server_cpu_us_per_request"] = (row["cpu_busy"] / 100 * server_cpus * measure_s * 1e6
+                                            / max(row["requests"], 1))
+    _cross_check(row)
+    return row
+
+
+def _cross_check(row: dict) -> None:
+    """Warn when loadgen's own summary disagrees with the raw log by more than 1 %."""
+    ours, theirs = row["ops_per_s"], row["summary_ops_per_s"]
+    if theirs and not math.isnan(theirs) and abs(ours - theirs) > 0.01 * max(theirs, 1e-9):
+        log.warning("%s: %.1f ops/s from requests.csv.gz but %.1f in summary.json",
+                    row["path"], ours, theirs)
+
+
+# ---------------------------------------------------------------- the run
+
+
+def read_manifest(run: Path) -> dict:
+    """The run's manifest.json ({} when missing, with a warning)."""
+    path = Path(run) / "manifest.json"
+    if not path.exists():
+        log.warning("%s has no manifest.json", run)
+        return {}
+    return json.loads(path.read_text())
+
+
+def server_cpu_count(manifest: dict) -> int:
+    """How many CPUs the server had (params.server_cpus, e.g. '0' or '0-1'; 1 when unknown)."""
+    cpus = manifest.get("params", {}).get("server_cpus")
+    if isinstance(cpus, int) and not isinstance(cpus, bool):
+        return max(cpus, 1)
+    try:
+        return max(len(parse_cpus(cpus)), 1) if cpus else 1
+    except ValueError:
+        log.warning("manifest server_cpus=%r is not a CPU list; assuming 1 CPU", cpus)
+        return 1
+
+
+def points_table(run: Path) -> pd.DataFrame:
+    """The tidy table of a run: one row per point directory, failed and incomplete included."""
+    run = Path(run)
+    if not (run / "points").is_dir():
+        raise FileNotFoundError(f"{run} is not a run directory (no points/ inside)")
+    cpus = server_cpu_count(read_manifest(run))
+    rows = [point_row(p, cpus) for p in point_dirs(run)]
+    if not rows:
+        raise ValueError(f"{run} has no data points under points/")
+    table = pd.DataFrame(rows).sort_values(KEYS, ignore_index=True)
+    for bad in table[table["status"] != DONE].itertuples():
+        log.warning("point %s/%s/c%d/r%d %s: %s", bad.workload, bad.server, bad.connections,
+                    bad.repetition, bad.status, bad.reason)
+    return table
+
+
+def failed_points(points: pd.DataFrame) -> pd.DataFrame:
+    """The points that did not complete, with their reason."""
+    return points.loc[points["status"] != DONE, KEYS + ["status", "reason"]]
+
+
+def processed_dir(run: Path, root: Path | None = None) -> Path:
+    """data/processed/<run-id>/ for a run directory (run-id = the directory's name)."""
+    return (root or paths.PROCESSED) / Path(run).resolve().name
+
+
+def write_points(run: Path, out: Path | None = None) -> Path:
+    """Analyse a run and write points.parquet under its processed directory."""
+    out = out or processed_dir(run)
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / "points.parquet"
+    points_table(run).to_parquet(target, index=False)
+    return target
+
+
+# ---------------------------------------------------------------- curves, peaks, gaps
+
+
+def mean_ci(values: pd.Series, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Mean and half-width of its t-distribution confidence interval (NaN with one value)."""
+    values = pd.Series(values, dtype=float).dropna()
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan
+    if n == 1:
+        return float(values.iloc[0]), math.nan
+    half = stats.t.ppf((1 + confidence) / 2, n - 1) * values.std(ddof=1) / math.sqrt(n)
+    return float(values.mean()), float(half)
+
+
+def curves(points: pd.DataFrame) -> pd.DataFrame:
+    """Mean throughput per (workload, server, connections) over the completed repetitions."""
+    done = points[points["status"] == DONE]
+    rows = []
+    for (workload, server, conns), group in done.groupby(KEYS[:3], sort=True):
+        mean, half = mean_ci(group["ops_per_s"])
+        rows.append({"workload": workload, "server": server, "connections": conns,
+                     "n": len(group), "throughput": mean, "ci95": half,
+                     "std": float(group["ops_per_s"].std(ddof=1)) if len(group) > 1 else math.nan,
+                     "mbit_per_s": float(group["mbit_per_s"].mean())})
+    return pd.DataFrame(rows, columns=["workload", "server", "connections", "n", "throughput",
+                                       "ci95", "std", "mbit_per_s"])
+
+
+def curve(table: pd.DataFrame, workload: str, server: str) -> pd.DataFrame:
+    """One server's curve in one workload, indexed by connections."""
+    sel = table[(table["workload"] == workload) & (table["server"] == server)]
+    return sel.set_index("connections").sort_index()
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A measured value with its 95 % interval (low/high NaN without repetitions)."""
+
+    value: float
+    low: float = math.nan
+    high: float = math.nan
+
+    def __str__(self) -> str:
+        if math.isnan(self.low):
+            return f"{self.value:.1f}"
+        return f"{self.value:.1f} [{self.low:.1f}, {self.high:.1f}]"
+
+
+def gap(a: pd.Series, b: pd.Series) -> Estimate:
+    """Gap of A over B in %, (A/B - 1) x 100, from two curve rows (throughput, std, n).
+
+    [I] The interval uses the delta method for a ratio of two independent means and a t
+    quantile with min(nA, nB) - 1 degrees of freedom (conservative); none when n < 2.
+    """
+    ratio = a["throughput"] / b["throughput"]
+    value = (ratio - 1) * 100
+    n = min(a["n"], b["n"])
+    if n < 2 or math.isnan(a["std"]) or math.isnan(b["std"]):
+        return Estimate(value)
+    rel = math.sqrt((a["std"] ** 2 / a["n"]) / a["throughput"] ** 2
+                    + (b["std"] ** 2 / b["n"]) / b["throughput"] ** 2)
+    half = stats.t.ppf((1 + CONFIDENCE) / 2, n - 1) * ratio * rel * 100
+    return Estimate(value, value - half, value + half)
+
+
+def peak(table: pd.DataFrame, workload: str, server: str) -> pd.Series:
+    """The curve row with the highest mean throughput (its index name is the connections)."""
+    c = curve(table, workload, server)
+    if c.empty:
+        raise KeyError(f"no completed points for {server} in workload {workload}")
+    return c.loc[c["throughput"].idxmax()]
+
+
+def peak_gap(table: pd.DataFrame, workload: str, a: str, b: str) -> Estimate:
+    """Gap of A's peak over B's peak (the peaks may lie at different connection counts)."""
+    return gap(peak(table, workload, a), peak(table, workload, b))
+
+
+def common_connections(table: pd.DataFrame, workload: str, a: str, b: str) -> list[int]:
+    """Connection counts measured for both servers."""
+    ca, cb = curve(table, workload, a), curve(table, workload, b)
+    return sorted(set(ca.index) & set(cb.index))
+
+
+def nearest(values: list[int], target: int) -> int:
+    """The measured connection count closest to target (ties: the smaller)."""
+    if not values:
+        raise KeyError("no connection counts measured")
+    return min(values, key=lambda v: (abs(v - target), v))
+
+
+def gap_at(table: pd.DataFrame, workload: str, a: str, b: str, connections: int) -> tuple[Estimate, int]:
+    """Gap of A over B at the common measured point nearest to connections, and that point."""
+    at = nearest(common_connections(table, workload, a, b), connections)
+    return gap(curve(table, workload, a).loc[at], curve(table, workload, b).loc[at]), at
+
+
+def gaps(table: pd.DataFrame, workload: str, a: str, b: str) -> pd.Series:
+    """Gap of A over B in % at every common connection count."""
+    common = common_connections(table, workload, a, b)
+    ca, cb = curve(table, workload, a), curve(table, workload, b)
+    return pd.Series({c: gap(ca.loc[c], cb.loc[c]).value for c in common}, name="gap_pct", dtype=float)
+
+
+def max_gap(table: pd.DataFrame, workload: str, a: str, b: str) -> tuple[float, int]:
+    """The largest gap of A over B over the common points, and where it occurs."""
+    g = gaps(table, workload, a, b)
+    if g.empty:
+        raise KeyError(f"{a} and {b} share no measured point in workload {workload}")
+    return float(g.max()), int(g.idxmax())
+
+
+# ---------------------------------------------------------------- command line
+
+
+def cli(argv: list[str]) -> int:
+    """`ukweb analyze RUN [--out DIR]`: write points.parquet and print the curves."""
+    parser = argparse.ArgumentParser(prog="ukweb analyze", description="tidy table of a run's data points")
+    parser.add_argument("run", type=Path, help="run directory (data/raw/<run-id>)")
+    parser.add_argument("--out", type=Path, help="output directory (default data/processed/<run-id>)")
+    args = parser.parse_args(argv)
+    try:
+        target = write_points(args.run, args.out)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"ukweb analyze: {err}", file=sys.stderr)
+        return 2
+    points = pd.read_parquet(target)
+    print(curves(points).to_string(index=False))
+    failed = failed_points(points)
+    if len(failed):
+        print(f"\n{len(failed)} point(s) not completed:\n{failed.to_string(index=False)}")
+    print(f"\nwrote {target}")
+    return 0

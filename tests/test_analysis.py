@@ -1,0 +1,168 @@
+"""ukweb.analysis on small hand-made run directories whose throughputs, peaks and gaps are known.
+
+`make_run` writes a run directory in the design's layout ("A run on disk") with request logs in
+the docs/interfaces.md format; test_claims and test_notebooks reuse it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from ukweb import analysis
+
+MEASURE_S = 2.0
+WARMUP_S = 1.0
+HEADER = "t_start_us,t_end_us,conn,type,class,dir,file,status,bytes,ok,error,phase\n"
+REPLY_BYTES = 1000
+
+
+def _requests(ops_per_s: float, types: tuple[str, ...], errors: int) -> str:
+    """A request log with exactly ops_per_s x MEASURE_S ok measured replies."""
+    rows = [f"{i * 1000},{i * 1000 + 500},0,static,1,0,1,200,{REPLY_BYTES},1,,warmup" for i in range(5)]
+    start = int(WARMUP_S * 1e6)
+    for i in range(round(ops_per_s * MEASURE_S)):
+        kind = types[i % len(types)]
+        latency = 1000 * (1 + i % 10)  # 1..10 ms
+        rows.append(f"{start + i},{start + i + latency},{i % 4},{kind},1,0,1,200,{REPLY_BYTES},1,,measure")
+    rows += [f"{start},{start + 9000},1,static,1,0,1,0,0,0,timeout,measure"] * errors
+    return HEADER + "\n".join(rows) + "\n"
+
+
+def _system(idle: float, drops: int, blocked_s: float) -> str:
+    """system.csv in ukweb.sampler's form: per-interval counters, one row per second."""
+    head = ("t,cpu_user,cpu_sys,cpu_idle,cpu_iowait,ctx_switches,listen_overflows,listen_drops,"
+            "disk_read_bytes,page_cache_bytes,blocked_s\n")
+    rows = [f"{t}.0,{(100 - idle) / 2},{(100 - idle) / 2},{idle},0,100,{drops},{drops},0,0,{blocked_s}"
+            for t in range(1, int(WARMUP_S + MEASURE_S) + 1)]
+    return head + "\n".join(rows) + "\n"
+
+
+def _status(accepts: int, rounds: int, served: int) -> dict:
+    before = {"total": {"requests": {"static": 0}, "accepts": 0, "accept_batches": {}, "event_waits": 0}}
+    after = {"total": {"requests": {"static": served}, "accepts": accepts,
+                       "accept_batches": {"0": 7, "4": rounds}, "event_waits": served * 2}}
+    return {"before": before, "after": after}
+
+
+def write_point(run: Path, workload: str, server: str, conns: int, rep: int, ops: float, *,
+                idle: float = 20.0, drops: int = 0, blocked_s: float = 0.0,
+                types: tuple[str, ...] = ("static",), status: str = "DONE") -> Path:
+    """One point directory; status DONE, FAILED (with a reason) or '' (interrupted)."""
+    point = run / "points" / workload / server / f"c{conns}" / f"r{rep}"
+    point.mkdir(parents=True)
+    with gzip.open(point / "requests.csv.gz", "wt") as f:
+        f.write(_requests(ops, types, errors=2))
+    summary = {"loadgen_version": 1, "connections": conns, "warmup_s": WARMUP_S, "measure_s": MEASURE_S,
+               "measure": {"requests": round(ops * MEASURE_S) + 2, "ok": round(ops * MEASURE_S),
+                           "errors": 2, "ops_per_s": ops},
+               "conforming_connections": conns, "conforming_pct": 100.0, "cpu_us_per_request": 5.0}
+    (point / "summary.json").write_text(json.dumps(summary))
+    (point / "system.csv").write_text(_system(idle, drops, blocked_s))
+    (point / "server-status.json").write_text(json.dumps(_status(40, 10, round(ops * MEASURE_S))))
+    if status == "DONE":
+        (point / "DONE").write_text("")
+    elif status == "FAILED":
+        (point / "FAILED").write_text(json.dumps({"reason": "server died", "detail": "server exited with code 1"}))
+    return point
+
+
+def make_run(root: Path, curves: dict[tuple[str, str], dict[int, list[float]]],
+             extra: dict | None = None) -> Path:
+    """A run directory: curves maps (workload, server) -> {connections: [ops/s per repetition]};
+    extra maps (workload, server) -> write_point keywords (idle, drops, blocked_s, types)."""
+    extra = extra or {}
+    run = root / "synthetic-run"
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "manifest.json").write_text(json.dumps(
+        {"manifest_version": 1, "params": {"profile": "test", "server_cpus": "0"},
+         "deviations": [{"setting": "CPU", "paper": "400 MHz Pentium II", "here": "modern CPU"}]}))
+    for (workload, server), points in curves.items():
+        for conns, reps in points.items():
+            for rep, ops in enumerate(reps):
+                write_point(run, workload, server, conns, rep, ops, **extra.get((workload, server), {}))
+    return run
+
+
+# The static curves of Fig. 2 in miniature: ktux peaks at 300, userver-16 at 200.
+STATIC = {("static", "ktux"): {100: [50.0], 200: [80.0], 300: [100.0], 400: [90.0]},
+          ("static", "userver-16"): {100: [50.0], 200: [75.0], 300: [70.0], 400: [60.0]}}
+
+
+@pytest.fixture
+def static_run(tmp_path: Path) -> Path:
+    return make_run(tmp_path, STATIC)
+
+
+def test_throughput_counts_only_ok_measured_replies(static_run: Path):
+    points = analysis.points_table(static_run)
+    row = points[(points.server == "ktux") & (points.connections == 300)].iloc[0]
+    assert row["ops_per_s"] == pytest.approx(100.0)
+    assert row["errors"] == 2  # the two timeouts, not the warm-up requests
+    assert row["mbit_per_s"] == pytest.approx(100.0 * REPLY_BYTES * 8 / 1e6)
+    assert row["p50_ms_static"] == pytest.approx(5.5, abs=1.0)
+
+
+def test_system_and_status_metrics(tmp_path: Path):
+    run = make_run(tmp_path, {("dynamic", "userver-1"): {500: [40.0]}},
+                   {("dynamic", "userver-1"): {"idle": 40.0, "drops": 3, "blocked_s": 0.25}})
+    row = analysis.points_table(run).iloc[0]
+    assert row["cpu_idle"] == pytest.approx(40.0)
+    assert row["cpu_busy"] == pytest.approx(60.0)
+    # per-interval counters over the 2 measured samples (the warm-up sample is dropped)
+    assert row["listen_drops"] == 6
+    assert row["blocked_pct"] == pytest.approx(25.0)
+    assert row["accept_batch_mean"] == pytest.approx(4.0)
+    assert row["event_waits_per_request"] == pytest.approx(2.0)
+
+
+def test_peaks_and_gaps_are_the_known_ones(static_run: Path):
+    table = analysis.curves(analysis.points_table(static_run))
+    assert analysis.peak(table, "static", "ktux").name == 300
+    assert analysis.peak(table, "static", "userver-16").name == 200
+    assert analysis.peak_gap(table, "static", "ktux", "userver-16").value == pytest.approx((100 / 75 - 1) * 100)
+    est, at = analysis.gap_at(table, "static", "ktux", "userver-16", 390)
+    assert at == 400 and est.value == pytest.approx(50.0)
+    assert analysis.max_gap(table, "static", "ktux", "userver-16") == (pytest.approx(50.0), 400)
+    assert math.isnan(est.low)  # one repetition: no interval
+
+
+def test_confidence_interval_uses_t_distribution(tmp_path: Path):
+    run = make_run(tmp_path, {("static", "ktux"): {100: [90.0, 100.0, 110.0]},
+                              ("static", "userver-8"): {100: [50.0, 50.0, 50.0]}})
+    table = analysis.curves(analysis.points_table(run))
+    row = analysis.curve(table, "static", "ktux").loc[100]
+    assert row["throughput"] == pytest.approx(100.0)
+    assert row["ci95"] == pytest.approx(4.302653 * 10 / math.sqrt(3), rel=1e-4)
+    est = analysis.peak_gap(table, "static", "ktux", "userver-8")
+    assert est.value == pytest.approx(100.0)
+    assert est.low < 100.0 < est.high
+
+
+def test_failed_points_are_listed_not_dropped(tmp_path: Path):
+    run = make_run(tmp_path, STATIC)
+    write_point(run, "static", "ktux", 500, 0, 10.0, status="FAILED")
+    write_point(run, "static", "ktux", 600, 0, 10.0, status="")
+    points = analysis.points_table(run)
+    failed = analysis.failed_points(points)
+    assert set(failed["connections"]) == {500, 600}
+    assert "exited with code 1" in failed.set_index("connections").loc[500, "reason"]
+    assert 500 not in analysis.curve(analysis.curves(points), "static", "ktux").index
+
+
+def test_write_points_and_cli(static_run: Path, tmp_path: Path, capsys):
+    out = tmp_path / "processed"
+    assert analysis.cli([str(static_run), "--out", str(out)]) == 0
+    table = pd.read_parquet(out / "points.parquet")
+    assert len(table) == 8 and set(table["status"]) == {"done"}
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_cli_rejects_a_directory_that_is_not_a_run(tmp_path: Path, capsys):
+    assert analysis.cli([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a run directory" in err
