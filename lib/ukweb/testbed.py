@@ -159,6 +159,7 @@ class Testbed:
     delayacct: bool = field(default=False, init=False)
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, init=False)
     _cgroups: list[Cgroup] = field(default_factory=list, init=False)
+    client_cg: Cgroup | None = field(default=None, init=False)
 
     def deviate(self, step: str, reason: str) -> None:
         """Record, once per step, that the paper's method could not be followed here."""
@@ -193,6 +194,9 @@ class Testbed:
                 self.deviate(step, problem)
         if not self.drop_caches:
             self.deviate("drop_caches", "drop_caches: false in the parameters")
+        # The load generator gets a cgroup too (no limits): when the sweep stops, removing it
+        # kills whatever loadgen left behind, so no client process survives the runner.
+        self.client_cg = self._new_cgroup("clients", None, None, self.client_cpu_list)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -216,12 +220,15 @@ class Testbed:
 
     def new_cgroup(self, label: str) -> Cgroup | None:
         """A fresh cgroup for the server of one point, or None (recorded) when not allowed."""
+        memory = self.memory_mb * 1024 * 1024 if self.memory_mb else None
+        return self._new_cgroup(label, memory, self.cpu_quota_pct, self.server_cpu_list)
+
+    def _new_cgroup(self, label: str, memory: int | None, quota: float | None,
+                    cpus: list[int]) -> Cgroup | None:
         if "cgroup" in self.caps.problems():
             return None
         name = f"{self.prefix}-{os.getpid()}-{label}"
-        memory = self.memory_mb * 1024 * 1024 if self.memory_mb else None
-        cg = Cgroup(name, memory_bytes=memory, cpu_quota_pct=self.cpu_quota_pct,
-                    cpus=format_cpus(self.server_cpu_list))
+        cg = Cgroup(name, memory_bytes=memory, cpu_quota_pct=quota, cpus=format_cpus(cpus))
         try:
             cg.create()
         except CgroupError as exc:
@@ -261,8 +268,14 @@ class Testbed:
         return preexec
 
     def client_preexec(self) -> Callable[[], None]:
-        cpus = self.client_cpu_list
-        return lambda: pin(cpus)
+        """Runs in the load generator's child before exec: join the clients' cgroup, pin."""
+        cpus, cg = self.client_cpu_list, self.client_cg
+
+        def preexec() -> None:
+            if cg is not None:
+                cg.join()
+            pin(cpus)
+        return preexec
 
 
 def report_lines(caps: Capabilities) -> list[str]:

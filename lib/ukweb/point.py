@@ -1,0 +1,175 @@
+"""One data point (§4): one SPECweb99 iteration at a fixed number of connections.
+
+Cold page cache, a fresh server in its cgroup, Reset, warm-up + measurement by loadgen, Fetch,
+/server-status before and after, system samples throughout. Everything goes into the point's
+directory; DONE is written last, so a point without DONE is incomplete and is redone on resume.
+A point that cannot complete (server fails to start or dies) gets a FAILED file with the reason.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from ukweb import loadgen as loadgen_mod
+from ukweb.manifest import now
+from ukweb.sampler import Sampler
+from ukweb.servers import Server, ServerConfig, ServerError
+from ukweb.specweb99 import ResetParams
+from ukweb.testbed import Testbed
+
+log = logging.getLogger(__name__)
+
+
+class PointFailed(RuntimeError):
+    """The point could not be measured; `reason` is one short phrase for FAILED."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason, self.detail = reason, detail
+
+
+class DiskFull(OSError):
+    """ENOSPC while writing a point: the sweep stops instead of writing a corrupt log."""
+
+
+@dataclass(frozen=True)
+class Point:
+    workload: str
+    server: str
+    connections: int
+    repetition: int
+
+    def rel(self) -> Path:
+        return Path("points", self.workload, self.server, f"c{self.connections}", f"r{self.repetition}")
+
+    def label(self) -> str:
+        return f"{self.workload}/{self.server}/c{self.connections}/r{self.repetition}"
+
+
+def point_dir(run: Path, workload: str, server: str, connections: int, repetition: int) -> Path:
+    return run / Point(workload, server, connections, repetition).rel()
+
+
+def write_json(path: Path, obj: object) -> None:
+    """Write via a temporary file and rename, so a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def mark_failed(d: Path, point: Point, exc: BaseException) -> None:
+    reason = exc.reason if isinstance(exc, PointFailed) else type(exc).__name__
+    detail = exc.detail if isinstance(exc, PointFailed) else str(exc)
+    write_json(d / "FAILED", {"point": point.label(), "reason": reason, "detail": detail,
+                              "time": now()})
+    log.error("point %s failed: %s: %s", point.label(), reason, detail)
+
+
+@dataclass
+class PointRunner:
+    """What every point of a sweep shares: the testbed, the file set, the timing."""
+
+    testbed: Testbed
+    docroot: Path
+    warmup_s: float
+    duration_s: float
+    line_speed: int
+    seed: int
+    loadgen_threads: int = 1
+    addr: str = "127.0.0.1"
+
+    def run(self, run_dir: Path, point: Point, config: ServerConfig) -> dict:
+        """Measure one point into its directory; returns the DONE record. PointFailed/DiskFull."""
+        d = run_dir / point.rel()
+        if d.exists():
+            shutil.rmtree(d)  # a partial or failed earlier attempt: start clean
+        d.mkdir(parents=True)
+        work = run_dir / "work" / point.rel()
+        work.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._measure(d, work, point, config)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise DiskFull(errno.ENOSPC, f"disk full while measuring {point.label()}: {exc}") from exc
+            raise
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _measure(self, d: Path, work: Path, point: Point, config: ServerConfig) -> dict:
+        self.testbed.before_point()
+        label = f"{point.workload}-{point.server}-c{point.connections}-r{point.repetition}"
+        with self.testbed.point_cgroup(label) as cg:
+            server = Server(config, self.docroot, work, addr=self.addr,
+                            preexec=self.testbed.server_preexec(cg))
+            try:
+                server.start()
+            except (ServerError, OSError) as exc:
+                raise PointFailed("server failed to start", str(exc)) from exc
+            try:
+                return self._drive(d, point, server, cg)
+            finally:
+                server.stop()
+
+    def _drive(self, d: Path, point: Point, server: Server, cg) -> dict:
+        reset = ResetParams.for_run(point.connections, int(self.warmup_s + self.duration_s))
+        before = self._ask(server, "reset", lambda: (server.reset(reset), server.status())[1])
+        params = loadgen_mod.LoadgenParams(
+            connections=point.connections, mix=point.workload, warmup_s=self.warmup_s,
+            duration_s=self.duration_s, line_speed=self.line_speed, seed=self.seed,
+            threads=self.loadgen_threads, reset=reset)
+        pids = cg.pids if cg is not None else server.pids
+        started = now()
+        with Sampler(d / "system.csv", self.testbed.server_cpu_list, pids, cg) as sampler:
+            try:
+                summary = loadgen_mod.run(params, [f"{self.addr}:{server.port}"], d,
+                                          preexec=self.testbed.client_preexec())
+            except loadgen_mod.LoadgenError as exc:
+                raise PointFailed("loadgen failed", str(exc)) from exc
+        if sampler.error is not None:
+            raise sampler.error
+        if not _alive(server.pid):
+            raise PointFailed("server died during the point", f"pid {server.pid} exited")
+        after = self._ask(server, "status after the point", server.status)
+        postlog = self._ask(server, "fetch", server.fetch)
+        write_json(d / "server-status.json", {"before": before, "after": after})
+        (d / "postlog.txt").write_text(postlog)
+        done = {"point": point.label(), "start": started, "end": now(),
+                "reset": reset.query(), "server_pids": server.pids(),
+                "ops_per_s": summary.get("measure", {}).get("ops_per_s"),
+                "system_samples": sampler.rows}
+        write_json(d / "DONE", done)
+        return done
+
+    @staticmethod
+    def _ask(server: Server, what: str, call):
+        """An HTTP exchange with the server; a dead or silent server fails the point."""
+        try:
+            return call()
+        except (requests.RequestException, ServerError, OSError, ValueError) as exc:
+            alive = _alive(server.pid)
+            state = "server still running" if alive else "server process is gone"
+            raise PointFailed(f"server died or stopped answering ({what})", f"{state}: {exc}") from exc
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); check its state.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rfind(")") + 2] != "Z"
+    except OSError:
+        return False
+

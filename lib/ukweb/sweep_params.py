@@ -1,0 +1,214 @@
+"""SweepParams: a params/*.yaml profile, validated.
+
+The same flat YAML files are papermill's parameter files for the notebooks, so they hold only
+simple values (numbers, strings, lists, one level of mapping). Keys the runner does not know are
+kept in `extra` with a warning: the notebooks may add their own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ukweb.paths import REPO
+from ukweb.testbed import parse_cpus
+from ukweb.workload import MIXES, WORKLOADS
+
+log = logging.getLogger(__name__)
+
+LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class ParamsError(ValueError):
+    """A params file has a bad value; the message names the key and what is expected."""
+
+
+@dataclass
+class ProcessSweep:
+    """Claims S6 and D6: userver with N processes at a fixed connection count."""
+
+    workloads: list[str]
+    procs: list[int]
+    connections: int
+
+
+@dataclass
+class SweepParams:
+    profile: str
+    workloads: list[str]
+    servers: dict[str, list[str]]
+    connections: list[int]
+    run_id: str | None = None
+    repetitions: int = 1
+    warmup_s: float = 60.0
+    duration_s: float = 120.0
+    line_speed: int = 400_000
+    process_sweep: ProcessSweep | None = None
+    fileset_dir: str = "data/fileset"
+    server_cpus: str = "0"
+    client_cpus: str = "1"
+    memory_mb: int | None = 512
+    cpu_quota_pct: float | None = None
+    calibration: str | None = "params/calibration.yaml"
+    drop_caches: bool = True
+    netns: bool = False
+    backlog: int = 128
+    seed: int = 1
+    loadgen_threads: int = 1
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def fileset_path(self) -> Path:
+        p = Path(self.fileset_dir)
+        return p if p.is_absolute() else REPO / p
+
+    def calibration_path(self) -> Path | None:
+        if not self.calibration:
+            return None
+        p = Path(self.calibration)
+        return p if p.is_absolute() else REPO / p
+
+    def max_connections(self) -> int:
+        """The largest point, which sizes the file set (SPECweb99 sizes it for MAX_LOAD)."""
+        most = max(self.connections)
+        if self.process_sweep:
+            most = max(most, self.process_sweep.connections)
+        return most
+
+
+def _fail(key: str, value: object, expected: str) -> ParamsError:
+    return ParamsError(f"params: {key}={value!r}: expected {expected}")
+
+
+def _int(key: str, v: object, minimum: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+        raise _fail(key, v, f"an integer >= {minimum}")
+    return v
+
+
+def _num(key: str, v: object, lo: float, hi: float | None = None) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < lo or (hi is not None and v > hi):
+        raise _fail(key, v, f"a number in [{lo}, {hi if hi is not None else 'inf'}]")
+    return float(v)
+
+
+def _bool(key: str, v: object) -> bool:
+    if not isinstance(v, bool):
+        raise _fail(key, v, "true or false")
+    return v
+
+
+def _str(key: str, v: object) -> str:
+    if not isinstance(v, str) or not v:
+        raise _fail(key, v, "a non-empty string")
+    return v
+
+
+def _workloads(key: str, v: object) -> list[str]:
+    known = set(WORKLOADS) | set(MIXES)
+    if not isinstance(v, list) or not v or any(w not in known for w in v):
+        raise _fail(key, v, f"a non-empty list of workloads from {sorted(known)}")
+    return list(v)
+
+
+def _ints(key: str, v: object, minimum: int) -> list[int]:
+    if not isinstance(v, list) or not v:
+        raise _fail(key, v, f"a non-empty list of integers >= {minimum}")
+    return [_int(f"{key}[{i}]", x, minimum) for i, x in enumerate(v)]
+
+
+def _servers(v: object, workloads: list[str]) -> dict[str, list[str]]:
+    if not isinstance(v, dict):
+        raise _fail("servers", v, "a mapping workload -> list of server labels")
+    out = {}
+    for w in workloads:
+        labels = v.get(w)
+        if not isinstance(labels, list) or not labels or not all(
+                isinstance(s, str) and LABEL.match(s) for s in labels):
+            raise _fail(f"servers.{w}", labels, "a non-empty list of server labels (e.g. userver-8, ktux)")
+        out[w] = list(labels)
+    return out
+
+
+def _process_sweep(v: object) -> ProcessSweep | None:
+    if v is None:
+        return None
+    if not isinstance(v, dict) or set(v) != {"workloads", "procs", "connections"}:
+        raise _fail("process_sweep", v, "null or a mapping with workloads, procs, connections")
+    return ProcessSweep(_workloads("process_sweep.workloads", v["workloads"]),
+                        _ints("process_sweep.procs", v["procs"], 1),
+                        _int("process_sweep.connections", v["connections"], 1))
+
+
+def _optional(key: str, v: object, check):
+    return None if v is None else check(key, v)
+
+
+def validate(raw: dict) -> SweepParams:
+    """A SweepParams from a mapping; ParamsError on the first bad value."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"params: expected a mapping of parameters, got {type(raw).__name__}")
+    known = {f.name for f in dataclasses.fields(SweepParams)} - {"extra"}
+    for key in ("profile", "workloads", "servers", "connections"):
+        if key not in raw:
+            raise ParamsError(f"params: {key} is required")
+    extra = {k: v for k, v in raw.items() if k not in known}
+    if extra:
+        log.warning("params: keys not used by the runner (kept for the notebooks): %s", sorted(extra))
+    d = SweepParams.__dataclass_fields__
+    g = {k: raw.get(k, d[k].default) for k in known}
+    workloads = _workloads("workloads", g["workloads"])
+    for key in ("server_cpus", "client_cpus"):
+        try:
+            parse_cpus(_str(key, str(g[key])))
+        except ValueError as exc:
+            raise ParamsError(f"params: {exc}") from exc
+    run_id = g["run_id"]
+    if run_id is not None and (not isinstance(run_id, str) or not LABEL.match(run_id)):
+        raise _fail("run_id", run_id, "null or a name of letters, digits, '.', '_', '-'")
+    return SweepParams(
+        profile=_str("profile", g["profile"]),
+        workloads=workloads,
+        servers=_servers(g["servers"], workloads),
+        connections=_ints("connections", g["connections"], 1),
+        run_id=run_id,
+        repetitions=_int("repetitions", g["repetitions"], 1),
+        warmup_s=_num("warmup_s", g["warmup_s"], 0),
+        duration_s=_num("duration_s", g["duration_s"], 0.5),
+        line_speed=_int("line_speed", g["line_speed"], 0),
+        process_sweep=_process_sweep(g["process_sweep"]),
+        fileset_dir=_str("fileset_dir", g["fileset_dir"]),
+        server_cpus=str(g["server_cpus"]),
+        client_cpus=str(g["client_cpus"]),
+        memory_mb=_optional("memory_mb", g["memory_mb"], lambda k, v: _int(k, v, 16)),
+        cpu_quota_pct=_optional("cpu_quota_pct", g["cpu_quota_pct"], lambda k, v: _num(k, v, 1, 100)),
+        calibration=_optional("calibration", g["calibration"], _str),
+        drop_caches=_bool("drop_caches", g["drop_caches"]),
+        netns=_bool("netns", g["netns"]),
+        backlog=_int("backlog", g["backlog"], 1),
+        seed=_int("seed", g["seed"], 0),
+        loadgen_threads=_int("loadgen_threads", g["loadgen_threads"], 1),
+        extra=extra,
+    )
+
+
+def load_params(path: Path | str) -> SweepParams:
+    """Read and validate a profile; ParamsError names the file and the bad value."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ParamsError(f"params: cannot read {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"params: {path} is not valid YAML: {exc}") from exc
+    try:
+        return validate(raw)
+    except ParamsError as exc:
+        raise ParamsError(f"{path}: {exc}") from exc
