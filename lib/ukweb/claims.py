@@ -258,7 +258,8 @@ def peak_gap_by_share(curves: pd.DataFrame) -> pd.DataFrame:
         est = analysis.peak_gap(curves, w, "ktux", have[0])
         rows.append({"workload": w, "dynamic_share": workload.dynamic_share(w), "userver": have[0],
                      "gap_pct": est.value, "low": est.low, "high": est.high})
-    return pd.DataFrame(rows, columns=["workload", "dynamic_share", "userver", "gap_pct", "low", "high"])
+    table = pd.DataFrame(rows, columns=["workload", "dynamic_share", "userver", "gap_pct", "low", "high"])
+    return table.sort_values("dynamic_share", ignore_index=True)
 
 
 def _trend(ctx: Context, c: pd.Series) -> tuple[Estimate, str]:

@@ -1,0 +1,182 @@
+"""The paper's Figures 2-6 and a summary figure, drawn from the tidy table (ukweb.analysis).
+
+One function per figure. Figures are built on matplotlib.figure.Figure (no pyplot state), so
+the library never depends on a display; `save` writes PNG and PDF. Every figure carries the
+run's deviations from the paper's testbed (manifest.json) as a footnote.
+"""
+
+from __future__ import annotations
+
+import logging
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ukweb import analysis, claims, workload
+
+log = logging.getLogger(__name__)
+
+# figure name -> (workload, the paper's caption)
+FIGURES = {
+    "fig2": ("static", "100% Static Workload Performance"),
+    "fig3": ("dynamic", "100% Dynamic Workload Performance"),
+    "fig4": ("mix30", "Mixed Workload (30% dynamic-70% static) Performance"),
+    "fig5": ("mix50", "Mixed Workload (50% dynamic-50% static) Performance"),
+    "fig6": ("mix80", "Mixed Workload (80% dynamic-20% static) Performance"),
+}
+# The configurations each of the paper's figures shows (§5).
+PAPER_SERVERS = {"static": ["userver-1", "userver-16", "ktux"],
+                 "dynamic": ["userver-1", "userver-8", "ktux"],
+                 "mix30": ["userver-8", "ktux"], "mix50": ["userver-8", "ktux"],
+                 "mix80": ["userver-8", "ktux"]}
+# The paper's peak gap of TUX over its best userver, by dynamic share (§5). The dynamic point
+# is derived from claim D1 (userver-8 13 % above TUX: 1/1.13 - 1); 50 % is "under 4 %".
+PAPER_PEAK_GAPS = pd.DataFrame({"dynamic_share": [0.0, 0.3, 0.5, 0.8, 1.0],
+                                "gap_pct": [40.0, 13.0, 4.0, -3.0, (1 / 1.13 - 1) * 100],
+                                "text": ["40", "13", "<4", "-3", "-11.5 (D1)"]})
+STYLE = {"ktux": ("tab:red", "s"), "userver-1": ("tab:blue", "o"), "userver-8": ("tab:green", "^"),
+         "userver-16": ("tab:purple", "D")}
+
+
+def server_label(server: str) -> str:
+    """The paper's legend label: 'userver-16-processes', 'userver-1-process', 'ktux (TUX model)'."""
+    if server == "ktux":
+        return "ktux (TUX model)"
+    if server.startswith("userver-"):
+        n = server.split("-", 1)[1]
+        return f"userver-{n}-process" + ("" if n == "1" else "es")
+    return server
+
+
+def deviation_notes(manifest: dict) -> list[str]:
+    """One line per deviation from the paper's testbed, plus the point length of the profile."""
+    notes = []
+    params = manifest.get("params", {})
+    if params:
+        notes.append(f"profile {params.get('profile', '?')}: {params.get('warmup_s', '?')} s warm-up + "
+                     f"{params.get('duration_s', '?')} s measurement per point (paper: 60 + 120 s)")
+    for dev in manifest.get("deviations", []):
+        if isinstance(dev, dict):
+            step = dev.get("step") or dev.get("setting") or ""
+            text = dev.get("reason") or "; ".join(f"{k}: {v}" for k, v in dev.items() if k not in ("step", "setting"))
+            notes.append(f"{step}: {text}" if step else text)
+        else:
+            notes.append(str(dev))
+    return notes
+
+
+def _footnote(fig: Figure, notes: list[str]) -> None:
+    """Deviations under the axes, wrapped, in small type."""
+    if not notes:
+        return
+    lines = [line for note in notes for line in textwrap.wrap("• " + note, 120)]
+    fig.text(0.01, 0.01, "Deviations from the paper's testbed:\n" + "\n".join(lines),
+             fontsize=6, va="bottom", ha="left", color="0.3")
+    fig.subplots_adjust(bottom=0.14 + 0.022 * len(lines))
+
+
+def figure_servers(curves: pd.DataFrame, work: str) -> list[str]:
+    """The paper's configurations for this workload that the run measured, then any other
+    server with a full curve (single points of a process sweep are left to their own figure)."""
+    sel = curves[curves["workload"] == work]
+    counts = sel.groupby("server")["connections"].nunique()
+    paper = [s for s in PAPER_SERVERS.get(work, []) if s in counts.index]
+    others = sorted(s for s in counts.index if s not in paper and counts[s] > 1)
+    return paper + others
+
+
+def throughput_figure(curves: pd.DataFrame, work: str, title: str, notes: list[str] | None = None) -> Figure:
+    """Throughput (replies/s) against simultaneous connections, one line per server, with 95 %
+    confidence intervals as error bars when there are repetitions."""
+    fig = Figure(figsize=(7, 5))
+    ax = fig.add_subplot()
+    for server in figure_servers(curves, work):
+        c = analysis.curve(curves, work, server)
+        color, marker = STYLE.get(server, (None, "x"))
+        ax.errorbar(c.index, c["throughput"], yerr=c["ci95"].fillna(0), label=server_label(server),
+                    color=color, marker=marker, capsize=3)
+    ax.set_xlabel("Simultaneous connections")
+    ax.set_ylabel("Throughput (replies/s)")
+    ax.set_title(title, fontsize=10)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _footnote(fig, notes or [])
+    return fig
+
+
+def peak_gap_figure(curves: pd.DataFrame, notes: list[str] | None = None) -> Figure:
+    """The paper's conclusion in one picture: ktux's peak gap over userver by dynamic share,
+    ours (with 95 % intervals) beside the paper's 40 / 13 / <4 / -3 %."""
+    ours = claims.peak_gap_by_share(curves)
+    fig = Figure(figsize=(7, 5))
+    ax = fig.add_subplot()
+    paper = PAPER_PEAK_GAPS
+    ax.plot(paper["dynamic_share"] * 100, paper["gap_pct"], "k--o", label="paper (TUX vs µserver)")
+    for row in paper.itertuples():
+        ax.annotate(row.text, (row.dynamic_share * 100, row.gap_pct), textcoords="offset points",
+                    xytext=(6, 6), fontsize=8)
+    if len(ours):
+        err = [(ours["gap_pct"] - ours["low"]).fillna(0), (ours["high"] - ours["gap_pct"]).fillna(0)]
+        ax.errorbar(ours["dynamic_share"] * 100, ours["gap_pct"], yerr=err, fmt="-s", color="tab:red",
+                    capsize=3, label="ours (ktux vs userver)")
+    ax.axhline(0, color="0.5", lw=0.8)
+    ax.set_xlabel("Dynamic requests in the workload (%)")
+    ax.set_ylabel("Peak throughput gap, kernel over user space (%)")
+    ax.set_title("Peak gap against the dynamic share (paper §5 conclusion)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _footnote(fig, notes or [])
+    return fig
+
+
+def process_sweep_figure(curves: pd.DataFrame, work: str, notes: list[str] | None = None) -> Figure:
+    """Throughput of userver against its process count at the sweep's connection count
+    (claims S6, D6)."""
+    sel = curves[(curves["workload"] == work) & curves["server"].str.fullmatch(r"userver-\d+")]
+    at = int(sel.groupby("connections")["server"].nunique().idxmax())
+    sel = sel[sel["connections"] == at].assign(procs=lambda t: t["server"].str.split("-").str[1].astype(int))
+    sel = sel.sort_values("procs")
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    ax.errorbar(sel["procs"], sel["throughput"], yerr=sel["ci95"].fillna(0), marker="o", capsize=3)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sel["procs"], [str(p) for p in sel["procs"]])
+    ax.set_xlabel("userver processes")
+    ax.set_ylabel("Throughput (replies/s)")
+    ax.set_title(f"{work}: userver process-count sweep at {at} connections", fontsize=10)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    _footnote(fig, notes or [])
+    return fig
+
+
+def save(fig: Figure, out: Path, name: str) -> list[Path]:
+    """name.png and name.pdf in out/."""
+    out.mkdir(parents=True, exist_ok=True)
+    targets = [out / f"{name}.png", out / f"{name}.pdf"]
+    for target in targets:
+        fig.savefig(target, dpi=150)
+    return targets
+
+
+def write_all(points: pd.DataFrame, manifest: dict, out: Path) -> list[Path]:
+    """Every figure the run has data for; a workload the run lacks is logged, not drawn."""
+    curves = analysis.curves(points)
+    notes = deviation_notes(manifest)
+    written: list[Path] = []
+    measured = set(curves["workload"])
+    for name, (work, caption) in FIGURES.items():
+        if work not in measured:
+            log.info("%s not drawn: the run has no %s points", name, work)
+            continue
+        title = f"{name.replace('fig', 'Figure ')}: {caption}: userver vs. ktux"
+        written += save(throughput_figure(curves, work, title, notes), out, name)
+    written += save(peak_gap_figure(curves, notes), out, "peak_gap_by_dynamic_share")
+    for work in workload.WORKLOADS:
+        sel = curves[(curves["workload"] == work) & curves["server"].str.fullmatch(r"userver-\d+")]
+        if sel.groupby("connections")["server"].nunique().max(skipna=True) >= 3:
+            written += save(process_sweep_figure(curves, work, notes), out, f"process_sweep_{work}")
+    return written
