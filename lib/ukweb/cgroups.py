@@ -94,8 +94,6 @@ class Cgroup:
             roles.append("cpu")
         if self.cpus is not None:
             roles.append("cpuset")
-        if "io" in available_controllers(self.root):
-            roles.append("io")  # only read, for disk-read bytes
         return roles
 
     def _create_v1(self, roles: list[str]) -> None:
@@ -185,26 +183,6 @@ class Cgroup:
         d = self.dirs["memory"]
         name = "memory.current" if self.ver == "v2" else "memory.usage_in_bytes"
         return int((d / name).read_text())
-
-    def read_bytes(self) -> int | None:
-        """Bytes the cgroup read from block devices, or None when the io controller is absent."""
-        d = self.dirs.get("io")
-        if d is None:
-            return None
-        if self.ver == "v2":
-            total = 0
-            for line in (d / "io.stat").read_text().splitlines():
-                for kv in line.split()[1:]:
-                    k, _, v = kv.partition("=")
-                    total += int(v) if k == "rbytes" else 0
-            return total
-        path = d / "blkio.throttle.io_service_bytes"
-        total = 0
-        for line in path.read_text().splitlines():
-            parts = line.split()
-            if len(parts) == 3 and parts[1] == "Read":
-                total += int(parts[2])
-        return total
 
     def kill(self) -> None:
         """SIGKILL every process left in the cgroup (all of them were started by the runner)."""

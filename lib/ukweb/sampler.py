@@ -8,8 +8,10 @@ Counters are written as the change over the interval ending at `t`, gauges as th
   cpu_user/sys/idle/iowait   percent of the server's CPU set over the interval (/proc/stat)
   ctx_switches       context switches on the whole machine in the interval (/proc/stat ctxt)
   listen_overflows, listen_drops   TcpExt ListenOverflows / ListenDrops in the interval
-  disk_read_bytes    bytes read from disk in the interval (the server cgroup's io/blkio counter,
-                     else /proc/diskstats of whole disks)
+  disk_read_bytes    bytes the server's processes caused to be read from disk in the interval
+                     (/proc/<pid>/io read_bytes, threads included; exact per server, unlike the
+                     v1 blkio counters, which stay 0 without throttling rules, or the
+                     machine-wide /proc/diskstats)
   page_cache_bytes   page cache charged to the server's cgroup (else the machine's Cached)
   blocked_s          time the server's tasks spent blocked on block I/O in the interval
                      (delay accounting: /proc/<pid>/task/<tid>/stat field 42, summed)
@@ -20,7 +22,6 @@ from __future__ import annotations
 import csv
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -33,8 +34,6 @@ log = logging.getLogger(__name__)
 COLUMNS = ["t", "cpu_user", "cpu_sys", "cpu_idle", "cpu_iowait", "ctx_switches",
            "listen_overflows", "listen_drops", "disk_read_bytes", "page_cache_bytes", "blocked_s"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-# Whole disks only (partitions would count the same bytes twice): vda, sda, nvme0n1, xvdb, mmcblk0.
-WHOLE_DISK = re.compile(r"^(?:[shv]d[a-z]+|xvd[a-z]+|nvme\d+n\d+|mmcblk\d+)$")
 DELAYACCT_FIELD = 42  # delayacct_blkio_ticks, proc(5)
 
 
@@ -71,20 +70,21 @@ def listen_counters() -> tuple[int, int]:
     return 0, 0
 
 
-def disk_read_bytes() -> int:
-    """Bytes read from all whole disks since boot (/proc/diskstats, 512-byte sectors)."""
-    total = 0
-    for line in Path("/proc/diskstats").read_text().splitlines():
-        parts = line.split()
-        if len(parts) > 5 and WHOLE_DISK.match(parts[2]):
-            total += int(parts[5]) * 512
-    return total
-
-
 def machine_cached_bytes() -> int:
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("Cached:"):
             return int(line.split()[1]) * 1024
+    return 0
+
+
+def read_bytes(pid: int) -> int:
+    """Bytes pid's threads caused to be fetched from storage (0 when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+            if line.startswith("read_bytes:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
     return 0
 
 
@@ -124,7 +124,9 @@ class Sampler:
         self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="ukweb-sampler", daemon=True)
+        # Last value seen per pid, so the counters of processes that exit are kept.
         self._blk: dict[int, int] = {}
+        self._read: dict[int, int] = {}
         self.rows = 0
         self.error: BaseException | None = None
 
@@ -142,12 +144,11 @@ class Sampler:
 
     def _counters(self) -> dict[str, int]:
         overflows, drops = listen_counters()
-        cg_read = self.cgroup.read_bytes() if self.cgroup and self.cgroup.dirs else None
-        for pid in self.pids():  # keep the last value of pids that exit mid-interval
+        for pid in self.pids():
             self._blk[pid] = max(self._blk.get(pid, 0), blkio_ticks(pid))
+            self._read[pid] = max(self._read.get(pid, 0), read_bytes(pid))
         return {"ctx_switches": context_switches(), "listen_overflows": overflows,
-                "listen_drops": drops,
-                "disk_read_bytes": cg_read if cg_read is not None else disk_read_bytes(),
+                "listen_drops": drops, "disk_read_bytes": sum(self._read.values()),
                 "blocked": sum(self._blk.values())}
 
     def _page_cache(self) -> int:

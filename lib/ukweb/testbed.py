@@ -148,6 +148,8 @@ class Testbed:
     Use as a context manager around the whole sweep; call point_cgroup() around each point.
     """
 
+    __test__ = False  # not a pytest test class, despite the name
+
     server_cpus: str = "0"
     client_cpus: str = "1"
     memory_mb: int | None = 512

@@ -1,0 +1,173 @@
+"""The emulated testbed on this machine's real kernel: cgroups, pinning, cache drop, sampling."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from ukweb import cgroups, manifest, testbed
+from ukweb.cgroups import Cgroup, CgroupError
+from ukweb.sampler import COLUMNS, Sampler, blkio_ticks
+from ukweb.testbed import Capabilities, Testbed, parse_cpus
+
+CAPS = testbed.probe()
+needs_cgroups = pytest.mark.skipif(
+    bool({"cgroup", "drop_caches"} & set(CAPS.problems())),
+    reason=f"this machine cannot: {CAPS.problems()}")
+
+MB = 1024 * 1024
+
+
+def test_parse_cpus() -> None:
+    assert parse_cpus("0") == [0]
+    assert parse_cpus("0-2,5") == [0, 1, 2, 5]
+    for bad in ("", "a", "1-", "0,x"):
+        with pytest.raises(ValueError, match="bad CPU list"):
+            parse_cpus(bad)
+
+
+def test_check_cli_reports_every_step(capsys) -> None:
+    assert testbed.cli([]) == 0
+    out = capsys.readouterr().out
+    for step in ("cgroup", "drop_caches", "delay_accounting", "netns", "io_uring", "pinning"):
+        assert step in out
+    assert testbed.cli(["--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["capabilities"]["cpus"] == sorted(os.sched_getaffinity(0))
+
+
+def test_check_cli_bad_argument_exits_2() -> None:
+    res = subprocess.run([sys.executable, "-m", "ukweb.cli", "check", "--bogus"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2
+    assert "unrecognized arguments" in res.stderr
+
+
+def test_manifest_describes_host_and_code() -> None:
+    man = manifest.build({"profile": "t"}, deviations=[], calibration=None, testbed={})
+    assert man["git"]["commit"] and len(man["git"]["commit"]) == 40
+    assert isinstance(man["git"]["dirty"], bool)
+    host = man["host"]
+    assert host["cpu_count"] == os.cpu_count() and host["memory_bytes"] > 0
+    assert host["kernel"] == os.uname().release
+    assert host["cgroup_version"] == cgroups.version()
+    assert man["tools"]["python_packages"]["pandas"]
+    assert man["tools"]["gcc"].startswith("gcc")
+
+
+def test_unprivileged_machine_becomes_deviations() -> None:
+    """No root, no cgroup: the testbed records each missing step instead of skipping it."""
+    caps = Capabilities(root=False, cpus=[0], cgroup_version="v1", cgroup_controllers=["memory"],
+                        cgroup_writable=False, drop_caches=False, delay_accounting=False,
+                        netns=False, io_uring_unavailable=None)
+    tb = Testbed(server_cpus="0", client_cpus="1", caps=caps)
+    assert "client_cpus" in tb.deviations and tb.client_cpu_list == [0]
+    assert "pinning" in tb.deviations  # server and clients now share CPU 0
+    assert tb.new_cgroup("x") is None
+    tb.before_point()  # must not try to drop caches
+    steps = {d["step"] for d in tb.deviation_list()}
+    assert {"client_cpus", "pinning"} <= steps
+
+
+def test_cgroup_v2_without_memory_controller_is_a_clear_error() -> None:
+    unified = Path("/sys/fs/cgroup/unified")
+    if cgroups.version(unified) != "v2" or "memory" in cgroups.available_controllers(unified):
+        pytest.skip("needs a v2 mount without the memory controller (this machine's hybrid layout)")
+    with pytest.raises(CgroupError, match="controller.*not available: memory"):
+        Cgroup("ukweb-test-v2", memory_bytes=64 * MB, root=unified).create()
+    assert not cgroups.leftovers("ukweb-test-v2", unified)
+
+
+@needs_cgroups
+def test_delay_accounting_is_restored() -> None:
+    before = testbed.TASK_DELAYACCT.read_text()
+    with testbed.delay_accounting() as on:
+        assert on
+        assert testbed.TASK_DELAYACCT.read_text().strip() == "1"
+    assert testbed.TASK_DELAYACCT.read_text() == before
+
+
+@needs_cgroups
+def test_cgroup_limits_read_back_and_removal_kills_members() -> None:
+    with Testbed(server_cpus="0", client_cpus="1", memory_mb=64, cpu_quota_pct=40,
+                 prefix="ukweb-test") as tb:
+        cg = tb.new_cgroup("limits")
+        assert cg is not None
+        assert cg.memory_limit() == 64 * MB
+        assert cg.cpu_quota() == (40_000, 100_000)
+        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                                preexec_fn=tb.server_preexec(cg))
+        try:
+            assert proc.pid in cg.pids()
+            assert os.sched_getaffinity(proc.pid) == {0}
+        finally:
+            tb._remove(cg)
+        assert proc.wait(timeout=5) == -9  # removal killed what was left inside
+    assert not cgroups.leftovers(f"ukweb-test-{os.getpid()}")
+
+
+READER = """
+import sys, pathlib
+for p in sorted(pathlib.Path(sys.argv[1]).iterdir()):
+    with open(p, 'rb') as f:
+        while f.read(1 << 20):
+            pass
+print('done', flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.fixture(scope="module")
+def big_files(tmp_path_factory) -> Path:
+    """96 MB of files on a real disk (not tmpfs), more than the 64 MB limit below."""
+    d = tmp_path_factory.mktemp("cache")
+    block = os.urandom(MB)
+    for i in range(12):
+        with open(d / f"f{i:02d}", "wb") as f:
+            for _ in range(8):
+                f.write(block)
+    os.sync()
+    return d
+
+
+@needs_cgroups
+def test_page_cache_stays_under_the_memory_limit(big_files: Path, tmp_path: Path) -> None:
+    """A reader of 96 MB in a 64 MB cgroup: its page cache is charged and capped; its disk
+    waits show up in delay accounting; system.csv samples it."""
+    limit = 64 * MB
+    with Testbed(memory_mb=64, prefix="ukweb-test") as tb, tb.point_cgroup("cache") as cg:
+        tb.before_point()  # cold cache: every byte comes from disk
+        reader = subprocess.Popen([sys.executable, "-c", READER, str(big_files)],
+                                  preexec_fn=tb.server_preexec(cg), stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            with Sampler(tmp_path / "system.csv", tb.server_cpu_list, cg.pids, cg,
+                         interval=0.2):
+                assert reader.stdout.readline().strip() == "done"
+                cache, peak = cg.page_cache_bytes(), cg.memory_stat()
+                ticks = blkio_ticks(reader.pid)
+                time.sleep(0.5)
+        finally:
+            reader.kill()
+            reader.wait()
+        assert cg.memory_limit() == limit
+        assert 16 * MB < cache <= limit  # charged to the cgroup, and capped
+        max_usage = cg.dirs["memory"] / "memory.max_usage_in_bytes"
+        if max_usage.is_file():  # v1 records the high-water mark
+            assert int(max_usage.read_text()) <= limit
+        assert peak.get("cache", peak.get("file")) <= limit
+        assert ticks > 0, "delay accounting saw no block-I/O wait for a cold 96 MB read"
+    rows = list(csv.DictReader(open(tmp_path / "system.csv")))
+    assert rows and list(rows[0]) == COLUMNS
+    assert sum(int(r["disk_read_bytes"]) for r in rows) > 16 * MB
+    assert max(int(r["page_cache_bytes"]) for r in rows) <= limit
+    for r in rows:
+        total = sum(float(r[k]) for k in ("cpu_user", "cpu_sys", "cpu_idle", "cpu_iowait"))
+        assert total <= 100.5
+    assert not cgroups.leftovers(f"ukweb-test-{os.getpid()}")
