@@ -1,0 +1,122 @@
+"""Calibration: the CPU quota that makes this machine's server as fast as the paper's.
+
+The paper's server was a 400 MHz Pentium II whose static peak came at about 700 connections
+(Fig. 2). With 400 kbit/s pacing a connection offers 400000/122000 = 3.28 ops/s (§1.2), so that
+server's static capacity was about 700 x 3.28 = 2,300 replies/s. A modern CPU is many times
+faster, so its peak would lie far right of the paper's x axis. `ukweb calibrate` measures the
+server's static capacity at full CPU (unpaced clients, short points), proposes the quota that
+scales it down to the target, checks that quota once with a second measurement and corrects it
+in proportion, and writes the result to params/calibration.yaml, which sweeps read when their
+cpu_quota_pct is null.
+
+[I] The capacity is measured CPU-bound (a small file set that stays cached, no cache drop),
+because the quota emulates the CPU; the disk-bound behaviour comes from the memory cap during
+the sweep itself. If this machine has no cgroup cpu controller, the equivalent line speed
+(which moves the peak the same way by offering less load per connection) is proposed instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+from pathlib import Path
+
+import yaml
+
+from ukweb import fileset, manifest
+from ukweb.paths import DATA, PARAMS, RAW
+from ukweb.point import Point, PointFailed, PointRunner
+from ukweb.servers import named_config
+from ukweb.testbed import Testbed
+from ukweb.workload import BITS_PER_REPLY, USER_LINE_SPEED
+
+log = logging.getLogger(__name__)
+
+PAPER_PEAK_CONNECTIONS = 700  # Fig. 2: both servers peak at 700 simultaneous connections
+MIN_QUOTA, MAX_QUOTA = 2.0, 100.0
+
+
+def target_replies(peak_connections: int = PAPER_PEAK_CONNECTIONS,
+                   line_speed: int = USER_LINE_SPEED) -> float:
+    """Replies/s the emulated server should manage: the load offered at the paper's peak."""
+    return peak_connections * line_speed / BITS_PER_REPLY
+
+
+def propose_quota(capacity_full: float, target: float) -> float:
+    """Percent of one CPU that scales capacity_full down to target, within [2, 100]."""
+    if capacity_full <= 0:
+        raise ValueError("measured capacity is zero: the server answered nothing")
+    return round(min(MAX_QUOTA, max(MIN_QUOTA, 100.0 * target / capacity_full)), 1)
+
+
+def equivalent_line_speed(capacity: float, peak_connections: int = PAPER_PEAK_CONNECTIONS) -> int:
+    """Per-connection line speed at which peak_connections offer exactly `capacity`."""
+    return int(capacity * BITS_PER_REPLY / peak_connections)
+
+
+def measure(runner: PointRunner, run: Path, server: str, connections: int, label: int) -> float:
+    """Replies/s of one short unpaced static point (ops_per_s from loadgen's summary)."""
+    point = Point("static", server, connections, label)
+    done = runner.run(run, point, named_config(server))
+    return float(done["ops_per_s"] or 0.0)
+
+
+def calibrate(server: str = "userver-16", connections: int = 64, seconds: float = 5.0,
+              out: Path = PARAMS / "calibration.yaml", fileset_dir: Path | None = None,
+              server_cpus: str = "0", client_cpus: str = "1") -> dict:
+    """Measure, propose, verify once; write out and return the calibration record."""
+    target = target_replies()
+    run = RAW / f"calibrate-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    docroot = fileset.ensure(fileset_dir or DATA / "fileset", connections).parent
+    with Testbed(server_cpus=server_cpus, client_cpus=client_cpus, memory_mb=None,
+                 drop_caches=False) as tb:
+        runner = PointRunner(tb, docroot, warmup_s=1.0, duration_s=seconds, line_speed=0, seed=1)
+        full = measure(runner, run, server, connections, 1)
+        result = {"server": server, "connections": connections, "seconds": seconds,
+                  "target_replies_per_s": round(target, 1),
+                  "full_cpu_replies_per_s": round(full, 1),
+                  "line_speed_alternative": equivalent_line_speed(full)}
+        if "cpu" not in tb.caps.cgroup_controllers or tb.caps.problems().get("cgroup"):
+            result["cpu_quota_pct"] = None
+            result["note"] = "no cgroup cpu controller: use line_speed_alternative"
+        else:
+            first = propose_quota(full, target)
+            tb.cpu_quota_pct = first
+            at_first = measure(runner, run, server, connections, 2)
+            # Capacity is close to proportional to the quota; one proportional correction.
+            quota = propose_quota(at_first * 100.0 / first, target) if at_first > 0 else first
+            result.update(first_quota_pct=first, at_first_quota_replies_per_s=round(at_first, 1),
+                          cpu_quota_pct=quota)
+        result.update(host=manifest.host()["cpu_model"], date=manifest.now(), run=str(run),
+                      deviations=tb.deviation_list())
+    write(out, result)
+    return result
+
+
+def write(out: Path, result: dict) -> None:
+    head = ("# Written by `ukweb calibrate`: the CPU quota (percent of one CPU) that puts the\n"
+            "# static peak near the paper's 700 connections on the machine named below.\n")
+    out.write_text(head + yaml.safe_dump(result, sort_keys=False))
+    log.info("calibration written to %s", out)
+
+
+def cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="ukweb calibrate",
+                                     description="Measure capacity; propose the CPU quota.")
+    parser.add_argument("--server", default="userver-16", help="server label (default userver-16)")
+    parser.add_argument("--connections", type=int, default=64, help="unpaced clients (default 64)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="measurement per point")
+    parser.add_argument("-o", "--out", type=Path, default=PARAMS / "calibration.yaml")
+    parser.add_argument("--fileset-dir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if args.connections < 1 or not 0.5 <= args.seconds <= 30:
+        parser.error("need --connections >= 1 and 0.5 <= --seconds <= 30")
+    try:
+        result = calibrate(args.server, args.connections, args.seconds, args.out, args.fileset_dir)
+    except (PointFailed, ValueError, fileset.FilesetError) as exc:
+        print(f"ukweb calibrate: {exc}", file=sys.stderr)
+        return 1
+    print(yaml.safe_dump(result, sort_keys=False), end="")
+    return 0
