@@ -16,6 +16,8 @@ int buf_reserve(struct buf *b, size_t extra);
 int buf_append(struct buf *b, const void *p, size_t n);
 int buf_puts(struct buf *b, const char *s);
 int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* s as a JSON string literal, quotes and escapes included. */
+int buf_json_string(struct buf *b, const char *s);
 void buf_free(struct buf *b);
 
 #endif

@@ -1,0 +1,262 @@
+/* specweb99.c — the SPECweb99 dynamic module (spec §4): standard and custom-ad GET, POST,
+ * Reset and Fetch, producing a wrapped response in a buffer. */
+#include "specweb99.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WRAP_SUFFIX "\n</pre>\n</body></html>\n"
+#define CAD_PREFIX "<!WEB99CAD><IMG SRC=\"/file_set/dir"
+#define CAD_PREFIX_LEN 34 /* NNNNN at +34, X at +45, Y at +47 (spec §1.4) */
+#define CAD_TAG_LEN 62
+
+static int slice_is(const char *p, size_t len, const char *lit)
+{
+	return strlen(lit) == len && memcmp(p, lit, len) == 0;
+}
+
+static int starts_with(const char *p, size_t len, const char *lit)
+{
+	size_t n = strlen(lit);
+	return len >= n && memcmp(p, lit, n) == 0;
+}
+
+enum req_type sw99_classify(const struct http_request *req)
+{
+	int cgi = slice_is(req->path.p, req->path.len, "/cgi-bin/specweb99");
+	if (req->method == HTTP_POST)
+		return RT_POST;
+	if (starts_with(req->query.p, req->query.len, "command/"))
+		return RT_COMMAND;
+	if (cgi)
+		return RT_CGI_GET; /* [I] served in-process like dyn_get (docs/interfaces.md) */
+	return req->has_cookie ? RT_CAD_GET : RT_DYN_GET;
+}
+
+int sw99_wrap(struct buf *out, const char *server_name, const char *remote_addr,
+	      const char *script, size_t script_len, const char *query, size_t query_len,
+	      const char *body, size_t body_len)
+{
+	int rc = buf_printf(out,
+			    "<html>\n<head><title>SPECweb99 Dynamic GET & POST Test</title></head>\n"
+			    "<body>\n<p>SERVER_SOFTWARE = %s\n<p>REMOTE_ADDR = %s\n"
+			    "<p>SCRIPT_NAME = %.*s\n<p>QUERY_STRING = %.*s\n<pre>\n",
+			    server_name, remote_addr, (int)script_len, script, (int)query_len, query);
+	rc |= buf_append(out, body, body_len);
+	return rc | buf_puts(out, WRAP_SUFFIX);
+}
+
+/* Read a whole file into out. */
+static int read_fd(int fd, size_t size, struct buf *out)
+{
+	if (buf_reserve(out, size) < 0)
+		return -1;
+	size_t got = 0;
+	while (got < size) { /* a blocking read: a property of the µserver design */
+		ssize_t r = pread(fd, out->data + out->len + got, size - got, (off_t)got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		got += (size_t)r;
+	}
+	out->len += got;
+	out->data[out->len] = '\0';
+	return 0;
+}
+
+/* Map a docroot_open() failure to a stat_error. */
+static int open_error(int rc)
+{
+	return rc == -404 ? SE_NOT_FOUND : rc == -400 ? SE_BAD_REQUEST : SE_FORBIDDEN;
+}
+
+/* §4.5 step 7: rewrite every ad tag in [p, p+len) to point at ad. */
+static void substitute_ads(char *p, size_t len, int ad)
+{
+	char *end = p + len;
+	while ((size_t)(end - p) >= CAD_TAG_LEN) {
+		char *tag = memmem(p, (size_t)(end - p), CAD_PREFIX, CAD_PREFIX_LEN);
+		if (!tag || (size_t)(end - tag) < CAD_TAG_LEN)
+			return;
+		char dir[12]; /* ad / 36 <= 9: always 5 digits */
+		snprintf(dir, sizeof(dir), "%05d", ad / 36);
+		memcpy(tag + 34, dir, 5);
+		tag[45] = (char)('0' + (ad % 36) / 9);
+		tag[47] = (char)('0' + ad % 9);
+		p = tag + CAD_TAG_LEN;
+	}
+}
+
+/* "name=value" in an '&'-separated list; the value's slice, or len 0 when absent. */
+static struct http_slice field(const char *s, size_t len, const char *name)
+{
+	size_t nl = strlen(name);
+	for (const char *f = s, *end = s + len; f < end;) {
+		const char *amp = memchr(f, '&', (size_t)(end - f));
+		const char *fe = amp ? amp : end;
+		if ((size_t)(fe - f) > nl && memcmp(f, name, nl) == 0 && f[nl] == '=')
+			return (struct http_slice){f + nl + 1, (size_t)(fe - f - nl - 1)};
+		f = fe + 1;
+	}
+	return (struct http_slice){s, 0};
+}
+
+/* A decimal field in [lo, hi]; -1 when absent or malformed. */
+static long field_long(const char *s, size_t len, const char *name, long lo, long hi)
+{
+	struct http_slice v = field(s, len, name);
+	char tmp[16];
+	if (v.len == 0 || v.len >= sizeof(tmp))
+		return -1;
+	memcpy(tmp, v.p, v.len);
+	tmp[v.len] = '\0';
+	char *end;
+	long n = strtol(tmp, &end, 10);
+	return *end || tmp[0] == '-' || tmp[0] == '+' || n < lo || n > hi ? -1 : n;
+}
+
+/* Cookie "my_cookie=user_id=U&last_ad=L": U, and L (or -1 when need_ad is 0 and absent). */
+static int parse_cookie(const struct http_request *req, long *user, long *last_ad)
+{
+	const char *c = req->cookie.p;
+	size_t len = req->cookie.len;
+	if (!req->has_cookie || !starts_with(c, len, "my_cookie="))
+		return -1;
+	c += 10, len -= 10;
+	*user = field_long(c, len, "user_id", 10000, 2147483647L);
+	*last_ad = field_long(c, len, "last_ad", 0, ADS_COUNT - 1);
+	return *user < 0 ? -1 : 0;
+}
+
+/* Wrap the file named by url (a docroot path) into r's body; substitute ads when ad >= 0. */
+static int wrap_file(struct sw99 *m, const struct http_request *req, const char *remote_addr,
+		     const char *url, size_t url_len, int ad, struct response *r)
+{
+	struct stat st;
+	int fd = docroot_open(m->docroot, url, url_len, &st);
+	if (fd < 0)
+		return open_error(fd);
+	struct buf *b = &r->body;
+	int rc = sw99_wrap(b, m->server_name, remote_addr, req->path.p, req->path.len, req->query.p,
+			   req->query.len, NULL, 0);
+	size_t at = b->len - strlen(WRAP_SUFFIX);
+	b->len = at; /* drop the suffix, read the file in its place, put it back */
+	rc |= read_fd(fd, (size_t)st.st_size, b);
+	close(fd);
+	if (rc)
+		return SE_INTERNAL;
+	if (ad >= 0)
+		substitute_ads(b->data + at, (size_t)st.st_size, ad);
+	return buf_puts(b, WRAP_SUFFIX) ? SE_INTERNAL : -1;
+}
+
+static int finish(const struct http_request *req, struct sw99 *m, struct response *r,
+		  const char *cookie_header)
+{
+	r->kind = BODY_BUF;
+	r->keep_alive = req->keep_alive;
+	return response_set_head(r, req->minor_version, 200, "text/html", r->body.len, cookie_header,
+				 m->server_name) < 0 ? SE_INTERNAL : -1;
+}
+
+static int handle_get(struct sw99 *m, const struct http_request *req, const char *remote_addr,
+		      struct response *r)
+{
+	int rc = wrap_file(m, req, remote_addr, req->query.p, req->query.len, -1, r);
+	return rc >= 0 ? rc : finish(req, m, r, "");
+}
+
+static int handle_cad(struct sw99 *m, const struct http_request *req, const char *remote_addr,
+		      struct response *r)
+{
+	long user, last_ad;
+	struct ad_choice ad;
+	if (parse_cookie(req, &user, &last_ad) < 0 || last_ad < 0)
+		return SE_BAD_REQUEST;
+	if (adtables_refresh(&m->tables, m->state_dir) < 0)
+		return SE_INTERNAL; /* no Reset yet, or the state files are unreadable */
+	if (adtables_find_ad(&m->tables, user, (int)last_ad, time(NULL), &ad) < 0)
+		return SE_BAD_REQUEST;
+	/* Substitution only in class1/class2 files, decided from the query as S1 does. */
+	int subst = memmem(req->query.p, req->query.len, "class1", 6) ||
+		    memmem(req->query.p, req->query.len, "class2", 6);
+	int rc = wrap_file(m, req, remote_addr, req->query.p, req->query.len, subst ? ad.ad_id : -1, r);
+	if (rc >= 0)
+		return rc;
+	char cookie[96];
+	snprintf(cookie, sizeof(cookie), "Set-Cookie: found_cookie=Ad_id=%d&Ad_weight=%d&Expired=%d\r\n",
+		 ad.ad_id, ad.weight, ad.expired);
+	return finish(req, m, r, cookie);
+}
+
+static int handle_post(struct sw99 *m, const struct http_request *req, const char *remote_addr,
+		       struct response *r)
+{
+	const char *b = req->body.p;
+	size_t len = req->body.len;
+	long user, last_ad;
+	struct http_slice root = field(b, len, "urlroot");
+	long dir = field_long(b, len, "dir", 0, 99999), cls = field_long(b, len, "class", 0, 3);
+	long num = field_long(b, len, "num", 0, 8), client = field_long(b, len, "client", 0, 2147483647L);
+	if (parse_cookie(req, &user, &last_ad) < 0 || root.len == 0 || root.len > 200 || dir < 0 ||
+	    cls < 0 || num < 0 || client < 0)
+		return SE_BAD_REQUEST;
+	char name[256];
+	int n = snprintf(name, sizeof(name), "%.*sdir%05ld/class%ld_%ld", (int)root.len, root.p, dir,
+			 cls, num);
+	/* Build the response first: a POST naming a missing file is rejected and never logged. */
+	int rc = wrap_file(m, req, remote_addr, name, (size_t)n, -1, r);
+	if (rc >= 0)
+		return rc;
+	struct postlog_entry e = {(int)dir, (int)cls, (int)num, client, user, name, m->pid};
+	long recno;
+	if (postlog_append(m->postlog, &e, &recno) < 0)
+		return SE_INTERNAL;
+	char cookie[64];
+	snprintf(cookie, sizeof(cookie), "Set-Cookie: my_cookie=%ld\r\n", user);
+	return finish(req, m, r, cookie);
+}
+
+static int handle_command(struct sw99 *m, const struct http_request *req, const char *remote_addr,
+			  struct response *r)
+{
+	const char *q = req->query.p + 8; /* after "command/" */
+	size_t len = req->query.len - 8;
+	struct buf log = {0};
+	int rc = -1;
+	if (starts_with(q, len, "Reset&")) {
+		struct reset_params p;
+		if (reset_params_parse(q + 6, len - 6, &p) < 0)
+			return SE_BAD_REQUEST;
+		if (adtables_write(m->state_dir, &p, time(NULL)) < 0 || postlog_reset(m->postlog) < 0 ||
+		    adtables_refresh(&m->tables, m->state_dir) < 0)
+			return SE_INTERNAL;
+	} else if (slice_is(q, len, "Fetch")) {
+		if (postlog_fetch(m->postlog, &log) < 0)
+			rc = SE_INTERNAL;
+	} else {
+		return SE_BAD_REQUEST;
+	}
+	if (rc < 0 && sw99_wrap(&r->body, m->server_name, remote_addr, req->path.p, req->path.len,
+				req->query.p, req->query.len, log.data, log.len) < 0)
+		rc = SE_INTERNAL;
+	buf_free(&log);
+	return rc >= 0 ? rc : finish(req, m, r, "");
+}
+
+int sw99_handle(struct sw99 *m, const struct http_request *req, const char *remote_addr,
+		struct response *r)
+{
+	response_free(r);
+	switch (sw99_classify(req)) {
+	case RT_POST: return handle_post(m, req, remote_addr, r);
+	case RT_COMMAND: return handle_command(m, req, remote_addr, r);
+	case RT_CAD_GET: return handle_cad(m, req, remote_addr, r);
+	default: return handle_get(m, req, remote_addr, r);
+	}
+}

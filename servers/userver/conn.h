@@ -1,0 +1,40 @@
+/* conn.h — one client connection: its receive buffer, the request being served, and the
+ * response being sent (head by send/writev, file range by sendfile). */
+#ifndef USERVER_CONN_H
+#define USERVER_CONN_H
+
+#include <arpa/inet.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "../common/http.h"
+#include "../common/response.h"
+
+struct conn {
+	int fd;
+	int mask; /* current event interest */
+	char *in; /* HTTP_MAX_REQUEST bytes */
+	size_t in_len;
+	size_t req_len; /* bytes of in used by the request being answered */
+	int responding;
+	struct response resp;
+	size_t sent; /* bytes of the response on the wire so far */
+	time_t req_start;   /* first byte of the pending request (0: none pending) */
+	time_t last_active; /* last byte received or sent */
+	char addr[INET6_ADDRSTRLEN];
+};
+
+enum conn_io { IO_DONE, IO_AGAIN, IO_EOF, IO_ERROR };
+
+struct conn *conn_new(int fd, const struct sockaddr_storage *peer, time_t now);
+void conn_free(struct conn *c); /* closes the socket and any response fd */
+
+/* Read what the socket has into the buffer (up to its capacity). */
+enum conn_io conn_read(struct conn *c, time_t now);
+/* Send as much of the response as the socket takes; *bytes += what was sent. */
+enum conn_io conn_send(struct conn *c, time_t now, uint64_t *bytes);
+/* The response is done: free it and drop the answered request from the buffer. */
+void conn_next(struct conn *c);
+
+#endif
