@@ -171,3 +171,37 @@ def test_page_cache_stays_under_the_memory_limit(big_files: Path, tmp_path: Path
         total = sum(float(r[k]) for k in ("cpu_user", "cpu_sys", "cpu_idle", "cpu_iowait"))
         assert total <= 100.5
     assert not cgroups.leftovers(f"ukweb-test-{os.getpid()}")
+
+
+@pytest.mark.skipif(not CAPS.netns, reason="network namespaces need root, ip and tc")
+def test_netns_links_are_rate_limited_and_isolated() -> None:
+    """Two tbf-shaped veth links between a server and a client namespace; the runner's own
+    namespace cannot reach them, and nothing is left afterwards."""
+    import socket
+    import threading
+
+    from ukweb.netns import Topology, leftovers, run_in
+
+    with Topology(prefix="ukweb-test-net", rate="100mbit") as topo:
+        assert topo.qdiscs(topo.server_ns).count("tbf") == 2
+        assert "rate 100Mbit" in topo.qdiscs(topo.client_ns)
+        srv = run_in(topo.server_ns, lambda: socket.create_server(("0.0.0.0", 0)))
+        port = srv.getsockname()[1]
+        got = []
+
+        def accept_twice() -> None:
+            for _ in topo.server_addrs():
+                conn, addr = srv.accept()
+                got.append(addr[0])
+                conn.close()
+
+        t = threading.Thread(target=accept_twice)
+        t.start()
+        for addr in topo.server_addrs():
+            run_in(topo.client_ns, lambda a=addr: socket.create_connection((a, port), 5).close())
+        t.join(10)
+        srv.close()
+        assert sorted(got) == sorted(a[:-1] + "2" for a in topo.server_addrs())
+        with pytest.raises(OSError):
+            socket.create_connection((topo.server_addrs()[0], port), timeout=1)
+    assert not leftovers("ukweb-test-net")

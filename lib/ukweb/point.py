@@ -20,6 +20,7 @@ import requests
 
 from ukweb import loadgen as loadgen_mod
 from ukweb.manifest import now
+from ukweb.netns import Topology, run_in
 from ukweb.sampler import Sampler
 from ukweb.servers import Server, ServerConfig, ServerError
 from ukweb.specweb99 import ResetParams
@@ -84,7 +85,15 @@ class PointRunner:
     line_speed: int
     seed: int
     loadgen_threads: int = 1
-    addr: str = "127.0.0.1"
+    net: Topology | None = None  # None: clients reach the server over loopback
+
+    def _srv(self, fn):
+        """Call fn where the server's network is (its namespace when the netns testbed is on)."""
+        return run_in(self.net.server_ns, fn) if self.net else fn()
+
+    def _addrs(self, port: int) -> list[str]:
+        hosts = self.net.server_addrs() if self.net else ["127.0.0.1"]
+        return [f"{h}:{port}" for h in hosts]
 
     def run(self, run_dir: Path, point: Point, config: ServerConfig) -> dict:
         """Measure one point into its directory; returns the DONE record. PointFailed/DiskFull."""
@@ -107,16 +116,18 @@ class PointRunner:
         self.testbed.before_point()
         label = f"{point.workload}-{point.server}-c{point.connections}-r{point.repetition}"
         with self.testbed.point_cgroup(label) as cg:
-            server = Server(config, self.docroot, work, addr=self.addr,
+            # In a namespace the server listens on every address: one per client subnet.
+            server = Server(config, self.docroot, work,
+                            addr="0.0.0.0" if self.net else "127.0.0.1",
                             preexec=self.testbed.server_preexec(cg))
             try:
-                server.start()
+                self._srv(server.start)
             except (ServerError, OSError) as exc:
                 raise PointFailed("server failed to start", str(exc)) from exc
             try:
                 return self._drive(d, point, server, cg)
             finally:
-                server.stop()
+                self._srv(server.stop)
 
     def _drive(self, d: Path, point: Point, server: Server, cg) -> dict:
         reset = ResetParams.for_run(point.connections, int(self.warmup_s + self.duration_s))
@@ -129,8 +140,8 @@ class PointRunner:
         started = now()
         with Sampler(d / "system.csv", self.testbed.server_cpu_list, pids, cg) as sampler:
             try:
-                summary = loadgen_mod.run(params, [f"{self.addr}:{server.port}"], d,
-                                          preexec=self.testbed.client_preexec())
+                summary = self._client(lambda: loadgen_mod.run(
+                    params, self._addrs(server.port), d, preexec=self.testbed.client_preexec()))
             except loadgen_mod.LoadgenError as exc:
                 raise PointFailed("loadgen failed", str(exc)) from exc
         if sampler.error is not None:
@@ -148,11 +159,13 @@ class PointRunner:
         write_json(d / "DONE", done)
         return done
 
-    @staticmethod
-    def _ask(server: Server, what: str, call):
+    def _client(self, fn):
+        return run_in(self.net.client_ns, fn) if self.net else fn()
+
+    def _ask(self, server: Server, what: str, call):
         """An HTTP exchange with the server; a dead or silent server fails the point."""
         try:
-            return call()
+            return self._srv(call)
         except (requests.RequestException, ServerError, OSError, ValueError) as exc:
             alive = _alive(server.pid)
             state = "server still running" if alive else "server process is gone"

@@ -24,6 +24,7 @@ import yaml
 from tqdm import tqdm
 
 from ukweb import fileset, manifest
+from ukweb.netns import NetnsError, Topology
 from ukweb.paths import RAW
 from ukweb.point import DiskFull, Point, PointFailed, PointRunner, mark_failed, point_dir
 from ukweb.servers import ServerConfig, named_config
@@ -105,6 +106,28 @@ def _sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
+@contextlib.contextmanager
+def _network(params: SweepParams, testbed: Testbed) -> Iterator[Topology | None]:
+    """The two rate-limited links of the paper's testbed when params.netns, else loopback."""
+    if not params.netns:
+        yield None
+        return
+    if not testbed.caps.netns:
+        testbed.deviate("netns", testbed.caps.problems()["netns"] + "; using loopback")
+        yield None
+        return
+    try:
+        topo = Topology(prefix=f"{testbed.prefix}-net").create()
+    except NetnsError as exc:
+        testbed.deviate("netns", f"{exc}; using loopback")
+        yield None
+        return
+    try:
+        yield topo
+    finally:
+        topo.remove()
+
+
 def _open_manifest(run: Path, params: SweepParams, testbed: Testbed,
                    calibration: dict | None) -> dict:
     path = run / "manifest.json"
@@ -150,16 +173,13 @@ def sweep(params: SweepParams, run_id: str | None = None, root: Path = RAW, prog
     if testbed.cpu_quota_pct is None:
         testbed.deviate("cpu_quota", "no CPU quota (no calibration): the server runs at this "
                         "machine's CPU speed, so peaks move to higher connection counts")
-    if params.netns:
-        testbed.deviate("netns", "network namespaces are not wired into sweeps yet; "
-                        "clients reach the server over loopback")
     status = "interrupted"
-    with _sigterm_raises(), testbed:
+    with _sigterm_raises(), testbed, _network(params, testbed) as net:
         man = _open_manifest(run, params, testbed, calibration)
         try:
             docroot = _docroot(params)
             runner = PointRunner(testbed, docroot, params.warmup_s, params.duration_s,
-                                 params.line_speed, params.seed, params.loadgen_threads)
+                                 params.line_speed, params.seed, params.loadgen_threads, net)
             failed = _run_points(run, points, runner, cfgs, progress)
             status = f"done, {len(failed)} failed" if failed else "done"
         finally:

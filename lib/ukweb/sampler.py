@@ -60,9 +60,17 @@ def context_switches() -> int:
     return 0
 
 
-def listen_counters() -> tuple[int, int]:
-    """(ListenOverflows, ListenDrops) from the TcpExt lines of /proc/net/netstat."""
-    lines = Path("/proc/net/netstat").read_text().splitlines()
+def listen_counters(pid: int | None = None) -> tuple[int, int]:
+    """(ListenOverflows, ListenDrops) from the TcpExt lines of netstat.
+
+    Read through the server's pid when given, so the counters are those of the server's network
+    namespace (which is not the runner's when the netns testbed is on).
+    """
+    path = Path(f"/proc/{pid}/net/netstat") if pid else Path("/proc/net/netstat")
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:  # the server just exited
+        lines = Path("/proc/net/netstat").read_text().splitlines()
     for head, vals in zip(lines[::2], lines[1::2], strict=False):
         if head.startswith("TcpExt:"):
             row = dict(zip(head.split()[1:], (int(x) for x in vals.split()[1:]), strict=False))
@@ -143,8 +151,9 @@ class Sampler:
             self._thread.join(timeout=5)
 
     def _counters(self) -> dict[str, int]:
-        overflows, drops = listen_counters()
-        for pid in self.pids():
+        pids = self.pids()
+        overflows, drops = listen_counters(pids[0] if pids else None)
+        for pid in pids:
             self._blk[pid] = max(self._blk.get(pid, 0), blkio_ticks(pid))
             self._read[pid] = max(self._read.get(pid, 0), read_bytes(pid))
         return {"ctx_switches": context_switches(), "listen_overflows": overflows,

@@ -1,0 +1,137 @@
+"""Optional network emulation of the paper's testbed (§4): two rate-limited links.
+
+The paper's server had two Gigabit Ethernet cards and the clients were split in two subnets,
+one per card, so the network was never the bottleneck. Here the server and the clients each get
+a network namespace, joined by two veth pairs, each shaped to the line rate with `tc ... tbf`
+on both ends. Addresses exist only inside these namespaces. Code runs inside a namespace
+through `run_in()`: a thread that switches its own network namespace (setns affects only the
+calling thread), so the runner's HTTP calls and the processes it spawns from that thread live
+in the namespace while the rest of the runner stays where it was.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import subprocess
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+log = logging.getLogger(__name__)
+
+CLONE_NEWNET = 0x40000000
+T = TypeVar("T")
+
+
+class NetnsError(RuntimeError):
+    """A namespace, link or qdisc could not be set up."""
+
+
+def _ip(*args: str, ns: str | None = None) -> None:
+    cmd = (["ip", "netns", "exec", ns] if ns else []) + list(args)
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+    if res.returncode != 0:
+        raise NetnsError(f"{' '.join(cmd)}: {res.stderr.strip() or 'failed'}")
+
+
+def _setns(path: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise NetnsError(f"setns({path}): {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+def run_in(ns: str, fn: Callable[[], T]) -> T:
+    """Call fn in a thread that has entered network namespace ns; return or raise its result."""
+    box: dict[str, object] = {}
+
+    def body() -> None:
+        try:
+            _setns(f"/run/netns/{ns}")
+            box["value"] = fn()
+        except BaseException as exc:  # handed to the caller below
+            box["error"] = exc
+
+    t = threading.Thread(target=body, name=f"netns-{ns}")
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]
+
+
+@dataclass
+class Topology:
+    """Server and client namespaces joined by `links` veth pairs of `rate` each.
+
+    Link i uses 10.<net>.<i+1>.1 (server) and 10.<net>.<i+1>.2 (clients), /24.
+    """
+
+    prefix: str = "ukweb"
+    links: int = 2
+    rate: str = "1gbit"
+    net: int = 199
+    server_ns: str = field(init=False)
+    client_ns: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        tag = f"{self.prefix}-{os.getpid()}"
+        self.server_ns, self.client_ns = f"{tag}-srv", f"{tag}-cli"
+        self._veth = f"uk{os.getpid() % 100000}"  # interface names are at most 15 characters
+
+    def server_addrs(self) -> list[str]:
+        return [f"10.{self.net}.{i + 1}.1" for i in range(self.links)]
+
+    def create(self) -> Topology:
+        try:
+            for ns in (self.server_ns, self.client_ns):
+                _ip("ip", "netns", "add", ns)
+                _ip("ip", "link", "set", "lo", "up", ns=ns)
+            for i in range(self.links):
+                self._link(i)
+        except NetnsError:
+            self.remove()
+            raise
+        log.info("netns %s <-> %s: %d links of %s", self.server_ns, self.client_ns,
+                 self.links, self.rate)
+        return self
+
+    def _link(self, i: int) -> None:
+        s, c = f"{self._veth}s{i}", f"{self._veth}c{i}"
+        _ip("ip", "link", "add", s, "netns", self.server_ns, "type", "veth",
+            "peer", "name", c, "netns", self.client_ns)
+        for ns, dev, host in ((self.server_ns, s, 1), (self.client_ns, c, 2)):
+            _ip("ip", "addr", "add", f"10.{self.net}.{i + 1}.{host}/24", "dev", dev, ns=ns)
+            _ip("ip", "link", "set", dev, "up", ns=ns)
+            # Token bucket at the line rate; the burst must cover one timer tick at that rate.
+            _ip("tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", self.rate,
+                "burst", "1mb", "latency", "50ms", ns=ns)
+
+    def qdiscs(self, ns: str) -> str:
+        res = subprocess.run(["ip", "netns", "exec", ns, "tc", "qdisc", "show"],
+                             capture_output=True, text=True, timeout=30, check=False)
+        return res.stdout
+
+    def remove(self) -> None:
+        """Delete both namespaces (their veth ends go with them)."""
+        for ns in (self.server_ns, self.client_ns):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30, check=False)
+
+    def __enter__(self) -> Topology:
+        return self.create()
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
+def leftovers(prefix: str) -> list[str]:
+    res = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30,
+                         check=False)
+    return [line.split()[0] for line in res.stdout.splitlines() if line.startswith(prefix)]
