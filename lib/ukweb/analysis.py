@@ -394,3 +394,49 @@ def cli(argv: list[str]) -> int:
         print(f"\n{len(failed)} point(s) not completed:\n{failed.to_string(index=False)}")
     print(f"\nwrote {target}")
     return 0
+
+
+def find_run(run_dir: str | Path | None = None, run_id: str | None = None,
+             profile: str | None = None, root: Path | None = None) -> Path:
+    """The run a notebook analyses: run_dir if given, else <root>/<run_id>, else the newest run
+    of the profile under root (data/raw); FileNotFoundError says what was looked for."""
+    root = root or paths.RAW
+    if run_dir:
+        run = Path(run_dir)
+    elif run_id:
+        run = root / run_id
+    else:
+        runs = sorted(root.glob(f"{profile or ''}*/manifest.json"), key=lambda p: p.stat().st_mtime)
+        if not runs:
+            raise FileNotFoundError(f"no run of profile {profile!r} under {root}; give run_dir")
+        run = runs[-1].parent
+    if not (run / "points").is_dir():
+        raise FileNotFoundError(f"{run} is not a run directory (no points/ inside)")
+    return run
+
+
+# ---------------------------------------------------------------- the paper's explanations (§5)
+
+WHY_COLUMNS = ["ops_per_s", "cpu_idle", "cpu_iowait", "cpu_busy", "blocked_pct", "listen_drops",
+               "listen_overflows", "accept_batch_mean", "event_waits_per_request",
+               "server_cpu_us_per_request", "ctx_switches"]
+
+
+def explain(points: pd.DataFrame, workload: str | None = None,
+            servers: list[str] | None = None) -> pd.DataFrame:
+    """Mean of the signals the paper used to explain its results (§5: CPU idle and blocked
+    time, listen-queue drops, accept batches, CPU per request), per server and load."""
+    done = points[points["status"] == DONE]
+    if workload is not None:
+        done = done[done["workload"] == workload]
+    if servers is not None:
+        done = done[done["server"].isin(servers)]
+    cols = [c for c in WHY_COLUMNS if c in done]
+    return done.groupby(KEYS[:3])[cols].mean().reset_index()
+
+
+def listen_drops_by_server(points: pd.DataFrame) -> pd.DataFrame:
+    """Listen-queue drops and overflows summed over each workload's points, per server."""
+    done = points[points["status"] == DONE]
+    cols = [c for c in ("listen_drops", "listen_overflows") if c in done]
+    return done.groupby(["workload", "server"])[cols].sum().reset_index()

@@ -403,6 +403,11 @@ def write(table: pd.DataFrame, out: Path) -> list[Path]:
     return targets
 
 
+def load_written(out: Path) -> pd.DataFrame:
+    """The claims table that `write` left in out/claims.json."""
+    return pd.DataFrame(json.loads((out / "claims.json").read_text()))
+
+
 def summary_line(table: pd.DataFrame) -> str:
     """'n reproduced, n same direction, ...' for the end of a report."""
     counts = table["verdict"].value_counts()
