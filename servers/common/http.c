@@ -192,7 +192,7 @@ int http_error_status(enum http_error err)
 	switch (err) {
 	case HTTPE_URI_TOO_LONG: return 414;
 	case HTTPE_HEADER_TOO_LARGE: return 431;
-	case HTTPE_METHOD: return 501;
+	case HTTPE_METHOD: return 405; /* 4xx [I]: the request is refused, the server is fine */
 	case HTTPE_LENGTH_REQUIRED: return 411;
 	case HTTPE_PAYLOAD_TOO_LARGE: return 413;
 	default: return 400;

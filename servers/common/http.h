@@ -28,7 +28,7 @@ enum http_error {
 	HTTPE_BAD_REQUEST,       /* 400 malformed request line/header, bad Content-Length */
 	HTTPE_URI_TOO_LONG,      /* 414 */
 	HTTPE_HEADER_TOO_LARGE,  /* 431 */
-	HTTPE_METHOD,            /* 501 anything but GET and POST */
+	HTTPE_METHOD,            /* 405 anything but GET and POST */
 	HTTPE_LENGTH_REQUIRED,   /* 411 POST without Content-Length */
 	HTTPE_PAYLOAD_TOO_LARGE, /* 413 */
 };
@@ -59,7 +59,7 @@ struct http_request {
 enum http_result http_parse(const char *buf, size_t len, struct http_request *req,
 			    enum http_error *err);
 
-/* The status code for an error (400, 414, 431, 501, 411, 413). */
+/* The status code for an error (400, 414, 431, 405, 411, 413). */
 int http_error_status(enum http_error err);
 
 /* Reason phrase for a status code ("OK", "Not Found", ...). */
