@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import http.client
 import multiprocessing
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from oracle_server import OracleServer
 from ukweb import specweb99 as sw
+from ukweb.fileset import generate
 from ukweb.specweb99 import Oracle, PostLog, PostRecord, Request, ResetParams
 from ukweb.workload import file_path, file_size
 
@@ -312,3 +318,66 @@ def test_request_http_bytes() -> None:
     assert Request("cgi_get", 0, 0, 0).target() == "/cgi-bin/specweb99?/file_set/dir00000/class0_0"
     with pytest.raises(sw.SpecError):
         Request("head", 0, 0, 0)
+
+
+# --- the oracle as a real HTTP server (tests/oracle_server.py) ----------------------------
+
+
+@pytest.fixture(scope="module")
+def docroot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("docroot")
+    generate(out, dirs=2, seed=9, progress=False)
+    return out
+
+
+def _roundtrip(conn: http.client.HTTPConnection, req: Request) -> tuple[int, dict, bytes]:
+    headers = {"Cookie": req.cookie()} if req.cookie() else {}
+    if req.type == "post":
+        headers["Content-type"] = "application/x-www-form-urlencoded"
+        conn.request("POST", req.target(), body=req.post_body(), headers=headers)
+    else:
+        conn.request("GET", req.target(), headers=headers)
+    resp = conn.getresponse()
+    return resp.status, dict(resp.getheaders()), resp.read()
+
+
+def test_oracle_server_keeps_alive_and_serves_valid_responses(docroot: Path, tmp_path: Path) -> None:
+    reset = ResetParams.for_run(50, 600)
+    with OracleServer(docroot, tmp_path / "state", reset=reset) as srv:
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+        conn.connect()
+        sock = conn.sock
+        for i, type_ in enumerate(["static", "dyn_get", "cad_get", "post", "cgi_get"] * 3):
+            req = Request(type_, i % 2, (i // 2) % 4, i % 9, user_id=10_000 + i, last_ad=i * 7)
+            status, headers, body = _roundtrip(conn, req)
+            assert sw.validate(req, status, headers, body, reset) is None, (req, status, body[:200])
+        assert conn.sock is sock  # every request went over the same connection
+        conn.request("GET", "/specweb99?command/Fetch")
+        records = sw.fetch_records(conn.getresponse().read())
+        assert [r.number for r in records] == [1, 2, 3]
+        conn.close()
+
+
+def test_oracle_server_cli_prints_listening_and_stops_on_sigterm(docroot: Path, tmp_path: Path) -> None:
+    script = Path(__file__).with_name("oracle_server.py")
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "--docroot", str(docroot), "--port", "0",
+         "--state-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("listening 127.0.0.1:"), proc.stderr.read()
+        port = int(line.rsplit(":", 1)[1])
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/specweb99?" + RESET.query())
+        assert conn.getresponse().status == 200
+        assert (tmp_path / "Custom.Ads").stat().st_size == 360 * 39
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    bad = subprocess.run([sys.executable, str(script), "--docroot", str(tmp_path / "nope"),
+                          "--state-dir", str(tmp_path)], capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
