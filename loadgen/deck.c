@@ -13,8 +13,8 @@
 
 /* Popularity rank → file index within a class (§2: rank 0 is classC_4). */
 static const int FILE_ORDER[NFILES] = {4, 3, 5, 2, 6, 1, 7, 8, 0};
-/* Class shares in per-mille (§2: 35/50/14/1 %), integers so the deck's counts are exact. */
-static const int CLASS_PERMILLE[NCLASSES] = {350, 500, 140, 10};
+/* Class shares (§2: 35/50/14/1 %). */
+static const double CLASS_SHARES[NCLASSES] = {0.35, 0.50, 0.14, 0.01};
 
 /* One step of the minimal standard generator, with Schrage's method so that nothing overflows
  * 32 bits. Returns val/M as the spec does (S11 rounds through float; we keep double). */
@@ -79,52 +79,41 @@ static void shuffle_entries(struct deck_entry *e, int n, struct spec_rng *r)
     }
 }
 
-/* Exact type counts for one deck: floor(share*N), the remainder to the largest fractions
- * (ties to the earlier type). [I] The spec leaves type assignment open (§2); exact counts
- * keep short runs on the configured mix. */
-static void type_counts(const double shares[NTYPES], int n, int out[NTYPES])
+/* [I] The spec leaves the type assignment open (§2). As ukweb.workload.Deck does: after the
+ * classes, files and directories, one spec_random() per entry in deck order picks the type
+ * from the cumulative shares (independent of class); r past a rounded sum goes to the last
+ * type with a share. */
+static int type_for(const double shares[NTYPES], double r)
 {
-    double frac[NTYPES];
-    int used = 0;
+    double cum = 0;
+    int last = 0;
     for (int t = 0; t < NTYPES; t++) {
-        double x = shares[t] * n;
-        out[t] = (int)floor(x + 1e-9);
-        frac[t] = x - out[t];
-        used += out[t];
+        cum += shares[t];
+        if (r < cum)
+            return t;
+        if (shares[t] > 0)
+            last = t;
     }
-    while (used < n) {
-        int best = 0;
-        for (int t = 1; t < NTYPES; t++)
-            if (frac[t] > frac[best] + 1e-12)
-                best = t;
-        out[best]++;
-        frac[best] = -1;
-        used++;
-    }
+    return last;
 }
 
-/* One deck: classes by exact counts, then per entry a Zipf file then a Zipf directory; the
- * types are laid out by count and shuffled on their own (so they are independent of class),
- * then the whole deck is shuffled. */
+/* One deck (S11 GenerateFileSpecs): classes in exact counts, per entry a Zipf file rank then a
+ * Zipf directory; then the types; then the spec's shuffle. The class bound is the cumulative
+ * share times N in double arithmetic, exactly as ukweb.workload computes it. */
 static void deck_fill(struct deck *d)
 {
-    int n = DECK_SIZE, idx = 0, bound = 0;
+    int n = DECK_SIZE, idx = 0;
+    double total = 0;
     for (int c = 0; c < NCLASSES; c++) {
-        bound += CLASS_PERMILLE[c] * n / 1000;
-        for (; idx < bound; idx++) {
+        total += CLASS_SHARES[c];
+        for (; idx < n && idx < total * n; idx++) {
             d->e[idx].cls = (int8_t)c;
             d->e[idx].file = (int8_t)FILE_ORDER[zipf_draw(&d->zfile, &d->rng)];
             d->e[idx].dir = zipf_draw(&d->zdir, &d->rng);
         }
     }
-    struct deck_entry tv[DECK_SIZE]; /* only .type is used: the same shuffle as the deck */
-    int k = 0;
-    for (int t = 0; t < NTYPES; t++)
-        for (int j = 0; j < d->type_count[t]; j++)
-            tv[k++].type = (int8_t)t;
-    shuffle_entries(tv, n, &d->rng);
     for (int i = 0; i < n; i++)
-        d->e[i].type = tv[i].type;
+        d->e[i].type = (int8_t)type_for(d->shares, spec_random(&d->rng));
     shuffle_entries(d->e, n, &d->rng);
     d->next = 0;
 }
@@ -137,7 +126,7 @@ int deck_init(struct deck *d, uint32_t seed, int dirs, const double shares[NTYPE
         d->rng.val = 1; /* 0 is the generator's fixed point */
     if (zipf_init(&d->zdir, dirs, 1.0) || zipf_init(&d->zfile, NFILES, 1.0))
         return -1;
-    type_counts(shares, DECK_SIZE, d->type_count);
+    memcpy(d->shares, shares, sizeof d->shares);
     deck_fill(d);
     return 0;
 }

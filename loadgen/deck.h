@@ -13,7 +13,7 @@ struct zipf { int n; double *table; };
 struct deck {
     struct spec_rng rng;
     struct zipf zdir, zfile;
-    int type_count[NTYPES];
+    double shares[NTYPES];
     struct deck_entry e[DECK_SIZE];
     int next;
 };

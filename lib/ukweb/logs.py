@@ -1,0 +1,65 @@
+"""Read the raw logs of a data point into pandas (formats in docs/interfaces.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from ukweb.workload import REQUEST_TYPES
+
+REQUEST_COLUMNS = ("t_start_us", "t_end_us", "conn", "type", "class", "dir", "file", "status",
+                   "bytes", "ok", "error", "phase")
+ERROR_KINDS = ("connect", "reset", "timeout", "status", "malformed", "length", "too_large",
+               "size", "content", "query", "cookie", "ad")
+PHASES = ("warmup", "measure")
+
+_DTYPES = {"t_start_us": "int64", "t_end_us": "int64", "conn": "int32", "class": "int8",
+           "dir": "int32", "file": "int8", "status": "int16", "bytes": "int64", "ok": "int8",
+           "type": "string", "error": "string", "phase": "string"}
+
+
+class LogError(ValueError):
+    """A log file that is missing, truncated or not in the documented format."""
+
+
+def _categorical(values: pd.Series, categories: tuple[str, ...], column: str,
+                 path: Path) -> pd.Series:
+    unknown = set(values.dropna().unique()) - set(categories)
+    if unknown:
+        raise LogError(f"{path}: unknown {column} values {sorted(unknown)}")
+    return pd.Categorical(values, categories=list(categories))
+
+
+def read_requests(path: Path) -> pd.DataFrame:
+    """requests.csv.gz (or a point directory holding it) as a DataFrame.
+
+    Integers get fixed-width dtypes, `ok` is bool, and `type`, `error` and `phase` are
+    categoricals over the documented values; an empty `error` (a valid reply) is "".
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "requests.csv.gz"
+    try:
+        df = pd.read_csv(path, dtype=_DTYPES, keep_default_na=False, na_values={})
+    except (OSError, EOFError, ValueError, pd.errors.ParserError) as exc:
+        raise LogError(f"{path}: not a readable request log: {exc}") from exc
+    if tuple(df.columns) != REQUEST_COLUMNS:
+        raise LogError(f"{path}: columns {list(df.columns)}, expected {list(REQUEST_COLUMNS)}")
+    df["ok"] = df["ok"].astype(bool)
+    df["type"] = _categorical(df["type"], REQUEST_TYPES, "type", path)
+    df["error"] = _categorical(df["error"], ("",) + ERROR_KINDS, "error", path)
+    df["phase"] = _categorical(df["phase"], PHASES, "phase", path)
+    return df
+
+
+def read_summary(point_dir: Path) -> dict:
+    """summary.json of a point directory (or the file itself) as a dict."""
+    path = Path(point_dir)
+    if path.is_dir():
+        path = path / "summary.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise LogError(f"{path}: not a readable loadgen summary: {exc}") from exc
