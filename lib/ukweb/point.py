@@ -16,6 +16,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import requests
 
 from ukweb import loadgen as loadgen_mod
@@ -39,6 +40,17 @@ class PointFailed(RuntimeError):
 
 class DiskFull(OSError):
     """ENOSPC while writing a point: the sweep stops instead of writing a corrupt log."""
+
+
+# A point's logs take a few MB per thousand requests; below this, stop before starting one.
+MIN_FREE_BYTES = 64 << 20
+
+
+def check_space(d: Path, point: Point) -> None:
+    free = shutil.disk_usage(d).free
+    if free < MIN_FREE_BYTES:
+        raise DiskFull(errno.ENOSPC, f"disk full: {free >> 20} MB free under {d}, "
+                       f"{MIN_FREE_BYTES >> 20} MB needed to measure {point.label()}")
 
 
 @dataclass(frozen=True)
@@ -101,13 +113,19 @@ class PointRunner:
         if d.exists():
             shutil.rmtree(d)  # a partial or failed earlier attempt: start clean
         d.mkdir(parents=True)
+        check_space(d, point)
         work = run_dir / "work" / point.rel()
         work.mkdir(parents=True, exist_ok=True)
         try:
             return self._measure(d, work, point, config)
+        except DiskFull:
+            raise
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 raise DiskFull(errno.ENOSPC, f"disk full while measuring {point.label()}: {exc}") from exc
+            raise
+        except PointFailed:
+            check_space(d, point)  # loadgen or the server may have failed for lack of space
             raise
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -136,7 +154,7 @@ class PointRunner:
             connections=point.connections, mix=point.workload, warmup_s=self.warmup_s,
             duration_s=self.duration_s, line_speed=self.line_speed, seed=self.seed,
             threads=self.loadgen_threads, reset=reset)
-        pids = cg.pids if cg is not None else server.pids
+        pids = cg.pids if cg is not None else lambda: _process_tree(server.pid)
         started = now()
         with Sampler(d / "system.csv", self.testbed.server_cpu_list, pids, cg) as sampler:
             try:
@@ -170,6 +188,15 @@ class PointRunner:
             alive = _alive(server.pid)
             state = "server still running" if alive else "server process is gone"
             raise PointFailed(f"server died or stopped answering ({what})", f"{state}: {exc}") from exc
+
+
+def _process_tree(pid: int) -> list[int]:
+    """pid and its descendants (the server's processes when there is no cgroup to ask)."""
+    try:
+        proc = psutil.Process(pid)
+        return [pid] + [c.pid for c in proc.children(recursive=True)]
+    except psutil.Error:
+        return []
 
 
 def _alive(pid: int) -> bool:

@@ -1,0 +1,273 @@
+"""Sweeps with the real servers and load generator on loopback: complete points, resume after
+SIGTERM, a server killed mid-point, the memory cap while serving. Plus the params profiles."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from ukweb import cgroups, fileset, runs, testbed
+from ukweb.paths import DATA, PARAMS, REPO
+from ukweb.sweep_params import ParamsError, load_params, validate
+
+CAPS = testbed.probe()
+SMOKE = yaml.safe_load((PARAMS / "smoke.yaml").read_text())
+POINT_FILES = ("requests.csv.gz", "summary.json", "server-status.json", "system.csv",
+               "postlog.txt", "DONE")
+
+
+def built(name: str) -> bool:
+    try:
+        from ukweb.paths import binary
+        binary(name)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+needs_binaries = pytest.mark.skipif(not (built("userver") and built("loadgen")),
+                                    reason="userver and loadgen are not built: run `make build`")
+
+
+def smoke(**over) -> dict:
+    """The smoke profile cut to one workload; drop_caches off unless the machine allows it."""
+    raw = {**SMOKE, "workloads": ["static"], "servers": {"static": ["userver-1"]},
+           "warmup_s": 1, "duration_s": 2, "drop_caches": CAPS.drop_caches, **over}
+    return raw
+
+
+def our_processes(tag: str) -> list[psutil.Process]:
+    """Processes whose command line names tag (the run's directory): server, loadgen."""
+    out = []
+    for p in psutil.process_iter(["cmdline", "pid"]):
+        if p.pid != os.getpid() and tag in " ".join(p.info["cmdline"] or []):
+            out.append(p)
+    return out
+
+
+def ukweb_run(params: dict, tmp: Path, run_id: str) -> subprocess.Popen:
+    path = tmp / f"{run_id}.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return subprocess.Popen([sys.executable, "-m", "ukweb.cli", "run", "-f", str(path),
+                             "--run-id", run_id, "--root", str(tmp / "raw"), "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(pred, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+# --- params ------------------------------------------------------------------------------
+
+
+def test_profiles_validate_and_cover_the_paper() -> None:
+    quick, paper = load_params(PARAMS / "quick.yaml"), load_params(PARAMS / "paper.yaml")
+    assert quick.workloads == ["static", "dynamic", "mix30", "mix50", "mix80"]
+    assert quick.servers["static"] == ["userver-1", "userver-16", "ktux"]
+    assert quick.servers["dynamic"] == ["userver-1", "userver-8", "ktux"]
+    assert paper.warmup_s == 60 and paper.duration_s == 120 and paper.memory_mb == 512
+    assert paper.connections == list(range(100, 1501, 200))
+    labels = {p.server for p in runs.plan(quick) if p.connections == 700}
+    assert {f"userver-{n}" for n in (1, 2, 4, 8, 16, 32)} <= labels
+    assert load_params(PARAMS / "smoke.yaml").max_connections() <= 10
+
+
+def test_plan_has_no_duplicate_points() -> None:
+    p = load_params(PARAMS / "quick.yaml")
+    points = runs.plan(p)
+    assert len(points) == len(set(points))
+    # static/userver-16/c700 is both on Fig. 2 and in the process sweep: measured once
+    assert sum(1 for x in points if x == runs.Point("static", "userver-16", 700, 1)) == 1
+
+
+@pytest.mark.parametrize("key,value,words", [
+    ("connections", [100, -1], "connections[1]"),
+    ("workloads", ["static", "nope"], "workloads"),
+    ("memory_mb", 4, "memory_mb"),
+    ("cpu_quota_pct", 250, "cpu_quota_pct"),
+    ("server_cpus", "x", "bad CPU list"),
+    ("drop_caches", "yes", "drop_caches"),
+    ("process_sweep", {"procs": [1]}, "process_sweep"),
+    ("run_id", "../evil", "run_id"),
+])
+def test_bad_params_name_the_value(key: str, value: object, words: str) -> None:
+    with pytest.raises(ParamsError, match=words.replace("[", r"\[").replace("]", r"\]")):
+        validate({**SMOKE, key: value})
+
+
+def test_cli_bad_params_exit_2_with_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**SMOKE, "repetitions": 0}))
+    res = subprocess.run([sys.executable, "-m", "ukweb.cli", "run", "-f", str(bad)],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2
+    assert res.stderr.strip().count("\n") == 0 and "repetitions" in res.stderr
+
+
+# --- sweeps with the real servers ----------------------------------------------------------
+
+
+@needs_binaries
+def test_smoke_sweep_writes_complete_points(tmp_path: Path) -> None:
+    servers = ["userver-1", "ktux"]
+    params = validate(smoke(servers={"static": servers}))
+    before = testbed.TASK_DELAYACCT.read_text()
+    run = runs.sweep(params, "smoke-test", root=tmp_path, progress=False)
+    man = json.loads((run / "manifest.json").read_text())
+    assert man["params"]["connections"] == [4, 8] and man["end"]
+    assert man["host"]["cgroup_version"] == CAPS.cgroup_version
+    assert man["runs"][-1]["status"] == "done"
+    ktux_reason = man["host"]["io_uring_unavailable"]
+    for server in servers:
+        for c in (4, 8):
+            d = runs.point_dir(run, "static", server, c, 1)
+            if server == "ktux" and ktux_reason:
+                failed = json.loads((d / "FAILED").read_text())
+                assert failed["reason"] == "server failed to start"
+                continue
+            for name in POINT_FILES:
+                assert (d / name).is_file(), f"{d} lacks {name}"
+            summary = json.loads((d / "summary.json").read_text())
+            assert summary["connections"] == c and summary["measure"]["ok"] > 0
+            status = json.loads((d / "server-status.json").read_text())
+            assert status["after"]["total"]["requests"]["static"] > 0
+            system = (d / "system.csv").read_text().splitlines()
+            assert len(system) >= 2  # header + at least one 1 s sample
+    assert testbed.TASK_DELAYACCT.read_text() == before
+    assert not cgroups.leftovers(f"ukweb-{os.getpid()}-")
+    assert not our_processes(str(tmp_path))
+
+
+@needs_binaries
+def test_sigterm_then_rerun_finishes_without_redoing_points(tmp_path: Path) -> None:
+    params = smoke(connections=[4, 6, 8])
+    proc = ukweb_run(params, tmp_path, "resume")
+    run = tmp_path / "raw" / "resume"
+    first = runs.point_dir(run, "static", "userver-1", 4, 1) / "DONE"
+    try:
+        assert wait_for(first.is_file, 60), "the first point never finished"
+        time.sleep(1.0)  # inside the second point
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert not our_processes(str(tmp_path)), "server or loadgen survived SIGTERM"
+    assert not cgroups.leftovers(f"ukweb-{proc.pid}-")
+    second = runs.point_dir(run, "static", "userver-1", 6, 1)
+    assert not (second / "DONE").exists()
+    stamp = first.read_text()
+    mtime = first.stat().st_mtime_ns
+    proc = ukweb_run(params, tmp_path, "resume")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "3 done, 0 failed, 0 missing" in out
+    assert first.read_text() == stamp and first.stat().st_mtime_ns == mtime
+    man = json.loads((run / "manifest.json").read_text())
+    assert [r["status"] for r in man["runs"]] == ["interrupted", "done"]
+    assert not our_processes(str(tmp_path))
+
+
+@needs_binaries
+def test_server_killed_mid_point_fails_that_point_only(tmp_path: Path) -> None:
+    params = validate(smoke(duration_s=4))
+    killed: list[int] = []
+
+    def killer() -> None:
+        """Kill the first server as soon as its point is measuring."""
+        def server_up() -> bool:
+            procs = [p for p in our_processes(str(tmp_path)) if "userver" in p.info["cmdline"][0]]
+            loadgens = [p for p in our_processes(str(tmp_path)) if "loadgen" in p.info["cmdline"][0]]
+            if procs and loadgens:
+                killed.append(procs[0].pid)
+                os.kill(procs[0].pid, signal.SIGKILL)
+                return True
+            return False
+        wait_for(server_up, 60)
+
+    t = threading.Thread(target=killer)
+    t.start()
+    run = runs.sweep(params, "crash", root=tmp_path, progress=False)
+    t.join()
+    assert killed, "the test never saw the server and loadgen running"
+    failed = json.loads((runs.point_dir(run, "static", "userver-1", 4, 1) / "FAILED").read_text())
+    assert "server died" in failed["reason"]
+    assert not (runs.point_dir(run, "static", "userver-1", 4, 1) / "DONE").exists()
+    assert (runs.point_dir(run, "static", "userver-1", 8, 1) / "DONE").is_file()
+    man = json.loads((run / "manifest.json").read_text())
+    assert man["runs"][-1]["status"] == "done, 1 failed"
+
+
+@needs_binaries
+@pytest.mark.skipif("cgroup" in CAPS.problems(), reason="no writable cgroup memory controller")
+def test_server_page_cache_stays_under_its_memory_limit(tmp_path: Path) -> None:
+    """userver in a 64 MB cgroup serves every file of a ~150 MB file set: the cache it pulls in
+    is charged to its cgroup and never exceeds the limit."""
+    import requests
+
+    from ukweb.servers import Server, named_config
+    from ukweb.workload import CLASSES, FILES_PER_CLASS, file_path
+
+    root = fileset.ensure(DATA / "fileset", 8)
+    dirs = fileset.read_manifest(root)["dirs"]
+    limit = 64 << 20
+    with testbed.Testbed(memory_mb=64, drop_caches=CAPS.drop_caches, prefix="ukweb-test") as tb:
+        tb.before_point()
+        with tb.point_cgroup("serve") as cg:
+            assert cg.memory_limit() == limit
+            with Server(named_config("userver-1"), root.parent, tmp_path,
+                        preexec=tb.server_preexec(cg)) as server:
+                server.start()
+                assert set(server.pids()) <= set(cg.pids())
+                served, peak = 0, 0
+                with requests.Session() as s:
+                    for d in range(min(dirs, 30)):
+                        for c in range(CLASSES):
+                            for f in range(FILES_PER_CLASS):
+                                r = s.get(f"{server.url}/{file_path(d, c, f)}", timeout=10)
+                                assert r.status_code == 200
+                                served += len(r.content)
+                        peak = max(peak, cg.page_cache_bytes())
+                assert served > 2 * limit
+                assert 0 < peak <= limit
+                assert cg.memory_usage_bytes() <= limit
+    assert not cgroups.leftovers(f"ukweb-test-{os.getpid()}")
+
+
+def test_repo_paths_are_not_hard_coded() -> None:
+    for name in ("smoke", "quick", "paper"):
+        text = (PARAMS / f"{name}.yaml").read_text()
+        assert str(REPO) not in text and "/home/" not in text
+
+
+@pytest.mark.skipif(not CAPS.root, reason="mounting a small tmpfs needs root")
+def test_full_disk_is_reported_not_written_as_a_log(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(raw)], check=True)
+    try:
+        with pytest.raises(runs.SweepError, match="disk full"):
+            runs.sweep(validate(smoke()), "full", root=raw, progress=False)
+        man = json.loads((raw / "full" / "manifest.json").read_text())  # still valid JSON
+        assert man["runs"][-1]["status"] == "interrupted"
+        assert not list((raw / "full").rglob("DONE"))
+    finally:
+        subprocess.run(["umount", str(raw)], check=False)
