@@ -15,7 +15,6 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-
 from ukweb import cgroups, fileset, runs, testbed
 from ukweb.paths import DATA, PARAMS, REPO
 from ukweb.sweep_params import ParamsError, load_params, validate
@@ -222,7 +221,6 @@ def test_server_page_cache_stays_under_its_memory_limit(tmp_path: Path) -> None:
     """userver in a 64 MB cgroup serves every file of a ~150 MB file set: the cache it pulls in
     is charged to its cgroup and never exceeds the limit."""
     import requests
-
     from ukweb.servers import Server, named_config
     from ukweb.workload import CLASSES, FILES_PER_CLASS, file_path
 

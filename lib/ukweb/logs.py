@@ -63,3 +63,27 @@ def read_summary(point_dir: Path) -> dict:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise LogError(f"{path}: not a readable loadgen summary: {exc}") from exc
+
+
+SYSTEM_COLUMNS = ("t", "cpu_user", "cpu_sys", "cpu_idle", "cpu_iowait", "ctx_switches",
+                  "listen_overflows", "listen_drops", "disk_read_bytes", "page_cache_bytes",
+                  "blocked_s")
+
+
+def read_system(point_dir: Path) -> pd.DataFrame:
+    """system.csv of a point directory (or the file): the runner's 1 s samples (ukweb.sampler).
+
+    Counters are per interval ending at `t`; page_cache_bytes is a gauge. An empty table (header
+    only) means the point lasted less than one sample interval.
+    """
+    path = Path(point_dir)
+    if path.is_dir():
+        path = path / "system.csv"
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise LogError(f"{path}: not a readable system sample log: {exc}") from exc
+    if tuple(df.columns) != SYSTEM_COLUMNS:
+        raise LogError(f"{path}: columns {list(df.columns)}, expected {list(SYSTEM_COLUMNS)}")
+    return df.astype({c: "int64" for c in SYSTEM_COLUMNS if c.endswith(("bytes", "switches",
+                                                                         "overflows", "drops"))})
