@@ -1,0 +1,113 @@
+/* accept.c — TUX's aggressive accepting: one multishot accept lets the kernel accept every
+ * pending connection as it arrives, without a system call per connection.
+ *
+ * --max-conns is honoured by pausing: at the limit the multishot accept is cancelled and the
+ * backlog holds new clients until a connection closes, then it is re-armed.  Connections the
+ * kernel accepted between reaching the limit and the cancel taking effect are closed at once
+ * (counted as errors.internal) [I]: the limit is a hard bound on open connections.
+ *
+ * Counting: with multishot, one accept round (accept_calls += 1, accept_batches) is one batch of
+ * completions reaped together that contained accepts — what the kernel accepted for us between
+ * two looks at the ring.  --no-multishot-accept: ACCEPT_DEPTH single-shot accepts in flight [I],
+ * each completion a round of one, so accept_calls == accepts as with one accept(2) per call.
+ */
+#include <errno.h>
+#include <unistd.h>
+
+#include "ktux.h"
+
+#define ACCEPT_DEPTH 16
+
+static int conns_free(const struct server *s)
+{
+	return s->cfg->max_conns - (int)s->st->conns_open;
+}
+
+static void arm_multishot(struct server *s)
+{
+	struct io_uring_sqe *sqe = ring_sqe(&s->ring);
+	io_uring_prep_multishot_accept(sqe, s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	/* aux: a generation (never 0), so a late final completion of a cancelled arm is told
+	 * apart from the arm that replaced it */
+	s->accept_gen = (s->accept_gen % 0xfffffe) + 1;
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_ACCEPT, s->accept_gen, s->listen_fd));
+	s->accept_multishot_armed = 1;
+}
+
+static void arm_single(struct server *s)
+{
+	int want = conns_free(s) - s->accept_single_inflight;
+	if (want > ACCEPT_DEPTH - s->accept_single_inflight)
+		want = ACCEPT_DEPTH - s->accept_single_inflight;
+	for (int i = 0; i < want; i++) {
+		struct io_uring_sqe *sqe = ring_sqe(&s->ring);
+		io_uring_prep_accept(sqe, s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		io_uring_sqe_set_data64(sqe, ud_pack(OP_ACCEPT, 0, s->listen_fd));
+		s->accept_single_inflight++;
+	}
+}
+
+/* Start (or resume) accepting when there is room; called after every close too. */
+void accept_arm(struct server *s)
+{
+	if (s->draining || s->listen_fd < 0)
+		return;
+	if (conns_free(s) <= 0) {
+		accept_stop(s);
+		return;
+	}
+	s->accept_paused = 0;
+	if (s->cfg->no_multishot_accept)
+		arm_single(s);
+	else if (!s->accept_multishot_armed)
+		arm_multishot(s);
+}
+
+/* Pause: cancel the multishot accept (single-shot ones are simply not re-armed). */
+void accept_stop(struct server *s)
+{
+	if (!s->accept_paused && !s->draining)
+		s->st->paused_accepting++;
+	s->accept_paused = 1;
+	if (s->accept_multishot_armed) {
+		struct io_uring_sqe *sqe = ring_sqe(&s->ring);
+		io_uring_prep_cancel64(sqe, ud_pack(OP_ACCEPT, s->accept_gen, s->listen_fd), 0);
+		io_uring_sqe_set_data64(sqe, ud_pack(OP_CANCEL, 0, -1));
+		s->accept_multishot_armed = 0; /* its final completion may still come */
+	}
+}
+
+/* 1 when the connection was taken, 0 when it had to be closed at once. */
+static int accepted(struct server *s, int fd)
+{
+	if (conns_free(s) <= 0 || s->draining || fd >= s->nconns_cap) {
+		close(fd); /* past the limit while the cancel was on its way */
+		s->st->errors[SE_INTERNAL]++;
+		return 0;
+	}
+	conn_open(s, fd);
+	if (conns_free(s) <= 0)
+		accept_stop(s);
+	return 1;
+}
+
+void accept_done(struct server *s, struct io_uring_cqe *cqe)
+{
+	uint32_t gen = ud_aux(cqe->user_data);
+	int multishot = gen != 0;
+	if (!multishot)
+		s->accept_single_inflight--;
+	if (cqe->res >= 0) {
+		int taken = accepted(s, cqe->res);
+		if (multishot)
+			s->accepted_this_round += (unsigned)taken;
+		else /* one operation, one connection: a round of one, like accept(2) */
+			stats_accept_round(s->st, (unsigned)taken);
+	}
+	else if (cqe->res != -ECANCELED && cqe->res != -EINTR)
+		s->st->errors[SE_INTERNAL]++;
+	if (multishot && !(cqe->flags & IORING_CQE_F_MORE) && gen == s->accept_gen)
+		s->accept_multishot_armed = 0;
+	if (!s->accept_paused)
+		accept_arm(s);
+}

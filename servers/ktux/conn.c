@@ -1,0 +1,386 @@
+/* conn.c — one connection: multishot receive into provided buffers, in-place parsing,
+ * dispatch to the static path or the shared site (SPECweb99 module, /server-status), sends,
+ * idle timeout and close.
+ *
+ * Connections live in an array indexed by fd.  A closing connection is shut down (which
+ * completes every socket operation it has in flight) and freed only when the last of its
+ * completions has arrived, so an fd is never reused while the kernel still holds work for it.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ktux.h"
+
+#define ZC_MIN 16384 /* [I] below this a copy is cheaper than pinning pages and a notification */
+#define IN_CAP (HTTP_MAX_REQUEST + RECV_BUF_SIZE)
+
+static void idle_unlink(struct server *s, struct conn *c)
+{
+	if (c->older)
+		c->older->newer = c->newer;
+	else if (s->idle_oldest == c)
+		s->idle_oldest = c->newer;
+	if (c->newer)
+		c->newer->older = c->older;
+	else if (s->idle_newest == c)
+		s->idle_newest = c->older;
+	c->older = c->newer = NULL;
+}
+
+/* Progress (accept, a complete request, bytes sent) restarts the idle clock; a trickle of
+ * request bytes does not [I], so one byte a minute cannot hold a connection forever. */
+void conn_touch(struct server *s, struct conn *c)
+{
+	c->last_progress = s->now_ms;
+	idle_unlink(s, c);
+	c->older = s->idle_newest;
+	if (s->idle_newest)
+		s->idle_newest->newer = c;
+	else
+		s->idle_oldest = c;
+	s->idle_newest = c;
+}
+
+static void arm_recv(struct server *s, struct conn *c)
+{
+	struct io_uring_sqe *sqe = ring_sqe(&s->ring);
+	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = RECV_GROUP;
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_RECV, 0, c->fd));
+	c->recv_armed = 1;
+	c->inflight++;
+}
+
+void conn_open(struct server *s, int fd)
+{
+	struct conn *c = &s->conns[fd];
+	memset(c, 0, sizeof *c);
+	c->fd = fd;
+	c->used = 1;
+	c->file_fd = c->pipe[0] = c->pipe[1] = -1;
+	response_init(&c->resp);
+	stats_conn_opened(s->st);
+	conn_touch(s, c);
+	arm_recv(s, c);
+}
+
+static void cancel_file_ops(struct server *s, struct conn *c)
+{
+	static const enum op ops[] = {OP_OPEN, OP_READ, OP_SPLICE_IN};
+	for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+		struct io_uring_sqe *sqe = ring_sqe(&s->ring);
+		io_uring_prep_cancel64(sqe, ud_pack(ops[i], 0, c->fd), IORING_ASYNC_CANCEL_ALL);
+		io_uring_sqe_set_data64(sqe, ud_pack(OP_CANCEL, 0, -1));
+	}
+}
+
+static void conn_free(struct server *s, struct conn *c)
+{
+	close(c->fd);
+	if (c->file_fd >= 0)
+		close(c->file_fd);
+	for (int i = 0; i < 2; i++)
+		if (c->pipe[i] >= 0)
+			close(c->pipe[i]);
+	if (c->entry)
+		cache_put(s->cache, c->entry);
+	if (c->fill)
+		cache_discard(s->cache, c->fill);
+	response_free(&c->resp);
+	free(c->in);
+	free(c->bounce);
+	c->used = 0;
+	stats_conn_closed(s->st);
+	accept_arm(s); /* room again: resume accepting if the limit had paused it */
+}
+
+/* Close now: shut the socket down so every socket operation in flight completes, cancel file
+ * work, and free the slot when the last completion is in.  stat_error < 0: not an error. */
+void conn_abort(struct server *s, struct conn *c, int stat_error)
+{
+	if (c->closing)
+		return;
+	if (stat_error >= 0)
+		s->st->errors[stat_error]++;
+	c->closing = 1;
+	idle_unlink(s, c);
+	shutdown(c->fd, SHUT_RDWR);
+	if (c->phase == PH_FILE || c->file_fd >= 0)
+		cancel_file_ops(s, c);
+	conn_op_done(s, c);
+}
+
+/* One of c's operations completed: free a closing connection once nothing is in flight. */
+void conn_op_done(struct server *s, struct conn *c)
+{
+	if (c->closing && c->inflight == 0)
+		conn_free(s, c);
+}
+
+/* After "Connection: close": send FIN, let the client read everything, and close when it
+ * closes (or the idle timeout fires); closing at once could turn unread input into a RST
+ * that destroys the response in the client's receive queue. */
+static void conn_linger(struct server *s, struct conn *c)
+{
+	c->lingering = 1;
+	c->in_len = 0;
+	shutdown(c->fd, SHUT_WR);
+	conn_touch(s, c);
+	if (!c->recv_armed)
+		conn_abort(s, c, -1);
+}
+
+static const char *remote_addr(struct conn *c)
+{
+	if (c->remote[0])
+		return c->remote;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+	snprintf(c->remote, sizeof c->remote, "0.0.0.0");
+	if (getpeername(c->fd, (struct sockaddr *)&ss, &len) == 0) {
+		if (ss.ss_family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, c->remote, sizeof c->remote);
+		else if (ss.ss_family == AF_INET6)
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, c->remote, sizeof c->remote);
+	}
+	return c->remote;
+}
+
+static void handle_request(struct server *s, struct conn *c, const struct http_request *req)
+{
+	c->keep_alive = req->keep_alive && !s->draining;
+	c->minor = req->minor_version;
+	conn_touch(s, c);
+	if (static_route(req)) {
+		static_begin(s, c, req);
+		return;
+	}
+	site_respond(&s->site, req, remote_addr(c), &c->resp);
+	conn_send_response(s, c);
+}
+
+/* Parse and handle requests at buf[0..len) while no response is in flight; returns the bytes
+ * consumed.  buf is a provided buffer (zero-copy parsing) or c->in. */
+static size_t parse_requests(struct server *s, struct conn *c, const char *buf, size_t len)
+{
+	size_t used = 0;
+	while (c->phase == PH_IDLE && !c->closing && !c->lingering && used < len) {
+		struct http_request req;
+		memset(&req, 0, sizeof req);
+		req.minor_version = 1; /* what an error reply speaks when the request line is unreadable */
+		enum http_error err = HTTPE_NONE;
+		enum http_result r = http_parse(buf + used, len - used, &req, &err);
+		if (r == HTTP_INCOMPLETE)
+			break;
+		if (r == HTTP_ERROR) {
+			site_respond_error(&s->site, err, req.minor_version, &c->resp);
+			c->keep_alive = 0;
+			conn_send_response(s, c);
+			return len; /* the rest of the stream cannot be trusted */
+		}
+		used += req.total_len;
+		handle_request(s, c, &req);
+	}
+	return used;
+}
+
+static int keep_input(struct server *s, struct conn *c, const char *p, size_t n)
+{
+	if (n == 0)
+		return 0;
+	if (!c->in && !(c->in = malloc(IN_CAP)))
+		return -1;
+	if (c->in_len + n > IN_CAP) {
+		conn_abort(s, c, SE_HEADER_TOO_LARGE); /* pipelined far beyond any sane request */
+		return -1;
+	}
+	memmove(c->in + c->in_len, p, n);
+	c->in_len += n;
+	return 0;
+}
+
+/* Requests waiting in c->in (pipelined, or assembled from several receives). */
+static void parse_input(struct server *s, struct conn *c)
+{
+	size_t used = parse_requests(s, c, c->in, c->in_len);
+	if (c->closing)
+		return;
+	if (used >= c->in_len) {
+		free(c->in);
+		c->in = NULL;
+		c->in_len = 0;
+	} else if (used > 0) {
+		memmove(c->in, c->in + used, c->in_len - used);
+		c->in_len -= used;
+	}
+}
+
+static void received(struct server *s, struct conn *c, const char *data, size_t n)
+{
+	if (c->lingering)
+		return; /* input after "Connection: close" is read and dropped */
+	if (c->in_len == 0 && c->phase == PH_IDLE) {
+		size_t used = parse_requests(s, c, data, n); /* in place: no copy */
+		if (!c->closing && !c->lingering)
+			keep_input(s, c, data + used, n - used);
+		return;
+	}
+	if (keep_input(s, c, data, n) == 0 && c->phase == PH_IDLE)
+		parse_input(s, c);
+}
+
+void conn_recv_done(struct server *s, struct io_uring_cqe *cqe)
+{
+	struct conn *c = &s->conns[ud_fd(cqe->user_data)];
+	int more = (cqe->flags & IORING_CQE_F_MORE) != 0;
+	if (!more) {
+		c->recv_armed = 0;
+		c->inflight--;
+	}
+	if (cqe->res > 0 && (cqe->flags & IORING_CQE_F_BUFFER)) {
+		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+		if (!c->closing)
+			received(s, c, ring_recv_buf(&s->ring, bid), (size_t)cqe->res);
+		ring_recycle(&s->ring, bid);
+	} else if (cqe->res == 0 && !c->closing) {
+		/* the client closed; mid-request that is a reset of the request */
+		conn_abort(s, c, (c->in_len > 0 || c->phase != PH_IDLE) && !c->lingering ? SE_RESET : -1);
+	} else if (cqe->res < 0 && cqe->res != -ENOBUFS && !c->closing) {
+		conn_abort(s, c, c->lingering ? -1 : SE_RESET);
+	}
+	if (!c->closing && !c->recv_armed)
+		arm_recv(s, c); /* multishot ended (e.g. ENOBUFS): re-arm */
+	conn_op_done(s, c);
+}
+
+/* ---- sending ---- */
+
+static void submit_send(struct server *s, struct conn *c)
+{
+	struct io_uring_sqe *sqe = ring_sqe(&s->ring);
+	size_t left = c->total - c->sent;
+	if (c->entry) {
+		char *p = cache_data(c->entry) + c->sent;
+		if (!s->cfg->no_zerocopy && left >= ZC_MIN) {
+			io_uring_prep_send_zc_fixed(sqe, c->fd, p, left, MSG_WAITALL, 0,
+						    (unsigned)cache_buf_index(c->entry));
+			io_uring_sqe_set_data64(sqe, ud_pack(OP_SEND_ZC, cache_id(c->entry), c->fd));
+			cache_get(c->entry); /* held until the kernel's notification */
+		} else {
+			io_uring_prep_send(sqe, c->fd, p, left, MSG_WAITALL);
+			io_uring_sqe_set_data64(sqe, ud_pack(OP_SEND, 0, c->fd));
+		}
+	} else {
+		/* head and body buffer in one sendmsg; iov advanced past what was sent */
+		size_t off = c->sent;
+		int n = 0;
+		size_t head = c->resp.head_len;
+		size_t body = c->resp.kind == BODY_BUF ? c->resp.body.len : 0;
+		if (off < head)
+			c->iov[n++] = (struct iovec){c->resp.head + off, head - off};
+		if (body > 0 && off < head + body) {
+			size_t b = off > head ? off - head : 0;
+			c->iov[n++] = (struct iovec){c->resp.body.data + b, body - b};
+		}
+		memset(&c->msg, 0, sizeof c->msg);
+		c->msg.msg_iov = c->iov;
+		c->msg.msg_iovlen = (size_t)n;
+		io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_WAITALL);
+		io_uring_sqe_set_data64(sqe, ud_pack(OP_SEND, 0, c->fd));
+	}
+	c->inflight++;
+}
+
+/* A response built by the site (or an error): head + buffer, or head then the file range. */
+void conn_send_response(struct server *s, struct conn *c)
+{
+	c->phase = PH_SENDING;
+	c->sent = 0;
+	c->total = c->resp.head_len + (c->resp.kind == BODY_BUF ? c->resp.body.len : 0);
+	if (!c->resp.keep_alive)
+		c->keep_alive = 0;
+	submit_send(s, c);
+}
+
+void conn_send_entry(struct server *s, struct conn *c, struct cache_entry *e)
+{
+	cache_get(e); /* the connection's hold while it sends from e */
+	c->entry = e;
+	c->phase = PH_SENDING;
+	c->sent = 0;
+	c->total = cache_len(e);
+	submit_send(s, c);
+}
+
+void conn_response_sent(struct server *s, struct conn *c)
+{
+	response_free(&c->resp);
+	response_init(&c->resp);
+	if (c->entry) {
+		cache_put(s->cache, c->entry);
+		c->entry = NULL;
+	}
+	c->phase = PH_IDLE;
+	conn_touch(s, c);
+	if (!c->keep_alive) {
+		conn_linger(s, c);
+		return;
+	}
+	if (c->in_len > 0)
+		parse_input(s, c);
+}
+
+void conn_send_done(struct server *s, struct io_uring_cqe *cqe)
+{
+	struct conn *c = &s->conns[ud_fd(cqe->user_data)];
+	if (ud_op(cqe->user_data) == OP_SEND_ZC && !(cqe->flags & IORING_CQE_F_MORE))
+		cache_put(s->cache, cache_by_id(s->cache, ud_aux(cqe->user_data))); /* no notification follows */
+	c->inflight--;
+	if (c->closing || cqe->res <= 0) {
+		if (!c->closing)
+			conn_abort(s, c, SE_RESET); /* EPIPE / ECONNRESET: the client went away */
+		conn_op_done(s, c);
+		return;
+	}
+	s->st->bytes_out += (uint64_t)cqe->res;
+	conn_touch(s, c);
+	if (ud_aux(cqe->user_data) == 1 && ud_op(cqe->user_data) == OP_SEND) {
+		copy_sent(s, c, cqe->res); /* a --no-zerocopy body chunk */
+		return;
+	}
+	c->sent += (size_t)cqe->res;
+	if (c->sent < c->total)
+		submit_send(s, c);
+	else if (c->resp.kind == BODY_FILE)
+		splice_start(s, c);
+	else
+		conn_response_sent(s, c);
+}
+
+/* The kernel no longer uses the pages of a zero-copy send. */
+void conn_zc_notif(struct server *s, struct io_uring_cqe *cqe)
+{
+	struct cache_entry *e = cache_by_id(s->cache, ud_aux(cqe->user_data));
+	if (e)
+		cache_put(s->cache, e);
+}
+
+/* Close connections idle past --idle-timeout; counted as errors only mid-request. */
+void conn_expire(struct server *s)
+{
+	uint64_t limit = (uint64_t)s->cfg->idle_timeout * 1000;
+	while (s->idle_oldest && s->now_ms - s->idle_oldest->last_progress >= limit) {
+		struct conn *c = s->idle_oldest;
+		int mid = (c->in_len > 0 || c->phase != PH_IDLE) && !c->lingering;
+		conn_abort(s, c, mid ? SE_TIMEOUT : -1);
+	}
+}

@@ -1,0 +1,188 @@
+/* ktux.h — the kernel-style server (TUX model) on io_uring: shared types.
+ *
+ * One worker thread, one ring.  Every in-flight operation carries its type and owner in the
+ * 64-bit user_data (see ud_pack), so the loop is one switch over completion types.
+ */
+#ifndef KTUX_H
+#define KTUX_H
+
+#include <liburing.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "../common/http.h"
+#include "../common/response.h"
+#include "../common/site.h"
+
+/* ---- configuration (main.c) ---- */
+struct ktux_config {
+	const char *addr, *docroot, *post_log, *state_dir, *server_name;
+	int port, backlog, max_conns, idle_timeout, post_log_sync;
+	size_t cache_bytes;
+	int iowq_workers;
+	int sqpoll, sqpoll_cpu; /* sqpoll_cpu -1: not pinned */
+	int no_cache, no_multishot_accept, no_zerocopy;
+	int probe;
+};
+
+/* ---- user_data: op (8 bits) | aux (24 bits, e.g. cache entry) | fd (32 bits) ---- */
+enum op {
+	OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_SEND_ZC, OP_OPEN, OP_READ, OP_SPLICE_IN, OP_SPLICE_OUT,
+	OP_TIMER, OP_CANCEL, OP_FILES_UPDATE,
+};
+
+static inline uint64_t ud_pack(enum op op, uint32_t aux, int fd)
+{
+	return ((uint64_t)op << 56) | ((uint64_t)(aux & 0xffffff) << 32) | (uint32_t)fd;
+}
+static inline enum op ud_op(uint64_t ud) { return (enum op)(ud >> 56); }
+static inline uint32_t ud_aux(uint64_t ud) { return (uint32_t)(ud >> 32) & 0xffffff; }
+static inline int ud_fd(uint64_t ud) { return (int)(uint32_t)ud; }
+
+/* ---- the ring (ring.c) ---- */
+#define RECV_BUFS 1024       /* provided receive buffers [I]: enough for 1024 requests in flight */
+#define RECV_BUF_SIZE 4096   /* one SPECweb99 request is < 300 bytes; larger ones are assembled */
+#define RECV_GROUP 0
+
+struct ring {
+	struct io_uring uring;
+	struct io_uring_buf_ring *br; /* provided-buffer ring for receives */
+	char *recv_mem;               /* RECV_BUFS * RECV_BUF_SIZE */
+	size_t br_len;
+	int sqpoll;
+	uint64_t enter_seq; /* io_uring_enter calls so far: dates submissions for punt counting */
+	struct stats_counters *stats;
+};
+
+/* Set up the ring as configured; 0, or -1 with a one-line cause and fix in err. */
+int ring_open(struct ring *r, const struct ktux_config *cfg, char *err, size_t errlen);
+void ring_close(struct ring *r);
+/* A free SQE; submits to make room when the SQ is full (never NULL unless the ring is broken). */
+struct io_uring_sqe *ring_sqe(struct ring *r);
+/* Submit; wait for one completion when none is ready.  Counts submissions and enters. */
+int ring_submit_wait(struct ring *r);
+/* The receive buffer bid, and giving it back to the kernel. */
+char *ring_recv_buf(struct ring *r, unsigned bid);
+void ring_recycle(struct ring *r, unsigned bid);
+
+/* ---- the pinned response cache (cache.c) ---- */
+struct cache_entry;
+struct cache;
+
+struct cache *cache_create(struct ring *r, size_t bytes, struct stats_counters *stats);
+void cache_destroy(struct cache *c);
+/* key: variant byte + decoded path.  NULL on a miss (counted). */
+struct cache_entry *cache_lookup(struct cache *c, const char *key);
+/* Reserve an entry of len bytes (evicting LRU entries); NULL when it cannot fit. */
+struct cache_entry *cache_reserve(struct cache *c, const char *key, size_t len);
+void cache_ready(struct cache *c, struct cache_entry *e);   /* the bytes are complete */
+void cache_discard(struct cache *c, struct cache_entry *e); /* a fill failed */
+int cache_filling(const struct cache_entry *e);
+char *cache_data(struct cache_entry *e);
+size_t cache_len(const struct cache_entry *e);
+int cache_buf_index(const struct cache_entry *e); /* registered-buffer index */
+uint32_t cache_id(const struct cache_entry *e);
+struct cache_entry *cache_by_id(struct cache *c, uint32_t id);
+void cache_get(struct cache_entry *e); /* pin against eviction while a send uses it */
+void cache_put(struct cache *c, struct cache_entry *e);
+size_t cache_max_entry(const struct cache *c);
+
+/* ---- connections (conn.c) ---- */
+enum conn_phase {
+	PH_IDLE,    /* waiting for (the rest of) a request */
+	PH_FILE,    /* a static miss: open/read/splice in flight */
+	PH_SENDING, /* a response is being sent */
+};
+
+struct conn {
+	int fd;
+	int used;
+	enum conn_phase phase;
+	int inflight;  /* operations whose completion is still to come */
+	int recv_armed;
+	int closing;   /* shut down; freed when inflight reaches 0 */
+	int lingering; /* response sent with Connection: close; waiting for the client's FIN */
+	int keep_alive, minor;
+	uint64_t last_progress; /* ms; idle timeout counts from here */
+	struct conn *older, *newer; /* idle list, oldest first */
+	char *in;      /* request bytes waiting to be parsed (NULL when parsing in place) */
+	size_t in_len;
+	/* the response in flight */
+	struct response resp;
+	struct iovec iov[2];
+	struct msghdr msg;
+	size_t sent, total;
+	struct cache_entry *entry; /* sending from a cache entry */
+	struct cache_entry *fill;  /* filling a cache entry (a miss being read) */
+	char *bounce;              /* --no-zerocopy: file bytes copied through user memory */
+	size_t chunk_len, chunk_sent;
+	int file_fd;               /* static miss: the open file */
+	int pipe[2];               /* splice path */
+	size_t file_left, pipe_bytes;
+	off_t file_off;
+	uint64_t file_seq;         /* enter_seq when the file op was submitted (punt counting) */
+	char key[DOCROOT_MAX_PATH + 2];
+	struct open_how how;
+	char remote[48];
+};
+
+/* ---- the server (loop.c) ---- */
+struct server {
+	const struct ktux_config *cfg;
+	struct ring ring;
+	struct site site;
+	struct stats stats;
+	struct stats_counters *st;
+	struct cache *cache;
+	int listen_fd;
+	struct conn *conns; /* indexed by fd */
+	int nconns_cap;
+	struct conn *idle_oldest, *idle_newest;
+	int accept_multishot_armed, accept_single_inflight, accept_paused;
+	uint32_t accept_gen;
+	unsigned accepted_this_round;
+	int draining;
+	uint64_t now_ms, drain_deadline_ms;
+	struct __kernel_timespec tick;
+};
+
+uint64_t now_ms(void);
+int server_run(struct server *s);
+
+/* accept.c */
+void accept_arm(struct server *s);
+void accept_done(struct server *s, struct io_uring_cqe *cqe);
+void accept_stop(struct server *s);
+
+/* conn.c */
+void conn_open(struct server *s, int fd);
+void conn_recv_done(struct server *s, struct io_uring_cqe *cqe);
+void conn_send_done(struct server *s, struct io_uring_cqe *cqe);
+void conn_zc_notif(struct server *s, struct io_uring_cqe *cqe);
+void conn_abort(struct server *s, struct conn *c, int stat_error);
+void conn_op_done(struct server *s, struct conn *c);
+void conn_touch(struct server *s, struct conn *c);
+void conn_expire(struct server *s);
+void conn_response_sent(struct server *s, struct conn *c);
+void conn_send_response(struct server *s, struct conn *c);
+void conn_send_entry(struct server *s, struct conn *c, struct cache_entry *e);
+
+/* static.c: static GETs — cache hit, or a miss read through the ring */
+int static_route(const struct http_request *req);
+void static_begin(struct server *s, struct conn *c, const struct http_request *req);
+void static_open_done(struct server *s, struct io_uring_cqe *cqe);
+void static_read_done(struct server *s, struct io_uring_cqe *cqe);
+void static_error(struct server *s, struct conn *c, int status);
+void static_count_punt(struct server *s, struct conn *c);
+
+/* sendfile.c: file → pipe → socket with splice */
+void splice_start(struct server *s, struct conn *c);
+void splice_done(struct server *s, struct io_uring_cqe *cqe);
+void copy_read_done(struct server *s, struct conn *c, int res);
+void copy_send(struct server *s, struct conn *c);
+void copy_sent(struct server *s, struct conn *c, int res);
+
+#endif

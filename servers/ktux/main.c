@@ -1,0 +1,252 @@
+/* main.c — ktux: flags, start-up checks, the listening socket, then the worker loop.
+ *
+ * Every TUX feature is a switch so that a notebook can ablate it (docs/interfaces.md).
+ * Defaults follow TUX: accept backlog 2048 (the paper's runs use 128), cache on, multishot
+ * accept on, zero-copy on, SQPOLL off.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ktux.h"
+
+#define DEFAULT_CACHE_BYTES (256L << 20) /* [I] half of the paper's 512 MB server memory */
+#define DEFAULT_IOWQ_WORKERS 4           /* [I] TUX's async disk-I/O thread pool */
+
+enum { OPT_CACHE = 256, OPT_IOWQ, OPT_SQPOLL, OPT_NO_CACHE, OPT_NO_MULTI, OPT_NO_ZC, OPT_PROBE, OPT_SYNC };
+
+static const struct option LONG_OPTS[] = {
+	{"port", required_argument, 0, 'p'},         {"addr", required_argument, 0, 'a'},
+	{"docroot", required_argument, 0, 'd'},      {"post-log", required_argument, 0, 'l'},
+	{"state-dir", required_argument, 0, 's'},    {"backlog", required_argument, 0, 'b'},
+	{"max-conns", required_argument, 0, 'm'},    {"idle-timeout", required_argument, 0, 't'},
+	{"server-name", required_argument, 0, 'N'},  {"post-log-sync", no_argument, 0, OPT_SYNC},
+	{"cache-bytes", required_argument, 0, OPT_CACHE}, {"iowq-workers", required_argument, 0, OPT_IOWQ},
+	{"sqpoll", optional_argument, 0, OPT_SQPOLL},  {"no-cache", no_argument, 0, OPT_NO_CACHE},
+	{"no-multishot-accept", no_argument, 0, OPT_NO_MULTI}, {"no-zerocopy", no_argument, 0, OPT_NO_ZC},
+	{"probe", no_argument, 0, OPT_PROBE},          {0, 0, 0, 0}};
+
+static _Noreturn void usage_error(const char *what, const char *arg)
+{
+	fprintf(stderr, "ktux: %s%s%s (usage: ktux --port P --docroot DIR --post-log FILE "
+		"[--cache-bytes N] [--iowq-workers N] [--sqpoll[=CPU]] [--no-cache] "
+		"[--no-multishot-accept] [--no-zerocopy] ...)\n", what, arg ? " " : "", arg ? arg : "");
+	exit(2);
+}
+
+static _Noreturn void startup_error(const char *what)
+{
+	fprintf(stderr, "ktux: %s\n", what);
+	exit(1);
+}
+
+static long long int_arg(const char *name, const char *s, long long lo, long long hi)
+{
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || end == s || *end || v < lo || v > hi) {
+		char msg[160];
+		snprintf(msg, sizeof msg, "--%s needs an integer in [%lld, %lld], got", name, lo, hi);
+		usage_error(msg, s);
+	}
+	return v;
+}
+
+static void set_option(struct ktux_config *o, int c, const char *arg)
+{
+	switch (c) {
+	case 'p': o->port = (int)int_arg("port", arg, 0, 65535); break;
+	case 'a': o->addr = arg; break;
+	case 'd': o->docroot = arg; break;
+	case 'l': o->post_log = arg; break;
+	case 's': o->state_dir = arg; break;
+	case 'b': o->backlog = (int)int_arg("backlog", arg, 1, 65535); break;
+	case 'm': o->max_conns = (int)int_arg("max-conns", arg, 1, 1000000); break;
+	case 't': o->idle_timeout = (int)int_arg("idle-timeout", arg, 1, 86400); break;
+	case 'N': o->server_name = arg; break;
+	case OPT_SYNC: o->post_log_sync = 1; break;
+	case OPT_CACHE: o->cache_bytes = (size_t)int_arg("cache-bytes", arg, 4096, 1LL << 40); break;
+	case OPT_IOWQ: o->iowq_workers = (int)int_arg("iowq-workers", arg, 1, 4096); break;
+	case OPT_SQPOLL:
+		o->sqpoll = 1;
+		o->sqpoll_cpu = arg ? (int)int_arg("sqpoll", arg, 0, 4095) : -1;
+		break;
+	case OPT_NO_CACHE: o->no_cache = 1; break;
+	case OPT_NO_MULTI: o->no_multishot_accept = 1; break;
+	case OPT_NO_ZC: o->no_zerocopy = 1; break;
+	case OPT_PROBE: o->probe = 1; break;
+	default: usage_error("unknown or incomplete option", NULL);
+	}
+}
+
+static void parse_args(int argc, char **argv, struct ktux_config *o)
+{
+	*o = (struct ktux_config){.addr = "127.0.0.1", .server_name = "ktux", .backlog = 2048,
+				  .max_conns = 15000, .idle_timeout = 60,
+				  .cache_bytes = DEFAULT_CACHE_BYTES,
+				  .iowq_workers = DEFAULT_IOWQ_WORKERS, .sqpoll_cpu = -1};
+	opterr = 0;
+	int c;
+	while ((c = getopt_long(argc, argv, "", LONG_OPTS, NULL)) != -1)
+		set_option(o, c, optarg);
+	if (optind < argc)
+		usage_error("unexpected argument", argv[optind]);
+	if (!o->probe && (!o->docroot || !o->post_log))
+		usage_error("--docroot and --post-log are required", NULL);
+}
+
+static void json_key_string(struct buf *b, const char *key, const char *val)
+{
+	buf_printf(b, ", \"%s\": ", key);
+	if (val)
+		buf_json_string(b, val);
+	else
+		buf_puts(b, "null");
+}
+
+/* Every flag as JSON, for the "config" object of /server-status. */
+static char *config_json(const struct ktux_config *o)
+{
+	struct buf b = {0};
+	buf_printf(&b, "{\"port\": %d", o->port);
+	json_key_string(&b, "addr", o->addr);
+	json_key_string(&b, "docroot", o->docroot);
+	json_key_string(&b, "post_log", o->post_log);
+	json_key_string(&b, "state_dir", o->state_dir);
+	json_key_string(&b, "server_name", o->server_name);
+	buf_printf(&b, ", \"backlog\": %d, \"max_conns\": %d, \"idle_timeout\": %d, "
+		   "\"post_log_sync\": %s, \"cache_bytes\": %zu, \"iowq_workers\": %d, "
+		   "\"sqpoll\": %s, \"sqpoll_cpu\": %d, \"no_cache\": %s, "
+		   "\"no_multishot_accept\": %s, \"no_zerocopy\": %s}",
+		   o->backlog, o->max_conns, o->idle_timeout, o->post_log_sync ? "true" : "false",
+		   o->cache_bytes, o->iowq_workers, o->sqpoll ? "true" : "false", o->sqpoll_cpu,
+		   o->no_cache ? "true" : "false", o->no_multishot_accept ? "true" : "false",
+		   o->no_zerocopy ? "true" : "false");
+	if (!b.data)
+		startup_error("out of memory");
+	return b.data;
+}
+
+static int listen_socket(const struct ktux_config *o, int *port)
+{
+	struct sockaddr_storage ss = {0};
+	socklen_t len;
+	int v6 = strchr(o->addr, ':') != NULL;
+	struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+	if (v6 ? inet_pton(AF_INET6, o->addr, &in6->sin6_addr) != 1
+	       : inet_pton(AF_INET, o->addr, &in4->sin_addr) != 1)
+		usage_error("--addr needs a numeric IP address, got", o->addr);
+	ss.ss_family = v6 ? AF_INET6 : AF_INET;
+	if (v6)
+		in6->sin6_port = htons((uint16_t)o->port), len = sizeof *in6;
+	else
+		in4->sin_port = htons((uint16_t)o->port), len = sizeof *in4;
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &(int){1}, sizeof(int));
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, o->backlog) < 0)
+		return -1;
+	getsockname(fd, (struct sockaddr *)&ss, &len);
+	*port = ntohs(v6 ? in6->sin6_port : in4->sin_port);
+	return fd;
+}
+
+/* Descriptors: per connection a socket, and at most a file and a pipe pair. */
+static int raise_fd_limit(int max_conns)
+{
+	struct rlimit rl;
+	rlim_t want = (rlim_t)max_conns * 4 + 256;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 1024;
+	if (rl.rlim_cur < want) {
+		rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+		getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	return rl.rlim_cur > INT_MAX ? INT_MAX : (int)rl.rlim_cur;
+}
+
+/* The cache is pinned: RLIMIT_MEMLOCK must cover it (root with CAP_IPC_LOCK is exempt). */
+static void check_memlock(const struct ktux_config *o)
+{
+	struct rlimit rl;
+	rlim_t want = (rlim_t)o->cache_bytes + (16 << 20);
+	if (o->no_cache || getrlimit(RLIMIT_MEMLOCK, &rl) < 0 || rl.rlim_cur >= want || geteuid() == 0)
+		return;
+	if (rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want) {
+		rl.rlim_cur = want;
+		if (setrlimit(RLIMIT_MEMLOCK, &rl) == 0)
+			return;
+	}
+	char msg[256];
+	snprintf(msg, sizeof msg, "locked-memory limit %llu bytes is below --cache-bytes %zu; fix: "
+		 "ulimit -l unlimited, a smaller --cache-bytes, or --no-cache",
+		 (unsigned long long)rl.rlim_cur, o->cache_bytes);
+	startup_error(msg);
+}
+
+static void open_server(struct server *s, const struct ktux_config *o, char *err, size_t errlen)
+{
+	if (stats_create(&s->stats, 1, 1) < 0)
+		startup_error("cannot map the status counters");
+	s->st = &s->stats.procs[0];
+	struct site_config sc = {o->docroot, o->state_dir, o->post_log, o->post_log_sync,
+				 o->server_name, "ktux", config_json(o)};
+	if (site_open(&s->site, &sc, &s->stats, 0, err, errlen) < 0)
+		startup_error(err);
+	if (ring_open(&s->ring, o, err, errlen) < 0)
+		startup_error(err);
+	s->ring.stats = s->st;
+	s->st->ring.sqpoll = o->sqpoll;
+	if (!o->no_cache && !(s->cache = cache_create(&s->ring, o->cache_bytes, s->st)))
+		startup_error("cannot register the cache's fixed-buffer table with the ring");
+	s->nconns_cap = raise_fd_limit(o->max_conns);
+	if (!(s->conns = calloc((size_t)s->nconns_cap, sizeof *s->conns)))
+		startup_error("out of memory for the connection table");
+}
+
+int main(int argc, char **argv)
+{
+	struct ktux_config o;
+	char err[512];
+	parse_args(argc, argv, &o);
+	if (o.probe) { /* only: can this process set up the ring ktux needs? */
+		struct ring r;
+		if (ring_open(&r, &o, err, sizeof err) < 0)
+			startup_error(err);
+		ring_close(&r);
+		printf("io_uring ok\n");
+		return 0;
+	}
+	check_memlock(&o);
+	static struct server s;
+	s.cfg = &o;
+	open_server(&s, &o, err, sizeof err);
+	int port;
+	s.listen_fd = listen_socket(&o, &port);
+	if (s.listen_fd < 0) {
+		snprintf(err, sizeof err, "cannot listen on %s:%d: %s", o.addr, o.port, strerror(errno));
+		startup_error(err);
+	}
+	printf("listening %s:%d\n", o.addr, port);
+	fflush(stdout);
+	int rc = server_run(&s);
+	cache_destroy(s.cache);
+	ring_close(&s.ring);
+	site_close(&s.site);
+	return rc;
+}

@@ -1,0 +1,225 @@
+/* static.c — static GETs: a hit is sent from the pinned cache; a miss opens and reads the file
+ * through the ring, so an open or read that would block runs on an io-wq worker (TUX's disk-I/O
+ * threads) while the worker thread goes on serving everyone else.
+ *
+ * Path rules are the shared docroot's (docroot.c): decoded path, no "." / ".." segment, no
+ * backslash, opened with RESOLVE_BENEATH under the docroot.  Requests that fail the lexical
+ * check are handed to site_respond, which answers them exactly as userver does.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ktux.h"
+
+static int path_is(const struct http_request *req, const char *lit)
+{
+	return req->path.len == strlen(lit) && memcmp(req->path.p, lit, req->path.len) == 0;
+}
+
+/* The same routing as site_respond: everything but the module and the status page. */
+int static_route(const struct http_request *req)
+{
+	return req->method == HTTP_GET && !path_is(req, "/specweb99") &&
+	       !path_is(req, "/cgi-bin/specweb99") && !path_is(req, "/server-status");
+}
+
+/* The docroot's lexical rule (docroot.c has_dot_segment), repeated because docroot.h exposes
+ * only the blocking docroot_open: any "." or ".." segment after decoding. */
+static int has_dot_segment(const char *p)
+{
+	for (const char *s = p; *s;) {
+		const char *e = strchr(s, '/');
+		size_t n = e ? (size_t)(e - s) : strlen(s);
+		if ((n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
+			return 1;
+		s += n + (e ? 1 : 0);
+	}
+	return 0;
+}
+
+/* Decode into c->key (after the variant byte); the path relative to the docroot, or NULL. */
+static const char *relative_path(struct conn *c, const struct http_request *req)
+{
+	char *path = c->key + 1;
+	if (docroot_decode(req->path.p, req->path.len, path, sizeof c->key - 1) < 0)
+		return NULL;
+	if (path[0] != '/' || has_dot_segment(path) || strchr(path, '\\'))
+		return NULL;
+	const char *rel = path + 1;
+	while (*rel == '/')
+		rel++;
+	return *rel ? rel : NULL;
+}
+
+void static_count_punt(struct server *s, struct conn *c)
+{
+	/* Submitted by enter file_seq+1; an inline completion is reaped before the next enter.
+	 * Reaped later means it waited: on an io-wq worker (or a poll) [I]. */
+	if (s->ring.enter_seq > c->file_seq + 1)
+		s->st->ring.iowq_punts++;
+}
+
+/* 404/403/500 for a static request, as the site's fail() does. */
+void static_error(struct server *s, struct conn *c, int status)
+{
+	enum stat_error e = status == 404 ? SE_NOT_FOUND : status == 403 ? SE_FORBIDDEN : SE_INTERNAL;
+	const char *name = s->site.cfg.server_name;
+	s->st->errors[e]++;
+	response_error(&c->resp, c->minor, status, name);
+	int keep = c->keep_alive && (status == 404 || status == 403);
+	c->resp.keep_alive = keep;
+	if (keep)
+		response_set_head(&c->resp, c->minor, status, "text/html", c->resp.body.len, "", name);
+	stats_response(s->st, status);
+	conn_send_response(s, c);
+}
+
+static void submit_open(struct server *s, struct conn *c, const char *rel)
+{
+	c->how = (struct open_how){.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY,
+				   .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
+	struct io_uring_sqe *sqe = ring_sqe(&s->ring);
+	io_uring_prep_openat2(sqe, s->site.docroot.dirfd, rel, &c->how);
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_OPEN, 0, c->fd));
+	c->phase = PH_FILE;
+	c->file_seq = s->ring.enter_seq;
+	c->inflight++;
+}
+
+void static_begin(struct server *s, struct conn *c, const struct http_request *req)
+{
+	const char *rel = relative_path(c, req);
+	if (!rel) {
+		site_respond(&s->site, req, "", &c->resp); /* 400/403, counted by the site */
+		conn_send_response(s, c);
+		return;
+	}
+	s->st->requests[RT_STATIC]++;
+	/* The cached bytes are a complete response, so the key includes what changes the head. */
+	c->key[0] = (char)('a' + c->minor * 2 + c->keep_alive);
+	if (s->cache) {
+		struct cache_entry *e = cache_lookup(s->cache, c->key);
+		if (e) {
+			stats_response(s->st, 200);
+			conn_send_entry(s, c, e);
+			return;
+		}
+	} else {
+		s->st->cache.misses++;
+	}
+	/* openat2 relative to the docroot: rel points into c->key, which outlives the SQE */
+	submit_open(s, c, rel);
+}
+
+static void submit_read(struct server *s, struct conn *c)
+{
+	struct io_uring_sqe *sqe = ring_sqe(&s->ring);
+	char *dst = cache_data(c->fill) + c->resp.head_len + (size_t)c->file_off;
+	io_uring_prep_read_fixed(sqe, c->file_fd, dst, (unsigned)c->file_left, (__u64)c->file_off,
+				 cache_buf_index(c->fill));
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_READ, 0, c->fd));
+	c->file_seq = s->ring.enter_seq;
+	c->inflight++;
+}
+
+/* The file is open: fill a cache entry with head + body, or (too big, no cache, cache full
+ * of busy entries, or the same file being filled by another request) send it uncached. */
+static void file_opened(struct server *s, struct conn *c, int fd, const struct stat *st)
+{
+	size_t size = (size_t)st->st_size;
+	c->resp.keep_alive = c->keep_alive;
+	if (response_set_head(&c->resp, c->minor, 200, "text/plain", size, "",
+			      s->site.cfg.server_name) < 0) {
+		close(fd);
+		static_error(s, c, 500);
+		return;
+	}
+	stats_response(s->st, 200);
+	struct cache_entry *e = s->cache ? cache_reserve(s->cache, c->key, c->resp.head_len + size) : NULL;
+	if (e) {
+		memcpy(cache_data(e), c->resp.head, c->resp.head_len);
+		c->fill = e;
+		c->file_fd = fd;
+		c->file_off = 0;
+		c->file_left = size;
+		submit_read(s, c);
+		return;
+	}
+	c->resp.kind = BODY_FILE;
+	c->resp.fd = fd;
+	c->resp.file_off = 0;
+	c->resp.file_len = size;
+	conn_send_response(s, c);
+}
+
+void static_open_done(struct server *s, struct io_uring_cqe *cqe)
+{
+	struct conn *c = &s->conns[ud_fd(cqe->user_data)];
+	int fd = cqe->res;
+	c->inflight--;
+	static_count_punt(s, c);
+	if (c->closing) {
+		if (fd >= 0)
+			close(fd);
+		conn_op_done(s, c);
+		return;
+	}
+	if (fd < 0) {
+		static_error(s, c, fd == -ENOENT || fd == -ENOTDIR ? 404 : 403);
+		return;
+	}
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		int dir = S_ISDIR(st.st_mode);
+		close(fd);
+		static_error(s, c, dir ? 403 : 404); /* as docroot_open: only regular files */
+		return;
+	}
+	file_opened(s, c, fd, &st);
+}
+
+static void fill_done(struct server *s, struct conn *c, int res)
+{
+	if (res <= 0) { /* read error, or the file shrank under us */
+		cache_discard(s->cache, c->fill);
+		c->fill = NULL;
+		close(c->file_fd);
+		c->file_fd = -1;
+		conn_abort(s, c, SE_INTERNAL); /* the head already promised a length */
+		return;
+	}
+	c->file_off += res;
+	c->file_left -= (size_t)res;
+	if (c->file_left > 0) {
+		submit_read(s, c);
+		return;
+	}
+	close(c->file_fd);
+	c->file_fd = -1;
+	struct cache_entry *e = c->fill;
+	c->fill = NULL;
+	conn_send_entry(s, c, e);
+	cache_ready(s->cache, e); /* drops the filler's hold; the sender holds its own */
+}
+
+void static_read_done(struct server *s, struct io_uring_cqe *cqe)
+{
+	struct conn *c = &s->conns[ud_fd(cqe->user_data)];
+	c->inflight--;
+	static_count_punt(s, c);
+	if (c->closing) {
+		conn_op_done(s, c);
+		return;
+	}
+	if (c->fill)
+		fill_done(s, c, cqe->res);
+	else
+		copy_read_done(s, c, cqe->res);
+}
