@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import functools
+import http
 import logging
 import os
 import re
@@ -587,7 +588,11 @@ def _check_cad(
         if (ad in expired_ads(reset.exp1, reset.exp2)) != bool(expired):
             return "ad"
         t = time.time() if now is None else now
-        if (ad, weight) != predict_ad(req.user_id, req.last_ad, reset, t)[:2]:
+        try:
+            predicted = predict_ad(req.user_id, req.last_ad, reset, t)
+        except SpecError as e:  # the request itself named an unknown user or ad
+            return e.kind
+        if (ad, weight) != predicted[:2]:
             return "ad"
     if req.cls in (1, 2) and CAD_TAG in payload:
         return "content"  # tags must have been substituted
@@ -615,8 +620,7 @@ class Response:
 
     def http(self, *, keep_alive: bool = True) -> bytes:
         """The response bytes, HTTP/1.1."""
-        reason = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
-                  405: "Method Not Allowed", 500: "Internal Server Error"}[self.status]
+        reason = http.HTTPStatus(self.status).phrase
         lines = [f"HTTP/1.1 {self.status} {reason}", *(f"{k}: {v}" for k, v in self.headers)]
         lines.append("Connection: " + ("Keep-Alive" if keep_alive else "close"))
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + self.body
