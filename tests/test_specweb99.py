@@ -381,3 +381,13 @@ def test_oracle_server_cli_prints_listening_and_stops_on_sigterm(docroot: Path, 
     bad = subprocess.run([sys.executable, str(script), "--docroot", str(tmp_path / "nope"),
                           "--state-dir", str(tmp_path)], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_post_and_fetch_before_reset_are_500_not_a_crash(tmp_path: Path) -> None:
+    o = Oracle(tmp_path, tmp_path / "state")
+    (tmp_path / "file_set/dir00000").mkdir(parents=True)
+    (tmp_path / "file_set/dir00000/class0_0").write_bytes(_file(0, 0, 0))
+    req = Request("post", 0, 0, 0)
+    assert _ask(o, req).status == 500
+    assert o.handle("GET", "/specweb99?command/Fetch", {}, remote_addr="::1").status == 500
+    assert _ask(o, Request("cad_get", 0, 0, 0)).status == 500

@@ -17,6 +17,7 @@ import re
 import threading
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 from ukweb.workload import CLASSES, FILES_PER_CLASS, REQUEST_TYPES, file_path, file_size
 
@@ -399,7 +400,7 @@ class PostLog:
 
     def append(self, record: PostRecord) -> PostRecord:
         """Write `record` with the next number at 11 + 139 N and bump the count; fsync'd."""
-        with self._lock, open(self.path, "r+b") as f:
+        with self._lock, self._open("r+b") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             header = f.read(POST_HEADER)
             if len(header) != POST_HEADER or not header.strip().isdigit():
@@ -416,7 +417,14 @@ class PostLog:
 
     def read(self) -> bytes:
         """The log's bytes (the Fetch payload)."""
-        return self.path.read_bytes()
+        with self._open("rb") as f:
+            return f.read()
+
+    def _open(self, mode: str) -> BinaryIO:
+        try:
+            return open(self.path, mode)
+        except FileNotFoundError:
+            raise SpecError(f"no post log at {self.path}: send Reset first", status=500) from None
 
 
 # --- requests as the client sends them (§4.1, §4.7) ---------------------------------------
@@ -453,7 +461,11 @@ class Request:
         return file_size(self.cls, self.num)
 
     def query(self) -> str:
-        """The QUERY_STRING the server must echo ("" for static and POST)."""
+        """The QUERY_STRING the server must echo.
+
+        [I] "" for POST: the client's POST URL is unknown (§4.7); we POST to the bare script
+        URL, so S1 would echo its empty query string.
+        """
         if self.type in ("static", "post"):
             return ""
         return f"{self.prefix}/{self.name}"
