@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -183,3 +184,21 @@ def test_cli_foreign_out_exits_2(tmp_path: Path) -> None:
     done = _ukweb("--dirs", "1", "--out", str(tmp_path))
     assert done.returncode == 2 and "something else" in done.stderr
     assert (tmp_path / "file_set" / "mine").exists()
+
+
+def test_killed_generation_resumes_to_a_valid_set(tmp_path: Path) -> None:
+    proc = subprocess.Popen(["ukweb", "fileset", "--dirs", "12", "--out", str(tmp_path),
+                             "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    root = tmp_path / "file_set"
+    try:
+        deadline = time.monotonic() + 60
+        while not (root / "dir00002" / ".complete").exists() and proc.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        proc.kill()  # SIGKILL: no cleanup at all
+        proc.wait()
+    done = _ukweb("--dirs", "12", "--out", str(tmp_path), "--no-progress")
+    assert done.returncode == 0, done.stderr
+    verify(root)
+    assert _digest(root) == _digest(generate(tmp_path / "fresh", dirs=12, progress=False))
