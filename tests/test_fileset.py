@@ -198,6 +198,8 @@ def test_killed_generation_resumes_to_a_valid_set(tmp_path: Path) -> None:
     finally:
         proc.kill()  # SIGKILL: no cleanup at all
         proc.wait()
+    assert proc.returncode == -9  # really interrupted, not finished
+    assert len(list(root.glob("dir*/.complete"))) < 12
     done = _ukweb("--dirs", "12", "--out", str(tmp_path), "--no-progress")
     assert done.returncode == 0, done.stderr
     verify(root)
