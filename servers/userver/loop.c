@@ -288,9 +288,11 @@ int loop_run(const struct loop_config *cfg, struct site *site)
 {
 	struct loop l;
 	int rc = loop_init(&l, cfg, site) < 0 ? 1 : 0;
-	while (rc == 0 && !(l.draining && (l.nconns == 0 || l.now >= l.drain_deadline))) {
+	while (rc == 0) {
 		if (loop_stop && !l.draining)
 			begin_drain(&l);
+		if (l.draining && (l.nconns == 0 || l.now >= l.drain_deadline))
+			break;
 		int n = cfg->events->wait(l.ev, l.fired, l.fired_cap, 1000);
 		l.st->event_waits++;
 		if (n < 0 && errno != EINTR) {
