@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
+import shutil
 import signal
 import sys
 from collections.abc import Iterator
@@ -183,6 +184,7 @@ def sweep(params: SweepParams, run_id: str | None = None, root: Path = RAW, prog
             failed = _run_points(run, points, runner, cfgs, progress)
             status = f"done, {len(failed)} failed" if failed else "done"
         finally:
+            shutil.rmtree(run / "work", ignore_errors=True)  # servers' scratch (post logs)
             _close_manifest(run, man, testbed, status)
     return run
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -21,6 +22,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import psutil
+
 from ukweb import cgroups, manifest
 from ukweb.cgroups import Cgroup, CgroupError
 
@@ -28,6 +31,7 @@ log = logging.getLogger(__name__)
 
 DROP_CACHES = Path("/proc/sys/vm/drop_caches")
 TASK_DELAYACCT = Path("/proc/sys/kernel/task_delayacct")
+HOLDERS_DIR = Path("/run/ukweb")  # who needs delay accounting on (see _holders)
 
 
 def parse_cpus(spec: str) -> list[int]:
@@ -115,30 +119,51 @@ def probe() -> Capabilities:
 
 
 @contextlib.contextmanager
+def _holders() -> Iterator[list[int]]:
+    """The pids of live ukweb runs that need delay accounting, under an exclusive lock.
+
+    Several runs (or test sessions) may share a machine: if each restored the sysctl on its own
+    way out, one would turn accounting off under another, and a block-I/O wait that starts while
+    it is off and ends while it is on is charged as the whole time since boot. So the original
+    value is saved by the first holder and restored by the last.
+    """
+    HOLDERS_DIR.mkdir(parents=True, exist_ok=True)
+    with open(HOLDERS_DIR / "delayacct.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        path = HOLDERS_DIR / "delayacct.holders"
+        pids = [int(x) for x in path.read_text().split()] if path.is_file() else []
+        pids = [p for p in pids if psutil.pid_exists(p)]
+        yield pids  # the caller edits the list in place
+        path.write_text("".join(f"{p}\n" for p in pids))
+
+
+@contextlib.contextmanager
 def delay_accounting() -> Iterator[bool]:
-    """Turn task delay accounting on for the block, restoring the previous value afterwards.
+    """Turn task delay accounting on for the block and restore it when the last run leaves.
 
     Yields whether it is on. Only tasks created while it is on are fully accounted, which is why
     it is turned on before any server starts.
     """
+    original = HOLDERS_DIR / "delayacct.original"
     try:
-        old = TASK_DELAYACCT.read_text().strip()
-    except OSError:
-        yield False
-        return
-    if old == "1":
-        yield True
-        return
-    try:
-        TASK_DELAYACCT.write_text("1\n")
+        with _holders() as pids:
+            if not pids:
+                original.write_text(TASK_DELAYACCT.read_text())
+            TASK_DELAYACCT.write_text("1\n")
+            pids.append(os.getpid())
     except OSError as exc:
-        log.warning("cannot turn on delay accounting: %s", exc.strerror)
+        log.warning("cannot turn on delay accounting: %s", exc.strerror or exc)
         yield False
         return
     try:
         yield True
     finally:
-        TASK_DELAYACCT.write_text(old + "\n")
+        with _holders() as pids:
+            if os.getpid() in pids:
+                pids.remove(os.getpid())
+            if not pids and original.is_file():
+                TASK_DELAYACCT.write_text(original.read_text())
+                original.unlink()
 
 
 @dataclass
