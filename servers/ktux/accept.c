@@ -99,10 +99,14 @@ void accept_done(struct server *s, struct io_uring_cqe *cqe)
 		s->accept_single_inflight--;
 	if (cqe->res >= 0) {
 		int taken = accepted(s, cqe->res);
-		if (multishot)
+		if (multishot) {
+			/* accepts counts now (a status request in the same batch sees it); the round
+			 * is recorded when the batch ends (loop.c), which adds its n again */
 			s->accepted_this_round += (unsigned)taken;
-		else /* one operation, one connection: a round of one, like accept(2) */
+			s->st->accepts += (uint64_t)taken;
+		} else { /* one operation, one connection: a round of one, like accept(2) */
 			stats_accept_round(s->st, (unsigned)taken);
+		}
 	}
 	else if (cqe->res != -ECANCELED && cqe->res != -EINTR)
 		s->st->errors[SE_INTERNAL]++;

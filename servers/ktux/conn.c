@@ -98,7 +98,9 @@ static void conn_free(struct server *s, struct conn *c)
 	response_free(&c->resp);
 	free(c->in);
 	free(c->bounce);
-	c->used = 0;
+	c->in = c->bounce = NULL;
+	c->entry = c->fill = NULL;
+	c->used = 0; /* the slot's fd may be handed out again by the very next accept */
 	stats_conn_closed(s->st);
 	accept_arm(s); /* room again: resume accepting if the limit had paused it */
 }
@@ -122,7 +124,7 @@ void conn_abort(struct server *s, struct conn *c, int stat_error)
 /* One of c's operations completed: free a closing connection once nothing is in flight. */
 void conn_op_done(struct server *s, struct conn *c)
 {
-	if (c->closing && c->inflight == 0)
+	if (c->used && c->closing && c->inflight == 0)
 		conn_free(s, c);
 }
 
@@ -238,6 +240,21 @@ static void received(struct server *s, struct conn *c, const char *data, size_t 
 		parse_input(s, c);
 }
 
+/* The client sent FIN.  Between requests: close.  Mid-request: the request is cut short, 400
+ * (as userver).  While a response is in flight: finish it (the client may still read), then
+ * close. */
+static void peer_closed(struct server *s, struct conn *c)
+{
+	c->keep_alive = 0;
+	if (c->lingering || (c->phase == PH_IDLE && c->in_len == 0)) {
+		conn_abort(s, c, -1);
+	} else if (c->phase == PH_IDLE) {
+		site_respond_error(&s->site, HTTPE_BAD_REQUEST, c->minor ? c->minor : 1, &c->resp);
+		c->in_len = 0;
+		conn_send_response(s, c);
+	}
+}
+
 void conn_recv_done(struct server *s, struct io_uring_cqe *cqe)
 {
 	struct conn *c = &s->conns[ud_fd(cqe->user_data)];
@@ -252,12 +269,12 @@ void conn_recv_done(struct server *s, struct io_uring_cqe *cqe)
 			received(s, c, ring_recv_buf(&s->ring, bid), (size_t)cqe->res);
 		ring_recycle(&s->ring, bid);
 	} else if (cqe->res == 0 && !c->closing) {
-		/* the client closed; mid-request that is a reset of the request */
-		conn_abort(s, c, (c->in_len > 0 || c->phase != PH_IDLE) && !c->lingering ? SE_RESET : -1);
+		c->peer_closed = 1;
+		peer_closed(s, c);
 	} else if (cqe->res < 0 && cqe->res != -ENOBUFS && !c->closing) {
 		conn_abort(s, c, c->lingering ? -1 : SE_RESET);
 	}
-	if (!c->closing && !c->recv_armed)
+	if (!c->closing && !c->recv_armed && !c->peer_closed)
 		arm_recv(s, c); /* multishot ended (e.g. ENOBUFS): re-arm */
 	conn_op_done(s, c);
 }

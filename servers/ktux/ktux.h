@@ -105,6 +105,7 @@ struct conn {
 	int recv_armed;
 	int closing;   /* shut down; freed when inflight reaches 0 */
 	int lingering; /* response sent with Connection: close; waiting for the client's FIN */
+	int peer_closed; /* the client's FIN arrived: no more receives */
 	int keep_alive, minor;
 	uint64_t last_progress; /* ms; idle timeout counts from here */
 	struct conn *older, *newer; /* idle list, oldest first */

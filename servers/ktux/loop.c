@@ -79,8 +79,10 @@ static void reap(struct server *s)
 		n++;
 	}
 	io_uring_cq_advance(&s->ring.uring, n);
-	if (accept_seen)
+	if (accept_seen) {
 		stats_accept_round(s->st, s->accepted_this_round);
+		s->st->accepts -= s->accepted_this_round; /* already counted one by one */
+	}
 }
 
 /* SIGTERM: stop accepting, close idle connections, let busy ones finish without keep-alive. */
