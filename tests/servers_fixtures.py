@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from ukweb import fileset, paths
 from ukweb.servers import Server, ServerConfig, io_uring_unavailable
 

@@ -20,19 +20,7 @@ from pathlib import Path
 
 import pytest
 import requests
-
-from servers_fixtures import (  # noqa: F401  (fixtures are used by name)
-    DIRS,
-    docroot,
-    exchange,
-    kind,
-    raise_fd_limit,
-    raw,
-    read_response,
-    server,
-    start_server,
-    static_ok,
-)
+from servers_fixtures import DIRS, exchange, raise_fd_limit, raw, read_response, static_ok
 from ukweb import paths
 from ukweb.servers import Server, ServerError, named_config
 from ukweb.specweb99 import (
@@ -45,6 +33,8 @@ from ukweb.specweb99 import (
     user_personality,
 )
 from ukweb.workload import CLASSES, FILES_PER_CLASS, file_path
+
+pytest_plugins = ["servers_fixtures"]  # docroot, kind (userver|ktux), start_server, server
 
 ALL_FILES = [(d, c, n) for d in range(DIRS) for c in range(CLASSES) for n in range(FILES_PER_CLASS)]
 RESET = ResetParams(maxload=20, pttime=100, maxthread=65, exp1=10, exp2=110)
