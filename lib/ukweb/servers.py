@@ -31,6 +31,11 @@ log = logging.getLogger(__name__)
 KINDS = ("userver", "ktux")
 EVENTS = ("select", "poll", "epoll")
 STOP_GRACE_S = 5
+# ktux's switches (docs/interfaces.md), each ablating one TUX feature; values: True, or a number
+# (cache_bytes, iowq_workers, sqpoll=CPU).
+KTUX_OPTIONS = ("cache_bytes", "iowq_workers", "sqpoll", "no_cache", "no_multishot_accept",
+                "no_zerocopy", "post_log_sync")
+USERVER_OPTIONS = ("post_log_sync",)
 
 
 class ServerError(RuntimeError):
@@ -64,6 +69,10 @@ class ServerConfig:
             raise ValueError(f"accept_count must be >= 0, got {self.accept_count!r}")
         if self.kind == "ktux" and self.procs != 1:
             raise ValueError("ktux has one worker thread; procs must be 1")
+        unknown = set(self.options) - set(KTUX_OPTIONS if self.kind == "ktux" else USERVER_OPTIONS)
+        if unknown:
+            raise ValueError(f"unknown {self.kind} options {sorted(unknown)}; "
+                             f"known: {sorted(KTUX_OPTIONS if self.kind == 'ktux' else USERVER_OPTIONS)}")
 
     def args(self) -> list[str]:
         """The configuration's command-line flags (without address, paths and port)."""
@@ -254,7 +263,25 @@ _IO_URING_SETUP = 425  # the same number on x86_64 and aarch64 (new-style syscal
 
 
 def io_uring_unavailable() -> str | None:
-    """Why ktux cannot run here (with the fix), or None when io_uring works."""
+    """Why ktux cannot run here (with the fix), or None when io_uring works.
+
+    With ktux built this is ktux's own verdict: `ktux --probe` sets up the very ring ktux
+    needs (buffer ring, multishot ops, io-wq limits) and prints one line naming the cause and
+    the fix when it cannot. Without the binary, a bare io_uring_setup is tried instead.
+    """
+    try:
+        ktux = paths.binary("ktux")
+    except FileNotFoundError:
+        return _bare_io_uring_unavailable()
+    proc = subprocess.run([str(ktux), "--probe"], capture_output=True, text=True, timeout=30)
+    if proc.returncode == 0:
+        return None
+    lines = proc.stderr.strip().splitlines()
+    return lines[-1].removeprefix("ktux: ") if lines else f"ktux --probe exited {proc.returncode}"
+
+
+def _bare_io_uring_unavailable() -> str | None:
+    """io_uring_setup(2) directly, for when ktux is not built."""
     sysctl = Path("/proc/sys/kernel/io_uring_disabled")
     if sysctl.exists() and sysctl.read_text().strip() == "2":
         return "io_uring is disabled (kernel.io_uring_disabled=2); fix: sysctl -w kernel.io_uring_disabled=0"
