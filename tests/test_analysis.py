@@ -166,3 +166,13 @@ def test_cli_rejects_a_directory_that_is_not_a_run(tmp_path: Path, capsys):
     assert analysis.cli([str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not a run directory" in err
+
+
+def test_a_corrupt_log_is_listed_as_unreadable(tmp_path: Path):
+    run = make_run(tmp_path, STATIC)
+    point = write_point(run, "static", "ktux", 500, 0, 10.0)
+    (point / "requests.csv.gz").write_bytes(b"\x1f\x8b truncated")
+    points = analysis.points_table(run)
+    bad = analysis.failed_points(points)
+    assert list(bad["status"]) == [analysis.UNREADABLE] and "requests.csv.gz" in bad["reason"].iloc[0]
+    assert len(points[points["status"] == analysis.DONE]) == 8

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 CONFIDENCE = 0.95
 PERCENTILES = (50, 90, 99)
 # Status of a point directory: DONE written last by the runner, FAILED when it gave up.
-DONE, FAILED, INCOMPLETE = "done", "failed", "incomplete"
+DONE, FAILED, INCOMPLETE, UNREADABLE = "done", "failed", "incomplete", "unreadable"
 KEYS = ["workload", "server", "connections", "repetition"]
 
 
@@ -173,6 +173,15 @@ def point_row(point: Path, server_cpus: int = 1) -> dict:
     row["path"] = str(point)
     if row["status"] != DONE:
         return row
+    try:
+        return _measured_row(point, row, server_cpus)
+    except (ValueError, KeyError) as err:  # logs.LogError is a ValueError
+        # A corrupt or truncated log is listed with the failed points, never silently dropped.
+        log.error("%s: unreadable point: %s", point, err)
+        return {**row, "status": UNREADABLE, "reason": f"unreadable log: {err}"}
+
+
+def _measured_row(point: Path, row: dict, server_cpus: int) -> dict:
     summary = logs.read_summary(point)
     measure_s = float(summary["measure_s"])
     row.update(throughput(logs.read_requests(point / "requests.csv.gz"), measure_s))

@@ -111,3 +111,14 @@ def ensure_calibration(params: SweepParams) -> dict | None:
         calibrate.calibrate(out=path, fileset_dir=params.fileset_path(),
                             server_cpus=params.server_cpus, client_cpus=params.client_cpus)
     return yaml.safe_load(path.read_text())
+
+
+def run_sweep(params: SweepParams, run_id: str | None = None, run_dir: str | Path | None = None) -> Path:
+    """The sweep of notebook 02: into run_dir when given (its name is the run id), else into
+    data/raw/<run_id>."""
+    from ukweb import runs  # late: it pulls in the server and loadgen control
+
+    if run_dir:
+        run_dir = Path(run_dir)
+        return runs.sweep(params, run_id=run_dir.name, root=run_dir.parent, progress=False)
+    return runs.sweep(params, run_id=run_id, progress=False)

@@ -1,0 +1,119 @@
+"""The notebooks: structure (one parameters cell, no outputs in git) and papermill runs.
+
+03-05 run on the hand-made paper-like run (fast, every claim known), and all five run on a
+REAL smoke run: 01 and 02 with params/smoke.yaml start the real servers and loadgen, then
+`ukweb report` analyses that run directory.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import shutil
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+import yaml
+from test_analysis import make_run
+from test_claims import PAPER_LIKE, PAPER_LIKE_SYSTEM
+from ukweb import paths, report, reproduce
+from ukweb.sweep_params import SweepParams
+
+NOTEBOOKS = sorted(paths.NOTEBOOKS.glob("*.ipynb"))
+PROFILE_KEYS = set(SweepParams.__dataclass_fields__) - {"extra"}
+
+
+def _parameters_cells(nb: nbformat.NotebookNode) -> list:
+    return [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+
+
+def test_the_five_notebooks_exist():
+    names = [p.stem for p in NOTEBOOKS]
+    assert names == ["01-testbed", "02-run", "03-figures", "04-claims", "05-why"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_exactly_one_parameters_cell_declaring_the_profile(path: Path):
+    nb = nbformat.read(path, as_version=4)
+    cells = _parameters_cells(nb)
+    assert len(cells) == 1, f"{path.name} has {len(cells)} cells tagged 'parameters'"
+    declared = {t.id for node in ast.parse(cells[0].source).body if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)}
+    missing = (PROFILE_KEYS | set(reproduce.NOTEBOOK_KEYS)) - declared
+    assert not missing, f"{path.name} parameters cell lacks {sorted(missing)}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_without_outputs(path: Path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code), f"{path.name} has outputs"
+
+
+def test_the_smoke_profile_gives_every_parameter_a_declared_name():
+    raw = yaml.safe_load((paths.PARAMS / "smoke.yaml").read_text())
+    assert set(raw) <= PROFILE_KEYS
+
+
+def test_report_runs_the_analysis_notebooks_on_a_run(tmp_path: Path):
+    run = make_run(tmp_path, PAPER_LIKE, PAPER_LIKE_SYSTEM)
+    out = tmp_path / "processed"
+    html = report.build(run, out)
+    assert html.stat().st_size > 10_000 and "fig2.png" in html.read_text()
+    for name in report.ANALYSIS_NOTEBOOKS:
+        executed = nbformat.read(out / "notebooks" / f"{name}.ipynb", as_version=4)
+        assert not [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    verdicts = {c["id"]: c["verdict"] for c in json.loads((out / "claims.json").read_text())}
+    assert set(verdicts.values()) == {"reproduced"}
+    assert {p.name for p in (out / "figures").glob("*.png")} >= {f"fig{i}.png" for i in range(2, 7)}
+
+
+def test_report_cli_rejects_a_directory_that_is_not_a_run(tmp_path: Path, capsys):
+    assert report.cli([str(tmp_path)]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+
+
+def test_reproduce_cli_rejects_an_unknown_profile(capsys):
+    assert reproduce.cli(["--profile", "no-such-profile"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "smoke" in err
+
+
+def _smoke_missing() -> str | None:
+    """What the real smoke run needs and this checkout lacks, or None."""
+    for name in ("userver", "ktux", "loadgen"):
+        try:
+            paths.binary(name)
+        except FileNotFoundError:
+            return f"build/{name} is not built (make build)"
+    for module in ("ukweb.logs", "ukweb.loadgen", "ukweb.runs"):
+        try:
+            __import__(module)
+        except ImportError as err:
+            return f"{module} cannot be imported: {err}"
+    return None
+
+
+@pytest.mark.slow
+def test_smoke_profile_end_to_end_with_real_servers(tmp_path: Path):
+    missing = _smoke_missing()
+    if missing:
+        pytest.skip(f"real smoke run impossible: {missing}")
+    values = {**yaml.safe_load((paths.PARAMS / "smoke.yaml").read_text()),
+              "run_dir": str(tmp_path / "smoke-run"), "out_dir": str(tmp_path / "processed")}
+    nbs = tmp_path / "processed" / "notebooks"
+    try:
+        executed = [report.execute(name, nbs, values) for name in reproduce.RUN_NOTEBOOKS]
+    except papermill.PapermillExecutionError as err:
+        pytest.fail(f"smoke notebook failed: {err.ename}: {err.evalue}")
+    run = tmp_path / "smoke-run"
+    points = sorted(run.glob("points/*/*/c*/r*"))
+    assert len(points) == 8  # 2 workloads x 2 servers x 2 connection counts
+    assert all((p / "DONE").exists() or (p / "FAILED").exists() for p in points)
+    html = report.build(run, tmp_path / "processed", parameters=values, earlier=executed)
+    assert "02-run" in html.read_text()
+    verdicts = json.loads((tmp_path / "processed" / "claims.json").read_text())
+    assert len(verdicts) == 26 and all(v["verdict"] for v in verdicts)
+    shutil.rmtree(run, ignore_errors=True)
