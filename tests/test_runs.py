@@ -267,3 +267,36 @@ def test_full_disk_is_reported_not_written_as_a_log(tmp_path: Path) -> None:
         assert not list((raw / "full").rglob("DONE"))
     finally:
         subprocess.run(["umount", str(raw)], check=False)
+
+
+def test_calibration_targets_the_papers_peak() -> None:
+    from ukweb import calibrate
+
+    assert calibrate.target_replies() == pytest.approx(700 * 400_000 / 122_000)  # ~2,295/s
+    assert calibrate.propose_quota(22_950, calibrate.target_replies()) == 10.0
+    assert calibrate.propose_quota(1_000, calibrate.target_replies()) == 100.0  # slow machine
+    assert calibrate.equivalent_line_speed(2295.1) == pytest.approx(400_000, rel=1e-3)
+    with pytest.raises(ValueError, match="zero"):
+        calibrate.propose_quota(0, 2295)
+
+
+@needs_binaries
+def test_calibrate_writes_a_quota_sweeps_use(tmp_path: Path) -> None:
+    from ukweb import calibrate
+
+    out = tmp_path / "calibration.yaml"
+    assert calibrate.cli(["--seconds", "1", "--connections", "16", "-o", str(out),
+                          "--root", str(tmp_path)]) == 0
+    cal = yaml.safe_load(out.read_text())
+    if "cpu" in CAPS.cgroup_controllers:
+        assert 1 <= cal["cpu_quota_pct"] <= 100 and cal["steps"]
+    params = validate(smoke(calibration=str(out), cpu_quota_pct=None))
+    loaded = runs.load_calibration(params)
+    assert loaded["path"] == str(out)
+    assert runs.effective_quota(params, loaded) == cal["cpu_quota_pct"]
+
+
+def test_calibrate_bad_arguments_exit_2() -> None:
+    res = subprocess.run([sys.executable, "-m", "ukweb.cli", "calibrate", "--seconds", "100"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "--seconds" in res.stderr

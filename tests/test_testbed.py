@@ -113,7 +113,9 @@ def test_cgroup_limits_read_back_and_removal_kills_members() -> None:
         cg = tb.new_cgroup("limits")
         assert cg is not None
         assert cg.memory_limit() == 64 * MB
-        assert cg.cpu_quota() == (40_000, 100_000)
+        assert cg.cpu_quota() == (4_000, 10_000)
+        slow = Cgroup("unused", cpu_quota_pct=4)
+        assert slow.quota_period_us() == (1_000, 25_000)  # the quota never drops below 1 ms
         proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
                                 preexec_fn=tb.server_preexec(cg))
         try:

@@ -10,6 +10,7 @@ unified tree) and v1 (one tree per controller, e.g. /sys/fs/cgroup/memory/...).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import time
@@ -19,7 +20,11 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 ROOT = Path("/sys/fs/cgroup")
-CFS_PERIOD_US = 100_000
+# [I] The CFS period for the CPU quota. Short, so that a slow emulated CPU is slow evenly rather
+# than running at full speed for a few ms and then stalling for most of 100 ms (the kernel
+# default); long enough that the quota itself stays >= 1 ms, the kernel's minimum.
+CFS_PERIOD_US = 10_000
+MIN_QUOTA_US = 1_000
 # v1 controller directory for each role; v2 uses one directory and these controller names.
 V1_CONTROLLERS = {"memory": "memory", "cpu": "cpu", "cpuset": "cpuset", "io": "blkio"}
 V2_CONTROLLERS = {"memory": "memory", "cpu": "cpu", "cpuset": "cpuset", "io": "io"}
@@ -109,8 +114,9 @@ class Cgroup:
         if self.memory_bytes is not None:
             _write(self.dirs["memory"] / "memory.limit_in_bytes", str(self.memory_bytes))
         if self.cpu_quota_pct is not None:
-            _write(self.dirs["cpu"] / "cpu.cfs_period_us", str(CFS_PERIOD_US))
-            _write(self.dirs["cpu"] / "cpu.cfs_quota_us", str(self._quota_us()))
+            quota, period = self.quota_period_us()
+            _write(self.dirs["cpu"] / "cpu.cfs_period_us", str(period))
+            _write(self.dirs["cpu"] / "cpu.cfs_quota_us", str(quota))
 
     def _create_v2(self, roles: list[str]) -> None:
         names = " ".join("+" + V2_CONTROLLERS[r] for r in roles)
@@ -125,10 +131,14 @@ class Cgroup:
             if (d / "memory.swap.max").is_file():
                 _write(d / "memory.swap.max", "0")
         if self.cpu_quota_pct is not None:
-            _write(d / "cpu.max", f"{self._quota_us()} {CFS_PERIOD_US}")
+            quota, period = self.quota_period_us()
+            _write(d / "cpu.max", f"{quota} {period}")
 
-    def _quota_us(self) -> int:
-        return max(1000, round(CFS_PERIOD_US * self.cpu_quota_pct / 100))
+    def quota_period_us(self) -> tuple[int, int]:
+        """(quota, period) in microseconds for cpu_quota_pct of one CPU."""
+        frac = self.cpu_quota_pct / 100
+        period = max(CFS_PERIOD_US, math.ceil(MIN_QUOTA_US / frac))
+        return round(period * frac), period
 
     def describe(self) -> dict:
         return {"name": self.name, "version": self.ver, "memory_bytes": self.memory_bytes,
