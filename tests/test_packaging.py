@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 import subprocess
-import tomllib
 
+import tomllib
 import yaml
 
 from ukweb.paths import REPO
