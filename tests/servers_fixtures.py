@@ -6,19 +6,18 @@ ktux skips with the reason while it is not built or io_uring is unavailable here
 
 from __future__ import annotations
 
-import contextlib
-import resource
-import socket
-import time
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from ukweb import fileset, paths
 from ukweb.servers import Server, ServerConfig, io_uring_unavailable
 
 KINDS = ["userver", "ktux"]
-DIRS = 2
+SANITIZER_RE = re.compile(r"ERROR: (Address|Leak)Sanitizer|runtime error:")
+DIRS = 2  # the file set size; tests/test_servers.py relies on it
 
 
 @pytest.fixture(scope="session")
@@ -66,76 +65,19 @@ def start_server(kind: str, docroot: Path, tmp_path: Path) -> Iterator[StartServ
         return server.start()
 
     yield start
+    problems = []
     for server in started:
-        server.stop()
+        killed = server.proc is not None and server.proc.poll() is not None  # kill -9 tests
+        code = server.stop()
+        text = server.stderr_path.read_text(errors="replace") if server.stderr_path.exists() else ""
+        if SANITIZER_RE.search(text):  # the asan build (UKWEB_BIN=build/asan) reports here
+            problems.append(f"{server.config.label}: {text.strip()[-2000:]}")
+        elif not killed and code != 0:
+            problems.append(f"{server.config.label}: SIGTERM exit code {code}: {text.strip()[-500:]}")
+    assert not problems, "\n".join(problems)
 
 
 @pytest.fixture
 def server(start_server: StartServer) -> Server:
     """A server with the default configuration (userver: 1 process, select, Accept-Inf)."""
     return start_server()
-
-
-def raise_fd_limit(n: int) -> None:
-    """Let this test process hold n sockets (within the hard limit)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = n if hard == resource.RLIM_INFINITY else min(n, hard)
-    if soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < n:
-        pytest.skip(f"cannot open {n} descriptors here (hard limit {hard})")
-
-
-@contextlib.contextmanager
-def raw(server: Server, timeout: float = 5) -> Iterator[socket.socket]:
-    """A raw TCP connection to the server."""
-    s = socket.create_connection((server.addr, server.port), timeout=timeout)
-    try:
-        yield s
-    finally:
-        s.close()
-
-
-def read_response(s: socket.socket, deadline_s: float = 5) -> tuple[int, dict[str, str], bytes]:
-    """Exactly one HTTP response from a raw socket (Content-Length framed), leaving any
-    pipelined response after it unread: status, headers (lower-case names), body."""
-    end = time.monotonic() + deadline_s
-    while True:  # peek until the whole head is there, then consume exactly the head
-        peek = s.recv(65536, socket.MSG_PEEK)
-        if not peek:
-            raise ConnectionError("closed before a response head")
-        at = peek.find(b"\r\n\r\n")
-        if at >= 0:
-            break
-        if time.monotonic() > end:
-            raise TimeoutError(f"no complete response head in time: {peek[:200]!r}")
-        time.sleep(0.01)
-    head = s.recv(at + 4, socket.MSG_WAITALL)[:at]
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:])}
-    length = int(headers.get("content-length", "0"))
-    body = b""
-    while len(body) < length:
-        chunk = s.recv(min(65536, length - len(body)))
-        if not chunk:
-            raise ConnectionError(f"closed after {len(body)} of {length} body bytes")
-        body += chunk
-    return status, headers, body
-
-
-def exchange(server: Server, payload: bytes, *, shut_write: bool = False) -> tuple[int, dict, bytes]:
-    """Send raw bytes on a new connection and read one response."""
-    with raw(server) as s:
-        s.sendall(payload)
-        if shut_write:
-            s.shutdown(socket.SHUT_WR)
-        return read_response(s)
-
-
-def static_ok(server: Server, docroot: Path, name: str = "file_set/dir00000/class0_0") -> bool:
-    """Is the server still serving a good client correctly?"""
-    with raw(server) as s:
-        s.sendall(f"GET /{name} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        status, _, body = read_response(s)
-    return status == 200 and body == (docroot / name).read_bytes()

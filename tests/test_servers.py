@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from servers_fixtures import DIRS, exchange, raise_fd_limit, raw, read_response, static_ok
+from servers_client import exchange, raise_fd_limit, raw, read_response, static_ok
+
 from ukweb import paths
 from ukweb.servers import Server, ServerError, named_config
 from ukweb.specweb99 import (
@@ -33,6 +34,8 @@ from ukweb.specweb99 import (
     user_personality,
 )
 from ukweb.workload import CLASSES, FILES_PER_CLASS, file_path
+
+DIRS = 2  # directories in the servers_fixtures.docroot file set
 
 pytest_plugins = ["servers_fixtures"]  # docroot, kind (userver|ktux), start_server, server
 

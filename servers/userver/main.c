@@ -205,7 +205,7 @@ static int supervise(const struct options *o, const struct site_config *cfg, str
 			if (getppid() != parent)
 				_exit(1);
 			sigprocmask(SIG_SETMASK, &old, NULL);
-			_exit(serve_process(o, cfg, stats, i, lfd));
+			exit(serve_process(o, cfg, stats, i, lfd)); /* exit, not _exit: LeakSanitizer checks children too */
 		}
 		if (kids[i] < 0)
 			startup_error("fork", strerror(errno));
@@ -234,8 +234,9 @@ int main(int argc, char **argv)
 	struct stats stats;
 	if (stats_create(&stats, (int)o.procs, 0) < 0)
 		startup_error("shared counters", strerror(errno));
+	char *config = config_json(&o);
 	struct site_config cfg = {o.docroot, o.state_dir, o.post_log, o.post_log_sync,
-				  o.server_name, "userver", config_json(&o)};
+				  o.server_name, "userver", config};
 	struct site check; /* fail here, with one line, before anything listens */
 	char err[512];
 	if (site_open(&check, &cfg, &stats, 0, err, sizeof(err)) < 0)
@@ -246,5 +247,8 @@ int main(int argc, char **argv)
 	int port, lfd = listen_socket(&o, &port);
 	printf("listening %s:%d\n", o.addr, port);
 	fflush(stdout);
-	return o.procs == 1 ? serve_process(&o, &cfg, &stats, 0, lfd) : supervise(&o, &cfg, &stats, lfd);
+	int rc = o.procs == 1 ? serve_process(&o, &cfg, &stats, 0, lfd) : supervise(&o, &cfg, &stats, lfd);
+	free(config);
+	stats_destroy(&stats);
+	return rc;
 }
