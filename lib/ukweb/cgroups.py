@@ -90,7 +90,7 @@ class Cgroup:
             self._create_v2(roles)
         else:
             self._create_v1(roles)
-        log.info("cgroup %s (%s) created: %s", self.name, self.ver, self.describe())
+        log.debug("cgroup %s (%s) created: %s", self.name, self.ver, self.describe())
         return self
 
     def _roles(self) -> list[str]:
@@ -216,7 +216,7 @@ class Cgroup:
                     if time.monotonic() >= deadline:
                         raise CgroupError(f"cannot remove {d}: {exc.strerror}") from exc
                     time.sleep(0.05)
-        log.info("cgroup %s removed", self.name)
+        log.debug("cgroup %s removed", self.name)
         self.dirs = {}
 
     def __enter__(self) -> Cgroup:
