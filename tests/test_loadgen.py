@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from oracle_server import OracleServer
+
 from ukweb import fileset, logs, paths, workload
 from ukweb import loadgen as lg
 from ukweb.specweb99 import ResetParams
@@ -64,7 +65,8 @@ http {{ access_log off; sendfile on; keepalive_requests 1000000; {temp}
   server {{ listen 127.0.0.1:{port} backlog=4096; root {docroot}; }} }}
 """)
     (work / "tmp").mkdir()
-    proc = subprocess.Popen([str(NGINX), "-c", str(work / "nginx.conf"), "-g", "daemon off;"],
+    proc = subprocess.Popen([str(NGINX), "-e", str(work / "error.log"), "-c",
+                             str(work / "nginx.conf"), "-g", "daemon off;"],
                             stderr=subprocess.PIPE)
     try:
         _wait_port(port, proc)
@@ -144,6 +146,40 @@ def test_bad_config_json_is_rejected(tmp_path: Path) -> None:
     proc = subprocess.run([str(_loadgen()), "--config", str(cfg), "--out", str(tmp_path / "o")],
                           capture_output=True, text=True, timeout=10)
     assert proc.returncode == 2 and "--config" in proc.stderr
+
+
+def test_unwritable_out_dir_is_exit_1(tmp_path: Path) -> None:
+    proc = subprocess.run([str(_loadgen()), "--server", "127.0.0.1:1", "--connections", "1",
+                           "--out", "/proc/no/such/dir"], capture_output=True, text=True,
+                          timeout=10)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "--out" in proc.stderr
+
+
+def test_config_json_drives_a_run(nginx: str, tmp_path: Path) -> None:
+    cfg = tmp_path / "point.json"
+    cfg.write_text(json.dumps({"server": [nginx, nginx], "connections": 4, "dirs": DIRS,
+                               "warmup": 0, "duration": 1, "line-speed": 0, "mix": "static",
+                               "out": str(tmp_path / "o"), "seed": 7}))
+    subprocess.run([str(_loadgen()), "--config", str(cfg)], check=True, timeout=30)
+    summary = logs.read_summary(tmp_path / "o")
+    assert summary["args"]["server"] == [nginx, nginx] and summary["args"]["seed"] == 7
+    assert summary["measure"]["ok"] > 50 and summary["measure"]["errors"] == 0
+
+
+def test_sigterm_stops_early_and_keeps_outputs(nginx: str, tmp_path: Path) -> None:
+    proc = subprocess.Popen([str(_loadgen()), "--server", nginx, "--connections", "4",
+                             "--dirs", str(DIRS), "--warmup", "0", "--duration", "60",
+                             "--out", str(tmp_path)], stderr=subprocess.PIPE, text=True)
+    time.sleep(1)
+    proc.terminate()
+    try:
+        _, err = proc.communicate(timeout=5)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1 and "interrupted" in err
+    df = logs.read_requests(tmp_path)
+    assert len(df) > 0 and df["ok"].all()
+    assert logs.read_summary(tmp_path)["requests_all_phases"] == len(df)
 
 
 def test_run_raises_loadgen_error_with_stderr(tmp_path: Path) -> None:
