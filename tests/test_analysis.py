@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from ukweb import analysis
 
 MEASURE_S = 2.0

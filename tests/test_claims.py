@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from test_analysis import make_run
+
 from ukweb import analysis, claims
 
 CONNS = [100, 300, 500, 700, 900, 1100, 1300, 1500]
@@ -122,3 +123,14 @@ def test_outputs_are_written(paper_like, tmp_path: Path):
     assert (tmp_path / "claims.md").read_text().count("\n") == len(table) + 2
     assert all(p.exists() for p in written)
     assert claims.summary_line(table).startswith(f"{len(table)} reproduced")
+
+
+def test_levels_have_no_direction_and_peaks_outside_the_range_are_not_measured(paper_like):
+    idle = paper_like.copy()
+    idle.loc[(idle["workload"] == "dynamic") & (idle["server"] == "userver-1"), "cpu_idle"] = 5.0
+    narrow = idle[idle["connections"] <= 300]
+    table = claims.evaluate(narrow, {"testbed": {"delay_accounting": False}}).set_index("id")
+    assert table.loc["D7", "verdict"] == claims.NOT_REPRODUCED  # 5 % idle is not "40 %, roughly"
+    assert table.loc["S4", "verdict"] == claims.NOT_MEASURED
+    assert "outside" in table.loc["S4", "reason"]
+    assert "delay accounting" in table.loc["D8", "reason"]

@@ -18,6 +18,7 @@ import pytest
 import yaml
 from test_analysis import make_run
 from test_claims import PAPER_LIKE, PAPER_LIKE_SYSTEM
+
 from ukweb import paths, report, reproduce
 from ukweb.sweep_params import SweepParams
 

@@ -33,6 +33,8 @@ PAPER_LABELS = {"tux": "ktux"}
 # The paper's best userver per workload (Figs. 2-6); 'userver' in a claim means this one.
 PAPER_USERVER = {"static": "userver-16", "dynamic": "userver-8", "mix30": "userver-8",
                  "mix50": "userver-8", "mix80": "userver-8"}
+# Metrics that are levels (a CPU share), not effects with a sign.
+LEVEL_METRICS = {"server_cpu_idle_pct", "server_cpu_pct"}
 SMALL_PCT = 10.0  # the paper's "similar"/"small": |gap| <= 10 % [I]
 
 # [I] Tolerances, one row per (comparison, metric); "*" matches any metric of that comparison.
@@ -42,6 +44,10 @@ TOLERANCES = pd.DataFrame([
     ("approx", "fileset_gb", 0.10, math.nan, "relative", "within ±10 % of the paper's size"),
     ("approx", "peak_at_connections", 200, math.nan, "connections",
      "peak within ±200 connections; same direction: the curve falls after an interior peak"),
+    ("approx", "server_cpu_idle_pct", 10.0, math.nan, "percentage points",
+     "within ±10 pp (a level, so no 'same direction')"),
+    ("approx", "server_cpu_pct", 10.0, math.nan, "percentage points",
+     "within ±10 pp (a level, so no 'same direction')"),
     ("approx", "*", 10.0, math.nan, "percentage points",
      "within ±10 pp; same direction: same sign as the paper's value"),
     ("le", "max_abs_gap_up_to_pct", 0.0, 10.0, "percentage points",
@@ -179,6 +185,9 @@ def _peak_at(ctx: Context, c: pd.Series) -> tuple[Estimate, str]:
     a = ctx.label(c["a"], w)
     p = analysis.peak(ctx.curves, w, a)
     measured = analysis.curve(ctx.curves, w, a).index
+    if not measured.min() <= paper_number(c["paper_value"]) <= measured.max():
+        raise NotMeasured(f"{a} was measured at {measured.min()}-{measured.max()} connections; "
+                          f"the paper's peak at {c['paper_value']} lies outside that range")
     return Estimate(float(p.name)), f"{a}; measured {measured.min()}-{measured.max()} connections"
 
 
@@ -211,6 +220,14 @@ def _point_metric(ctx: Context, c: pd.Series, column: str) -> tuple[Estimate, st
     mean, half = analysis.mean_ci(done.loc[done["connections"] == at, column])
     where = _where(at, wanted) if wanted else f"at {a}'s peak, {at} connections"
     return Estimate(mean, mean - half, mean + half), where
+
+
+def _blocked(ctx: Context, c: pd.Series) -> tuple[Estimate, str]:
+    """Blocked time needs delay accounting; without it blocked_s is 0, not a measurement."""
+    if ctx.manifest.get("testbed", {}).get("delay_accounting") is False:
+        raise NotMeasured("delay accounting was off in this run (kernel.task_delayacct needs root), "
+                          "so blocked time was not recorded")
+    return _point_metric(ctx, c, "blocked_pct")
 
 
 def _listen_drops_ratio(ctx: Context, c: pd.Series) -> tuple[Estimate, str]:
@@ -280,7 +297,7 @@ EVALUATORS: dict[str, Callable[[Context, pd.Series], tuple[Estimate, str]]] = {
     "peak_at_connections": _peak_at,
     "process_sweep_best": _process_sweep,
     "server_cpu_idle_pct": lambda ctx, c: _point_metric(ctx, c, "cpu_idle"),
-    "server_blocked_pct": lambda ctx, c: _point_metric(ctx, c, "blocked_pct"),
+    "server_blocked_pct": lambda ctx, c: _blocked(ctx, c),
     "listen_drops_ratio": _listen_drops_ratio,
     "server_cpu_pct": lambda ctx, c: _point_metric(ctx, c, "cpu_busy"),
     "abs_peak_gap_pct": _abs_peak_gap,
@@ -304,6 +321,8 @@ def judge(ctx: Context, claim: pd.Series, ours: float) -> str:
             return REPRODUCED
         if metric == "peak_at_connections":
             return SAME if _interior_peak(ctx, claim) else NOT_REPRODUCED
+        if metric in LEVEL_METRICS:
+            return NOT_REPRODUCED
         return SAME if math.copysign(1, ours) == math.copysign(1, paper) else NOT_REPRODUCED
     if kind == "le":
         if ours <= paper + tol["band"]:
