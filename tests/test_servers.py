@@ -250,6 +250,14 @@ def test_post_log_survives_kill9_and_restart(start_server, tmp_path: Path) -> No
     assert len(more) == 10 and [r.number for r in after] == list(range(1, len(records) + 11))
 
 
+def test_post_log_sync_option(start_server) -> None:
+    srv = start_server(options={"post_log_sync": True})
+    assert srv.status()["config"]["post_log_sync"] is True
+    srv.reset(RESET)
+    assert _post_many(srv, range(20), threads=4) == set(range(20))
+    assert [r.client for r in _log_records(srv)] != [] and len(_log_records(srv)) == 20
+
+
 def test_rejected_post_is_not_logged(server: Server) -> None:
     server.reset(RESET)
     missing = Request("post", 0, 1, 1, user_id=10001)
@@ -308,6 +316,24 @@ def test_bad_request_gets_its_4xx(server: Server, docroot: Path, case: str) -> N
     assert static_ok(server, docroot)
     errors = server.status()["total"]["errors"]
     assert sum(errors.values()) >= 1
+
+
+def test_error_response_then_close_even_if_client_keeps_sending(server: Server) -> None:
+    """After a 4xx the server half-closes and discards what follows, so the client reads its
+    4xx instead of a reset; a client that keeps streaming is cut off after a bounded time."""
+    with raw(server, timeout=10) as s:
+        s.sendall(b"GET /" + b"a" * 5000)  # over the URI limit, and no end in sight
+        status, _, _ = read_response(s)
+        assert status == 414
+        t0 = time.monotonic()
+        closed = False
+        while not closed and time.monotonic() - t0 < 8:
+            try:  # (reading gives EOF at once: the server half-closed after its 4xx)
+                s.sendall(b"x" * 1000)
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True  # the server closed for good: our data is answered with RST
+            time.sleep(0.05)
+        assert closed and 1 <= time.monotonic() - t0 < 6
 
 
 def test_stalled_client_is_closed_after_idle_timeout(start_server, docroot: Path) -> None:

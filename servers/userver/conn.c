@@ -41,8 +41,8 @@ enum conn_io conn_read(struct conn *c, time_t now)
 		return IO_DONE; /* the parser has already decided about a full buffer */
 	ssize_t n = read(c->fd, c->in + c->in_len, room);
 	if (n > 0) {
-		if (c->in_len == 0)
-			c->req_start = now;
+		if (c->in_len == 0 && c->responding == 0)
+			c->req_start = now; /* lingering (-1) keeps its own start */
 		c->in_len += (size_t)n;
 		c->last_active = now;
 		return IO_DONE;

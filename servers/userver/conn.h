@@ -17,10 +17,10 @@ struct conn {
 	char *in; /* HTTP_MAX_REQUEST bytes */
 	size_t in_len;
 	size_t req_len; /* bytes of in used by the request being answered */
-	int responding;
+	int responding; /* 0 reading, 1 sending a response, -1 lingering after an error */
 	struct response resp;
 	size_t sent; /* bytes of the response on the wire so far */
-	time_t req_start;   /* first byte of the pending request (0: none pending) */
+	time_t req_start;   /* first byte of the pending request, or the start of lingering */
 	time_t last_active; /* last byte received or sent */
 	char addr[INET6_ADDRSTRLEN];
 };

@@ -78,6 +78,7 @@ static void linger(struct loop *l, struct conn *c)
 	shutdown(c->fd, SHUT_WR);
 	c->responding = -1;
 	c->in_len = 0;
+	c->req_start = l->now; /* lingering ends LINGER_SECONDS from here, whatever is sent */
 	set_mask(l, c->fd, &c->mask, EV_READ);
 }
 
@@ -226,7 +227,10 @@ static void on_event(struct loop *l, const struct ev_fired *f)
 		on_readable(l, c);
 }
 
-/* Once a second: close connections past their deadline. */
+/* Once a second: close connections past their deadline.  [I] A request must arrive whole
+ * within idle_timeout of its first byte (a trickle of one byte a minute does not keep it
+ * alive); a response must make progress every idle_timeout; an idle keep-alive connection
+ * lives idle_timeout; lingering after an error response lasts LINGER_SECONDS. */
 static void sweep(struct loop *l)
 {
 	int idle = l->cfg->idle_timeout;
@@ -234,7 +238,7 @@ static void sweep(struct loop *l)
 		struct conn *c = l->conns[fd];
 		if (!c)
 			continue;
-		int lingered = c->responding < 0 && l->now - c->last_active >= LINGER_SECONDS;
+		int lingered = c->responding < 0 && l->now - c->req_start >= LINGER_SECONDS;
 		int stalled = (c->responding > 0 && l->now - c->last_active >= idle) ||
 			      (c->responding == 0 && c->in_len && l->now - c->req_start >= idle);
 		int idle_ka = c->responding == 0 && !c->in_len &&
