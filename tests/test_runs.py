@@ -15,6 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
+
 from ukweb import cgroups, fileset, runs, testbed
 from ukweb.paths import DATA, PARAMS, REPO
 from ukweb.sweep_params import ParamsError, load_params, validate
@@ -166,7 +167,7 @@ def test_sigterm_then_rerun_finishes_without_redoing_points(tmp_path: Path) -> N
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 130, err
+    assert proc.returncode == 143, err  # 128 + SIGTERM
     assert "interrupted" in err
     assert not our_processes(str(tmp_path)), "server or loadgen survived SIGTERM"
     assert not cgroups.leftovers(f"ukweb-{proc.pid}-")
@@ -220,6 +221,7 @@ def test_server_page_cache_stays_under_its_memory_limit(tmp_path: Path) -> None:
     """userver in a 64 MB cgroup serves every file of a ~150 MB file set: the cache it pulls in
     is charged to its cgroup and never exceeds the limit."""
     import requests
+
     from ukweb.servers import Server, named_config
     from ukweb.workload import CLASSES, FILES_PER_CLASS, file_path
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+
 from ukweb import cgroups, manifest, testbed
 from ukweb.cgroups import Cgroup, CgroupError
 from ukweb.sampler import COLUMNS, Sampler, blkio_ticks
@@ -220,3 +221,20 @@ def test_netns_links_are_rate_limited_and_isolated() -> None:
         with pytest.raises(OSError):
             socket.create_connection((topo.server_addrs()[0], port), timeout=1)
     assert not leftovers("ukweb-test-net")
+
+
+@needs_cgroups
+def test_cgroups_of_a_killed_runner_are_cleaned_up() -> None:
+    """A runner killed with SIGKILL leaves its cgroups (and server) behind; the next testbed
+    removes them and kills what is inside."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    cg = Cgroup(f"ukweb-test-{dead.pid}-orphan", memory_bytes=64 * MB, cpus="0").create()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                               preexec_fn=cg.join)
+    try:
+        assert cgroups.remove_stale("ukweb-test") == [cg.name]
+        assert sleeper.wait(timeout=5) == -9
+    finally:
+        sleeper.kill()
+    assert not cgroups.leftovers(cg.name)

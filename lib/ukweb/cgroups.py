@@ -231,3 +231,25 @@ def leftovers(prefix: str, root: Path = ROOT) -> list[Path]:
     ver = version(root)
     bases = [root] if ver == "v2" else [root / d for d in V1_CONTROLLERS.values()]
     return [p for b in bases if b.is_dir() for p in b.glob(prefix + "*") if p.is_dir()]
+
+
+def remove_stale(prefix: str, root: Path = ROOT) -> list[str]:
+    """Remove cgroups named <prefix>-<pid>-... whose runner <pid> is gone (it was SIGKILLed),
+    killing what is still inside; returns their names."""
+    ver = version(root)
+    bases = {"v2": {"memory": root}, "v1": {r: root / c for r, c in V1_CONTROLLERS.items()}}
+    names = dict.fromkeys(d.name for d in leftovers(prefix + "-", root))
+    stale = []
+    for name in names:
+        pid = name[len(prefix) + 1:].split("-", 1)[0]
+        if not pid.isdigit() or Path(f"/proc/{pid}").exists():
+            continue
+        cg = Cgroup(name, root=root)
+        cg.ver = ver
+        cg.dirs = {r: b / name for r, b in bases.get(ver, {}).items() if (b / name).is_dir()}
+        try:
+            cg.remove()
+            stale.append(name)
+        except CgroupError as exc:
+            log.warning("stale cgroup: %s", exc)
+    return stale

@@ -95,7 +95,9 @@ def _docroot(params: SweepParams) -> Path:
 def _sigterm_raises() -> Iterator[None]:
     """While sweeping, SIGTERM raises Interrupted (in the main thread) like Ctrl-C does."""
     def handler(signum: int, frame: object) -> None:
-        raise Interrupted(f"signal {signum}")
+        # One is enough: a second SIGTERM must not interrupt the clean-up it started.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Interrupted("SIGTERM")
     try:
         old = signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread: leave signals alone
@@ -262,7 +264,7 @@ def cli(argv: list[str]) -> int:
     except (KeyboardInterrupt, Interrupted) as exc:
         print(f"ukweb run: interrupted ({exc or 'Ctrl-C'}); rerun with the same --run-id to resume",
               file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, Interrupted) else 130
     state = point_status(run, params)
     print(f"{run}: {len(state['done'])} done, {len(state['failed'])} failed, "
           f"{len(state['missing'])} missing")

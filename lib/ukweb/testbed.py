@@ -210,6 +210,9 @@ class Testbed:
         return usable or list(self.caps.cpus)
 
     def __enter__(self) -> Testbed:
+        if "cgroup" not in self.caps.problems():
+            for name in cgroups.remove_stale(self.prefix):
+                log.warning("removed cgroup %s left by a runner that was killed", name)
         self.delayacct = self._stack.enter_context(delay_accounting())
         if not self.delayacct:
             self.deviate("delay_accounting", self.caps.problems().get(
