@@ -476,3 +476,11 @@ def test_named_configs() -> None:
     with pytest.raises(ValueError, match="userver-N"):
         named_config("apache")
     assert json.loads(json.dumps(named_config("userver-1").args()))
+
+
+def test_ukweb_build_runs_make() -> None:
+    proc = subprocess.run(["ukweb", "build"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (paths.REPO / "build" / "userver").is_file()
+    bad = subprocess.run(["ukweb", "build", "--bogus"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "unrecognized arguments" in bad.stderr
