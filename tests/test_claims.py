@@ -134,3 +134,11 @@ def test_levels_have_no_direction_and_peaks_outside_the_range_are_not_measured(p
     assert table.loc["S4", "verdict"] == claims.NOT_MEASURED
     assert "outside" in table.loc["S4", "reason"]
     assert "delay accounting" in table.loc["D8", "reason"]
+
+
+def test_trend_falls_back_to_the_best_measured_userver(paper_like):
+    no16 = paper_like[paper_like["server"] != "userver-16"]
+    table = claims.peak_gap_by_share(analysis.curves(no16)).set_index("workload")
+    assert table.loc["static", "userver"] == "userver-8"  # the sweep's best at 500 (92/s)
+    assert table.loc["static", "gap_pct"] == pytest.approx((140 / 92 - 1) * 100)
+    assert list(table["dynamic_share"]) == sorted(table["dynamic_share"])

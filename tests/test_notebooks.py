@@ -19,7 +19,7 @@ import yaml
 from test_analysis import make_run
 from test_claims import PAPER_LIKE, PAPER_LIKE_SYSTEM
 
-from ukweb import paths, report, reproduce
+from ukweb import analysis, figures, paths, report, reproduce
 from ukweb.sweep_params import SweepParams
 
 NOTEBOOKS = sorted(paths.NOTEBOOKS.glob("*.ipynb"))
@@ -118,3 +118,24 @@ def test_smoke_profile_end_to_end_with_real_servers(tmp_path: Path):
     verdicts = json.loads((tmp_path / "processed" / "claims.json").read_text())
     assert len(verdicts) == 26 and all(v["verdict"] for v in verdicts)
     shutil.rmtree(run, ignore_errors=True)
+
+
+def test_figures_use_the_papers_labels_and_show_deviations(tmp_path: Path):
+    run = make_run(tmp_path, PAPER_LIKE, PAPER_LIKE_SYSTEM)
+    points = analysis.points_table(run)
+    curves = analysis.curves(points)
+    assert figures.server_label("userver-1") == "userver-1-process"
+    assert figures.server_label("userver-16") == "userver-16-processes"
+    assert figures.server_label("ktux") == "ktux (TUX model)"
+    # the process sweep's single points stay out of Fig. 2
+    assert figures.figure_servers(curves, "static") == ["userver-1", "userver-16", "ktux"]
+    notes = figures.deviation_notes({"params": {"profile": "quick", "warmup_s": 2, "duration_s": 4},
+                                     "deviations": [{"step": "cpu_quota", "reason": "no quota"}]})
+    assert notes[1] == "cpu_quota: no quota" and "2 s warm-up" in notes[0]
+    fig = figures.throughput_figure(curves, "static", "Figure 2", notes)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "userver-1-process", "userver-16-processes", "ktux (TUX model)"]
+    assert any("cpu_quota: no quota" in t.get_text() for t in fig.texts)
+    written = figures.save(fig, tmp_path / "figs", "fig2")
+    assert [p.suffix for p in written] == [".png", ".pdf"] and all(p.stat().st_size > 1000 for p in written)

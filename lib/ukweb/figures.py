@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ukweb import analysis, claims, workload
 
@@ -97,6 +98,7 @@ def throughput_figure(curves: pd.DataFrame, work: str, title: str, notes: list[s
         color, marker = STYLE.get(server, (None, "x"))
         ax.errorbar(c.index, c["throughput"], yerr=c["ci95"].fillna(0), label=server_label(server),
                     color=color, marker=marker, capsize=3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("Simultaneous connections")
     ax.set_ylabel("Throughput (replies/s)")
     ax.set_title(title, fontsize=10)
