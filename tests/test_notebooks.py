@@ -16,7 +16,7 @@ import nbformat
 import papermill
 import pytest
 import yaml
-from test_analysis import make_run
+from test_analysis import make_run, write_point
 from test_claims import PAPER_LIKE, PAPER_LIKE_SYSTEM
 
 from ukweb import analysis, figures, paths, report, reproduce
@@ -139,3 +139,12 @@ def test_figures_use_the_papers_labels_and_show_deviations(tmp_path: Path):
     assert any("cpu_quota: no quota" in t.get_text() for t in fig.texts)
     written = figures.save(fig, tmp_path / "figs", "fig2")
     assert [p.suffix for p in written] == [".png", ".pdf"] and all(p.stat().st_size > 1000 for p in written)
+
+
+def test_failed_points_are_named_under_their_figure(tmp_path: Path):
+    run = make_run(tmp_path, {("static", "ktux"): {100: [50.0], 200: [60.0]}})
+    write_point(run, "static", "ktux", 300, 0, 10.0, status="FAILED")
+    written = figures.write_all(analysis.points_table(run), {}, tmp_path / "figs")
+    assert (tmp_path / "figs" / "fig2.png") in written
+    notes = figures.failed_notes(analysis.points_table(run), "static")
+    assert notes == ["not measured: ktux c300 r0 (failed: server died: server exited with code 1)"]

@@ -68,6 +68,13 @@ def deviation_notes(manifest: dict) -> list[str]:
     return notes
 
 
+def failed_notes(points: pd.DataFrame, work: str) -> list[str]:
+    """The workload's points that did not complete, so a gap in a curve is explained."""
+    bad = analysis.failed_points(points[points["workload"] == work])
+    return [f"not measured: {r.server} c{r.connections} r{r.repetition} ({r.status}: {r.reason})"
+            for r in bad.itertuples()]
+
+
 def _footnote(fig: Figure, notes: list[str]) -> None:
     """Deviations under the axes, wrapped, in small type."""
     if not notes:
@@ -175,7 +182,8 @@ def write_all(points: pd.DataFrame, manifest: dict, out: Path) -> list[Path]:
             log.info("%s not drawn: the run has no %s points", name, work)
             continue
         title = f"{name.replace('fig', 'Figure ')}: {caption}: userver vs. ktux"
-        written += save(throughput_figure(curves, work, title, notes), out, name)
+        fig = throughput_figure(curves, work, title, notes + failed_notes(points, work))
+        written += save(fig, out, name)
     written += save(peak_gap_figure(curves, notes), out, "peak_gap_by_dynamic_share")
     for work in workload.WORKLOADS:
         sel = curves[(curves["workload"] == work) & curves["server"].str.fullmatch(r"userver-\d+")]
