@@ -22,31 +22,45 @@
 #define ZC_MIN 16384 /* [I] below this a copy is cheaper than pinning pages and a notification */
 #define IN_CAP (HTTP_MAX_REQUEST + RECV_BUF_SIZE)
 
-static void idle_unlink(struct server *s, struct conn *c)
+#define LINGER_MS 2000 /* [I] how long a closing connection may keep sending us data */
+
+static void list_unlink(struct conn *c)
 {
+	struct conn_list *l = c->on;
+	if (!l)
+		return;
 	if (c->older)
 		c->older->newer = c->newer;
-	else if (s->idle_oldest == c)
-		s->idle_oldest = c->newer;
+	else
+		l->oldest = c->newer;
 	if (c->newer)
 		c->newer->older = c->older;
-	else if (s->idle_newest == c)
-		s->idle_newest = c->older;
+	else
+		l->newest = c->older;
 	c->older = c->newer = NULL;
+	c->on = NULL;
+}
+
+/* Append c with deadline clock "now": every list has one timeout, so it stays sorted. */
+static void list_push(struct server *s, struct conn_list *l, struct conn *c)
+{
+	list_unlink(c);
+	c->last_progress = s->now_ms;
+	c->older = l->newest;
+	if (l->newest)
+		l->newest->newer = c;
+	else
+		l->oldest = c;
+	l->newest = c;
+	c->on = l;
 }
 
 /* Progress (accept, a complete request, bytes sent) restarts the idle clock; a trickle of
  * request bytes does not [I], so one byte a minute cannot hold a connection forever. */
 void conn_touch(struct server *s, struct conn *c)
 {
-	c->last_progress = s->now_ms;
-	idle_unlink(s, c);
-	c->older = s->idle_newest;
-	if (s->idle_newest)
-		s->idle_newest->newer = c;
-	else
-		s->idle_oldest = c;
-	s->idle_newest = c;
+	if (!c->lingering)
+		list_push(s, &s->idle, c);
 }
 
 static void arm_recv(struct server *s, struct conn *c)
@@ -114,7 +128,7 @@ void conn_abort(struct server *s, struct conn *c, int stat_error)
 	if (stat_error >= 0)
 		s->st->errors[stat_error]++;
 	c->closing = 1;
-	idle_unlink(s, c);
+	list_unlink(c);
 	shutdown(c->fd, SHUT_RDWR);
 	if (c->phase == PH_FILE || c->file_fd >= 0)
 		cancel_file_ops(s, c);
@@ -136,7 +150,7 @@ static void conn_linger(struct server *s, struct conn *c)
 	c->lingering = 1;
 	c->in_len = 0;
 	shutdown(c->fd, SHUT_WR);
-	conn_touch(s, c);
+	list_push(s, &s->linger, c); /* closed for good after LINGER_MS, whatever the client does */
 	if (!c->recv_armed)
 		conn_abort(s, c, -1);
 }
@@ -391,13 +405,15 @@ void conn_zc_notif(struct server *s, struct io_uring_cqe *cqe)
 		cache_put(s->cache, e);
 }
 
-/* Close connections idle past --idle-timeout; counted as errors only mid-request. */
+/* Close connections idle past --idle-timeout (counted as errors only mid-request), and
+ * lingering ones past LINGER_MS. */
 void conn_expire(struct server *s)
 {
 	uint64_t limit = (uint64_t)s->cfg->idle_timeout * 1000;
-	while (s->idle_oldest && s->now_ms - s->idle_oldest->last_progress >= limit) {
-		struct conn *c = s->idle_oldest;
-		int mid = (c->in_len > 0 || c->phase != PH_IDLE) && !c->lingering;
-		conn_abort(s, c, mid ? SE_TIMEOUT : -1);
+	while (s->idle.oldest && s->now_ms - s->idle.oldest->last_progress >= limit) {
+		struct conn *c = s->idle.oldest;
+		conn_abort(s, c, c->in_len > 0 || c->phase != PH_IDLE ? SE_TIMEOUT : -1);
 	}
+	while (s->linger.oldest && s->now_ms - s->linger.oldest->last_progress >= LINGER_MS)
+		conn_abort(s, s->linger.oldest, -1);
 }

@@ -91,6 +91,11 @@ void cache_put(struct cache *c, struct cache_entry *e);
 size_t cache_max_entry(const struct cache *c);
 
 /* ---- connections (conn.c) ---- */
+struct conn;
+struct conn_list {
+	struct conn *oldest, *newest;
+};
+
 enum conn_phase {
 	PH_IDLE,    /* waiting for (the rest of) a request */
 	PH_FILE,    /* a static miss: open/read/splice in flight */
@@ -108,7 +113,8 @@ struct conn {
 	int peer_closed; /* the client's FIN arrived: no more receives */
 	int keep_alive, minor;
 	uint64_t last_progress; /* ms; idle timeout counts from here */
-	struct conn *older, *newer; /* idle list, oldest first */
+	struct conn *older, *newer; /* on one deadline list (idle or linger), oldest first */
+	struct conn_list *on;
 	char *in;      /* request bytes waiting to be parsed (NULL when parsing in place) */
 	size_t in_len;
 	/* the response in flight */
@@ -141,7 +147,7 @@ struct server {
 	int listen_fd;
 	struct conn *conns; /* indexed by fd */
 	int nconns_cap;
-	struct conn *idle_oldest, *idle_newest;
+	struct conn_list idle, linger; /* deadline lists: --idle-timeout, and LINGER_MS */
 	int accept_multishot_armed, accept_single_inflight, accept_paused;
 	uint32_t accept_gen;
 	unsigned accepted_this_round;
