@@ -12,7 +12,7 @@ CPU 1 (when the machine has two CPUs).
 Also prints loadgen's own CPU µs per request (from its summary) and the server's (from
 /proc/<pid>/stat), which must be higher than loadgen's.
 
-    .venv/bin/python bench/loadgen_vs_wrk.py [--seconds 5] [--connections 100]
+    .venv/bin/python bench/loadgen_vs_wrk.py [--seconds 5] [--connections 100] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -155,15 +156,24 @@ def run_loadgen(port: int, path: str, conns: int, seconds: float, cpu: int | Non
 
 
 def compare(label: str, port: int, path: str, pids: list[int], args, cpu, work: Path) -> dict:
-    wrk = measure(run_wrk(port, path, args.connections, args.seconds, cpu), pids)
-    lg = measure(run_loadgen(port, path, args.connections, args.seconds, cpu, work / "lg"), pids)
+    """Alternate the two clients for args.rounds rounds; medians of each, so that a burst of
+    other load on this machine hits one round, not one client."""
+    runs: dict[str, list[dict]] = {"wrk": [], "loadgen": []}
+    for _ in range(args.rounds):
+        runs["wrk"].append(measure(run_wrk(port, path, args.connections, args.seconds, cpu), pids))
+        runs["loadgen"].append(measure(run_loadgen(port, path, args.connections, args.seconds,
+                                                   cpu, work / "lg"), pids))
+    wrk = {k: statistics.median(r[k] for r in runs["wrk"]) for k in runs["wrk"][0]}
+    lg = {k: statistics.median(r[k] for r in runs["loadgen"]) for k in runs["loadgen"][0]}
+    ratios = [b["rps"] / a["rps"] for a, b in zip(runs["wrk"], runs["loadgen"], strict=True)]
     row = {"case": label, "wrk_rps": wrk["rps"], "loadgen_rps": lg["rps"],
-           "ratio": lg["rps"] / wrk["rps"], "loadgen_cpu_us": lg["client_us"],
-           "wrk_cpu_us": wrk["client_us"], "server_cpu_us_loadgen": lg["server_us"]}
-    print(f"{label:<22} wrk {wrk['rps']:>9.0f} req/s  loadgen {lg['rps']:>9.0f} req/s  "
-          f"ratio {row['ratio']:.3f}  loadgen CPU {lg['client_us']:.2f} µs/req  "
-          f"wrk CPU {wrk['client_us']:.2f} µs/req  server CPU {lg['server_us']:.2f} µs/req",
-          flush=True)
+           "ratio": statistics.median(ratios), "ratios": ratios,
+           "loadgen_cpu_us": lg["client_us"], "wrk_cpu_us": wrk["client_us"],
+           "server_cpu_us": lg["server_us"]}
+    print(f"{label:<24} wrk {wrk['rps']:>8.0f} req/s  loadgen {lg['rps']:>8.0f} req/s  "
+          f"ratio {row['ratio']:.3f} (rounds {', '.join(f'{r:.2f}' for r in ratios)})  "
+          f"CPU µs/req: loadgen {lg['client_us']:.2f}  wrk {wrk['client_us']:.2f}  "
+          f"server {lg['server_us']:.2f}", flush=True)
     return row
 
 
@@ -171,6 +181,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--connections", type=int, default=100)
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per client")
     args = ap.parse_args()
     server_cpu, client_cpu = cpus()
     if server_cpu is None:
