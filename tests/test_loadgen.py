@@ -264,7 +264,7 @@ def test_holds_2000_connections(nginx: str, tmp_path: Path) -> None:
 
 @pytest.fixture
 def oracle(docroot: Path, tmp_path: Path) -> Iterator[tuple[str, ResetParams]]:
-    reset = ResetParams.for_run(50, 60)
+    reset = ResetParams.for_run(400, 60)  # users 0..399 span all 360 demographic patterns
     with OracleServer(docroot, tmp_path / "state", reset=reset) as srv:
         yield f"127.0.0.1:{srv.port}", reset
 
