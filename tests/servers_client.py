@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import resource
 import socket
 import time
@@ -77,3 +78,42 @@ def static_ok(server: Server, docroot: Path, name: str = "file_set/dir00000/clas
         s.sendall(f"GET /{name} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         status, _, body = read_response(s)
     return status == 200 and body == (docroot / name).read_bytes()
+
+
+def _flood_worker(addr: str, port: int, count: int, hold_s: float, ready) -> None:
+    raise_fd_limit(count + 100)
+    socks = []
+    for _ in range(count):
+        s = socket.socket()
+        s.setblocking(False)
+        # SO_LINGER 0: close sends RST and leaves no TIME_WAIT behind
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        s.connect_ex((addr, port))
+        socks.append(s)
+    ready.release()
+    time.sleep(hold_s)
+    for s in socks:
+        s.close()
+
+
+@contextlib.contextmanager
+def connection_flood(server: Server, count: int, procs: int = 2, hold_s: float = 1.0) -> Iterator[None]:
+    """`count` non-blocking connection attempts at once, from `procs` processes (one process
+    may not hold 20,000 descriptors); the body runs while they are all pending or open."""
+    ctx = multiprocessing.get_context("fork")
+    ready = ctx.Semaphore(0)
+    workers = [ctx.Process(target=_flood_worker,
+                           args=(server.addr, server.port, count // procs, hold_s, ready))
+               for _ in range(procs)]
+    for w in workers:
+        w.start()
+    try:
+        for _ in workers:
+            if not ready.acquire(timeout=60):
+                raise TimeoutError("flood workers did not open their sockets in time")
+        yield
+    finally:
+        for w in workers:
+            w.join(60)
+            if w.is_alive():
+                w.kill()
