@@ -302,3 +302,20 @@ def test_calibrate_bad_arguments_exit_2() -> None:
     res = subprocess.run([sys.executable, "-m", "ukweb.cli", "calibrate", "--seconds", "100"],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "--seconds" in res.stderr
+
+
+@needs_binaries
+@pytest.mark.skipif(not CAPS.netns, reason="network namespaces need root, ip and tc")
+def test_netns_sweep_reaches_the_server_over_both_links(tmp_path: Path) -> None:
+    from ukweb import netns
+
+    params = validate(smoke(connections=[4], netns=True, drop_caches=False))
+    run = runs.sweep(params, "net", root=tmp_path, progress=False)
+    d = runs.point_dir(run, "static", "userver-1", 4, 1)
+    assert (d / "DONE").is_file()
+    summary = json.loads((d / "summary.json").read_text())
+    network = json.loads((run / "manifest.json").read_text())["testbed"]["network"]
+    assert network["links"] == 2 and network["rate"] == "1gbit"
+    hosts = sorted(s.rsplit(":", 1)[0] for s in summary["args"]["server"])
+    assert hosts == sorted(network["server_addrs"]) and summary["measure"]["ok"] > 0
+    assert not netns.leftovers(f"ukweb-net-{os.getpid()}")

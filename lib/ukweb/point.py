@@ -171,7 +171,7 @@ class PointRunner:
         write_json(d / "server-status.json", {"before": before, "after": after})
         (d / "postlog.txt").write_text(postlog)
         done = {"point": point.label(), "start": started, "end": now(),
-                "reset": reset.query(), "server_pids": server.pids(),
+                "reset": reset.query(), "server_pids": self._ask(server, "pids", server.pids),
                 "ops_per_s": summary.get("measure", {}).get("ops_per_s"),
                 "system_samples": sampler.rows}
         write_json(d / "DONE", done)

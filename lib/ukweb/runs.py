@@ -125,6 +125,8 @@ def _network(params: SweepParams, testbed: Testbed) -> Iterator[Topology | None]
         testbed.deviate("netns", f"{exc}; using loopback")
         yield None
         return
+    testbed.network = {"server_ns": topo.server_ns, "client_ns": topo.client_ns,
+                       "links": topo.links, "rate": topo.rate, "server_addrs": topo.server_addrs()}
     try:
         yield topo
     finally:
@@ -207,6 +209,10 @@ def _run_points(run: Path, points: list[Point], runner: PointRunner,
             raise SweepError(str(exc)) from exc
         except PointFailed as exc:
             mark_failed(d, point, exc)
+            failed.append(point)
+        except Exception as exc:  # a bug must cost one point, not the rest of the sweep
+            log.exception("point %s: unexpected error", point.label())
+            mark_failed(d, point, PointFailed(f"runner error ({type(exc).__name__})", str(exc)))
             failed.append(point)
     return failed
 

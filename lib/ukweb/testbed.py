@@ -187,6 +187,7 @@ class Testbed:
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, init=False)
     _cgroups: list[Cgroup] = field(default_factory=list, init=False)
     client_cg: Cgroup | None = field(default=None, init=False)
+    network: dict | None = field(default=None, init=False)  # the netns links, when used
 
     def deviate(self, step: str, reason: str) -> None:
         """Record, once per step, that the paper's method could not be followed here."""
@@ -238,6 +239,7 @@ class Testbed:
         return {"server_cpus": self.server_cpu_list, "client_cpus": self.client_cpu_list,
                 "memory_mb": self.memory_mb, "cpu_quota_pct": self.cpu_quota_pct,
                 "drop_caches": self.drop_caches, "delay_accounting": self.delayacct,
+                "network": self.network or "loopback",
                 "capabilities": asdict(self.caps)}
 
     def deviation_list(self) -> list[dict]:
