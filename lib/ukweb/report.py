@@ -14,7 +14,9 @@ from pathlib import Path
 
 import nbformat
 import papermill
+from jupyter_client.manager import AsyncKernelManager
 from nbconvert import HTMLExporter
+from traitlets import CaselessStrEnum
 
 from ukweb import analysis, claims, paths
 
@@ -24,6 +26,17 @@ ANALYSIS_NOTEBOOKS = ("03-figures", "04-claims", "05-why")
 KERNEL = "python3"
 
 
+class IPCKernelManager(AsyncKernelManager):
+    """A kernel reached over Unix sockets instead of loopback TCP ports.
+
+    [I] With TCP, jupyter_client picks free ports and the kernel binds them a moment later; on
+    a machine where servers and load generators churn through ephemeral ports (exactly what a
+    sweep does) another process can take one first and the kernel dies at start-up.
+    """
+
+    transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+
 def execute(name: str, out: Path, parameters: dict, notebooks: Path | None = None) -> Path:
     """Run notebooks/<name>.ipynb with papermill; the executed copy goes to out/<name>.ipynb."""
     source = (notebooks or paths.NOTEBOOKS) / f"{name}.ipynb"
@@ -31,7 +44,8 @@ def execute(name: str, out: Path, parameters: dict, notebooks: Path | None = Non
     out.mkdir(parents=True, exist_ok=True)
     log.info("running %s", source.name)
     papermill.execute_notebook(str(source), str(target), parameters=parameters,
-                               kernel_name=KERNEL, progress_bar=False, cwd=str(paths.REPO))
+                               kernel_name=KERNEL, progress_bar=False, cwd=str(paths.REPO),
+                               kernel_manager_class=IPCKernelManager)
     return target
 
 
