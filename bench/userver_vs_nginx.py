@@ -31,6 +31,7 @@ from pathlib import Path
 
 import psutil
 import requests
+
 from ukweb import fileset
 from ukweb.servers import Server, ServerConfig
 from ukweb.workload import Deck, file_path, mix
@@ -191,18 +192,18 @@ class Measurement:
 
 
 def measure(label: str, url: str, pids: Callable[[], list[int]], status: Callable[[], dict] | None,
-            args: argparse.Namespace, work: Path) -> Measurement:
+            *, seconds: int, connections: int, work: Path) -> Measurement:
     """One wrk run against a started server: rate, CPU per request, event waits per request."""
     procs = pids()
     before_cpu = cpu_seconds(procs)
     before = status()["total"]["event_waits"] if status else None
-    res = run_wrk(url, work / "urls.txt", args.seconds, args.connections, work / "urls.lua")
+    res = run_wrk(url, work / "urls.txt", seconds, connections, work / "urls.lua")
     cpu = cpu_seconds(procs) - before_cpu
     waits = (status()["total"]["event_waits"] - before) / res.requests if status else None
     return Measurement(label, res.rate, cpu * 1e6 / max(res.requests, 1), waits, res.errors)
 
 
-def strace_syscalls_per_request(url: str, pids: list[int], args: argparse.Namespace,
+def strace_syscalls_per_request(url: str, pids: list[int], *, connections: int,
                                 work: Path) -> float:
     """System calls per request over a short extra run under `strace -c -f`."""
     out = work / "strace.txt"
@@ -211,7 +212,7 @@ def strace_syscalls_per_request(url: str, pids: list[int], args: argparse.Namesp
         cmd += ["-p", str(pid)]
     tracer = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
     time.sleep(0.5)
-    res = run_wrk(url, work / "urls.txt", 2, args.connections, work / "urls.lua")
+    res = run_wrk(url, work / "urls.txt", 2, connections, work / "urls.lua")
     tracer.send_signal(signal.SIGINT)
     tracer.wait(30)
     m = re.search(r"^\s*100\.00\s+\S+\s+\S+\s+(\d+)\s+(?:\d+\s+)?total", out.read_text(), re.M)
@@ -249,12 +250,14 @@ def main(argv: list[str] | None = None) -> int:
         with userver(work, work / "userver") as us:
             nginx = Nginx(work, work / "nginx").start()
             try:
+                run = {"seconds": args.seconds, "connections": args.connections, "work": work}
                 for _ in range(args.rounds):  # alternate, so drift hits both alike
-                    results["userver"].append(measure("userver", us.url, us.pids, us.status, args, work))
-                    results["nginx"].append(measure("nginx", nginx.url, nginx.pids, None, args, work))
+                    results["userver"].append(measure("userver", us.url, us.pids, us.status, **run))
+                    results["nginx"].append(measure("nginx", nginx.url, nginx.pids, None, **run))
                 if args.strace:
-                    strace["userver"] = strace_syscalls_per_request(us.url, us.pids(), args, work)
-                    strace["nginx"] = strace_syscalls_per_request(nginx.url, nginx.pids(), args, work)
+                    trace = {"connections": args.connections, "work": work}
+                    strace["userver"] = strace_syscalls_per_request(us.url, us.pids(), **trace)
+                    strace["nginx"] = strace_syscalls_per_request(nginx.url, nginx.pids(), **trace)
             finally:
                 nginx.stop()
     report(results, strace, args)

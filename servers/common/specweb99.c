@@ -142,11 +142,14 @@ static int wrap_file(struct sw99 *m, const struct http_request *req, const char 
 	if (fd < 0)
 		return open_error(fd);
 	struct buf *b = &r->body;
-	int rc = sw99_wrap(b, m->server_name, remote_addr, req->path.p, req->path.len, req->query.p,
-			   req->query.len, NULL, 0);
+	if (sw99_wrap(b, m->server_name, remote_addr, req->path.p, req->path.len, req->query.p,
+		      req->query.len, NULL, 0) < 0) {
+		close(fd);
+		return SE_INTERNAL;
+	}
 	size_t at = b->len - strlen(WRAP_SUFFIX);
 	b->len = at; /* drop the suffix, read the file in its place, put it back */
-	rc |= read_fd(fd, (size_t)st.st_size, b);
+	int rc = read_fd(fd, (size_t)st.st_size, b);
 	close(fd);
 	if (rc)
 		return SE_INTERNAL;
