@@ -192,18 +192,19 @@ class Measurement:
 
 
 def measure(label: str, url: str, pids: Callable[[], list[int]], status: Callable[[], dict] | None,
-            *, seconds: int, connections: int, work: Path) -> Measurement:
-    """One wrk run against a started server: rate, CPU per request, event waits per request."""
+            args: argparse.Namespace, work: Path) -> Measurement:
+    """(args: .seconds and .connections; bench/servers_static.py relies on this signature.)
+    One wrk run against a started server: rate, CPU per request, event waits per request."""
     procs = pids()
     before_cpu = cpu_seconds(procs)
     before = status()["total"]["event_waits"] if status else None
-    res = run_wrk(url, work / "urls.txt", seconds, connections, work / "urls.lua")
+    res = run_wrk(url, work / "urls.txt", args.seconds, args.connections, work / "urls.lua")
     cpu = cpu_seconds(procs) - before_cpu
     waits = (status()["total"]["event_waits"] - before) / res.requests if status else None
     return Measurement(label, res.rate, cpu * 1e6 / max(res.requests, 1), waits, res.errors)
 
 
-def strace_syscalls_per_request(url: str, pids: list[int], *, connections: int,
+def strace_syscalls_per_request(url: str, pids: list[int], args: argparse.Namespace,
                                 work: Path) -> float:
     """System calls per request over a short extra run under `strace -c -f`."""
     out = work / "strace.txt"
@@ -212,7 +213,7 @@ def strace_syscalls_per_request(url: str, pids: list[int], *, connections: int,
         cmd += ["-p", str(pid)]
     tracer = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
     time.sleep(0.5)
-    res = run_wrk(url, work / "urls.txt", 2, connections, work / "urls.lua")
+    res = run_wrk(url, work / "urls.txt", 2, args.connections, work / "urls.lua")
     tracer.send_signal(signal.SIGINT)
     tracer.wait(30)
     m = re.search(r"^\s*100\.00\s+\S+\s+\S+\s+(\d+)\s+(?:\d+\s+)?total", out.read_text(), re.M)
@@ -250,14 +251,12 @@ def main(argv: list[str] | None = None) -> int:
         with userver(work, work / "userver") as us:
             nginx = Nginx(work, work / "nginx").start()
             try:
-                run = {"seconds": args.seconds, "connections": args.connections, "work": work}
                 for _ in range(args.rounds):  # alternate, so drift hits both alike
-                    results["userver"].append(measure("userver", us.url, us.pids, us.status, **run))
-                    results["nginx"].append(measure("nginx", nginx.url, nginx.pids, None, **run))
+                    results["userver"].append(measure("userver", us.url, us.pids, us.status, args, work))
+                    results["nginx"].append(measure("nginx", nginx.url, nginx.pids, None, args, work))
                 if args.strace:
-                    trace = {"connections": args.connections, "work": work}
-                    strace["userver"] = strace_syscalls_per_request(us.url, us.pids(), **trace)
-                    strace["nginx"] = strace_syscalls_per_request(nginx.url, nginx.pids(), **trace)
+                    strace["userver"] = strace_syscalls_per_request(us.url, us.pids(), args, work)
+                    strace["nginx"] = strace_syscalls_per_request(nginx.url, nginx.pids(), args, work)
             finally:
                 nginx.stop()
     report(results, strace, args)
