@@ -193,8 +193,9 @@ class Measurement:
 
 def measure(label: str, url: str, pids: Callable[[], list[int]], status: Callable[[], dict] | None,
             args: argparse.Namespace, work: Path) -> Measurement:
-    """(args: .seconds and .connections; bench/servers_static.py relies on this signature.)
-    One wrk run against a started server: rate, CPU per request, event waits per request."""
+    """One wrk run against a started server: rate, CPU per request, event waits per request.
+
+    `args` needs .seconds and .connections (bench/servers_static.py calls it this way)."""
     procs = pids()
     before_cpu = cpu_seconds(procs)
     before = status()["total"]["event_waits"] if status else None
