@@ -117,6 +117,9 @@ def test_http10_closes_and_keepalive_keeps(server: Server, docroot: Path) -> Non
             s.sendall(f"GET /{name} HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n".encode())
             status, headers, body = read_response(s)
             assert status == 200 and headers["connection"].lower() == "keep-alive"
+    with raw(server) as s:  # HTTP/1.1 with Connection: close
+        s.sendall(f"GET /{name} HTTP/1.1\r\nConnection: close\r\n\r\n".encode())
+        assert read_response(s)[0] == 200 and s.recv(1) == b""
 
 
 # --- the SPECweb99 module against the oracle ------------------------------------------------
@@ -141,6 +144,23 @@ def test_dynamic_gets_match_oracle(server: Server, docroot: Path, tmp_path: Path
     for i, (d, c, n) in enumerate(ALL_FILES):
         req = Request(rtype, d, c, n, user_id=10000 + i % RESET.maxload, last_ad=(i * 37) % 360)
         _check_against_oracle(server, oracle, req, now)
+
+
+def test_reset_is_seen_by_every_process(start_server, docroot: Path, tmp_path: Path) -> None:
+    """Back-to-back Resets with different tables: every process answers CAD GETs from the
+    latest one (the ad tables are reloaded when the files change, even within a second)."""
+    srv = start_server(procs=4, events="epoll")
+    for maxthread in (65, 30):
+        reset = ResetParams(maxload=20, pttime=100, maxthread=maxthread, exp1=10, exp2=110)
+        now = time.time()
+        srv.reset(reset)
+        oracle = Oracle(docroot, tmp_path / f"o{maxthread}", server_software=srv.config.kind)
+        oracle.reset(reset, now)
+        for i in range(40):  # new connections: spread over the processes
+            _check_against_oracle(srv, oracle, Request("cad_get", 0, 1, i % 9, user_id=10000 + i % 20,
+                                                       last_ad=(i * 53) % 360), now)
+    answered = [p["requests"]["cad_get"] for p in srv.status()["processes"]]
+    assert sum(answered) == 80
 
 
 def test_reset_writes_tables_byte_identical(server: Server) -> None:
