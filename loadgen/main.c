@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "conn.h"
@@ -150,7 +151,7 @@ int main(int argc, char **argv)
     if (!ws)
         return 1;
     struct cpu_time c0 = cpu_now();
-    int rc = run_workers(&cfg, &ads, ws);
+    int rc = run_workers(&cfg, &ads, ws), ran = rc == 0;
     struct cpu_time c1 = cpu_now();
     if (rc == 0)
         rc = write_outputs(&cfg, ws, (struct cpu_time){c1.user_s - c0.user_s, c1.sys_s - c0.sys_s});
@@ -158,8 +159,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "loadgen: interrupted; the outputs cover the run up to the signal\n");
         rc = 1;
     }
-    for (int i = 0; i < cfg.threads; i++)
+    for (int i = 0; i < cfg.threads; i++) {
         worker_free(&ws[i]);
+        if (!ran && ws[i].log_path[0])
+            unlink(ws[i].log_path); /* an empty part of a run that could not start; after a
+                                       run, parts are kept when the merge failed */
+    }
     free(ws);
     ad_tables_free(&ads);
     return rc;

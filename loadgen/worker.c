@@ -101,6 +101,8 @@ void *worker_run(void *arg)
 
 void worker_free(struct worker *w)
 {
+    if (w->log.gz) /* a worker that never ran */
+        log_close(&w->log);
     if (w->epfd > 0)
         close(w->epfd);
     timer_heap_free(&w->heap);
