@@ -64,8 +64,16 @@ static int setup_uring(struct ring *r, const struct ktux_config *cfg, char *err,
 			p.flags |= IORING_SETUP_SQ_AFF;
 			p.sq_thread_cpu = (unsigned)cfg->sqpoll_cpu;
 		}
+	} else {
+		/* One issuer, and completion work run only when the worker asks for events: the
+		 * kernel does not interrupt the worker to post completions (Linux >= 6.1). */
+		p.flags |= IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
 	}
 	int ret = io_uring_queue_init_params(RING_ENTRIES, &r->uring, &p);
+	if (ret == -EINVAL && (p.flags & IORING_SETUP_DEFER_TASKRUN)) { /* older kernel */
+		p.flags &= ~(IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
+		ret = io_uring_queue_init_params(RING_ENTRIES, &r->uring, &p);
+	}
 	if (ret < 0) {
 		explain_setup_error(-ret, err, errlen);
 		return -1;
@@ -76,6 +84,7 @@ static int setup_uring(struct ring *r, const struct ktux_config *cfg, char *err,
 		return -1;
 	}
 	r->sqpoll = cfg->sqpoll;
+	io_uring_register_ring_fd(&r->uring); /* best effort: saves a file lookup per enter */
 	return 0;
 }
 
