@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -94,6 +95,21 @@ def test_event_mechanisms_and_accept_counts(kind: str, start_server, docroot: Pa
     if accept_count == 1:
         assert max(batches) <= 1  # never more than one per round
     assert st["total"]["accepts"] == accepts + len(names) + 1  # + this status request
+
+
+def test_curl_keepalive_fetches(server: Server, docroot: Path, tmp_path: Path) -> None:
+    """curl, a third independent client: several URLs over one connection, bytes compared."""
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    names = [file_path(0, c, 8) for c in range(CLASSES)]
+    outs = [tmp_path / f"out{i}" for i in range(len(names))]
+    cmd = ["curl", "-sS", "--fail"]
+    for name, out in zip(names, outs, strict=True):
+        cmd += [f"{server.url}/{name}", "-o", str(out)]
+    before = server.status()["total"]["accepts"]
+    subprocess.run(cmd, check=True, timeout=60)
+    assert [o.read_bytes() for o in outs] == [(docroot / n).read_bytes() for n in names]
+    assert server.status()["total"]["accepts"] == before + 2  # curl's one connection + status
 
 
 def test_pipelined_requests_answered_in_order(server: Server, docroot: Path) -> None:
