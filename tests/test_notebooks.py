@@ -1,19 +1,19 @@
 """The notebooks: structure (one parameters cell, no outputs in git) and papermill runs.
 
 03-05 run on the hand-made paper-like run (fast, every claim known), and all five run on a
-REAL smoke run: 01 and 02 with params/smoke.yaml start the real servers and loadgen, then
-`ukweb report` analyses that run directory.
+REAL smoke run: `ukweb reproduce --profile smoke` (01 and 02 start the real servers and
+loadgen; 03-05 analyse the run they wrote).
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import os
 import shutil
 from pathlib import Path
 
 import nbformat
-import papermill
 import pytest
 import yaml
 from test_analysis import make_run, write_point
@@ -98,26 +98,27 @@ def _smoke_missing() -> str | None:
 
 
 @pytest.mark.slow
-def test_smoke_profile_end_to_end_with_real_servers(tmp_path: Path):
+def test_reproduce_smoke_end_to_end_with_real_servers(capsys):
+    """`make reproduce PROFILE=smoke`: 01-05 with the real servers and loadgen."""
     missing = _smoke_missing()
     if missing:
         pytest.skip(f"real smoke run impossible: {missing}")
-    values = {**yaml.safe_load((paths.PARAMS / "smoke.yaml").read_text()),
-              "run_dir": str(tmp_path / "smoke-run"), "out_dir": str(tmp_path / "processed")}
-    nbs = tmp_path / "processed" / "notebooks"
+    run_id = f"test-smoke-{os.getpid()}"
+    run, out = paths.RAW / run_id, paths.PROCESSED / run_id
     try:
-        executed = [report.execute(name, nbs, values) for name in reproduce.RUN_NOTEBOOKS]
-    except papermill.PapermillExecutionError as err:
-        pytest.fail(f"smoke notebook failed: {err.ename}: {err.evalue}")
-    run = tmp_path / "smoke-run"
-    points = sorted(run.glob("points/*/*/c*/r*"))
-    assert len(points) == 8  # 2 workloads x 2 servers x 2 connection counts
-    assert all((p / "DONE").exists() or (p / "FAILED").exists() for p in points)
-    html = report.build(run, tmp_path / "processed", parameters=values, earlier=executed)
-    assert "02-run" in html.read_text()
-    verdicts = json.loads((tmp_path / "processed" / "claims.json").read_text())
-    assert len(verdicts) == 26 and all(v["verdict"] for v in verdicts)
-    shutil.rmtree(run, ignore_errors=True)
+        assert reproduce.cli(["--profile", "smoke", "--run-id", run_id]) == 0, capsys.readouterr().err
+        points = sorted(run.glob("points/*/*/c*/r*"))
+        assert len(points) == 8  # 2 workloads x 2 servers x 2 connection counts
+        assert all((p / "DONE").exists() or (p / "FAILED").exists() for p in points)
+        assert {p.stem for p in (out / "notebooks").glob("*.ipynb")} == {nb.stem for nb in NOTEBOOKS}
+        html = (out / "report.html").read_text()
+        assert "02-run" in html and "fig2.png" in html
+        verdicts = json.loads((out / "claims.json").read_text())
+        assert len(verdicts) == 26 and all(v["verdict"] for v in verdicts)
+        assert "reproduced" in capsys.readouterr().out.splitlines()[-2]  # the claims summary line
+    finally:
+        shutil.rmtree(run, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def test_figures_use_the_papers_labels_and_show_deviations(tmp_path: Path):
