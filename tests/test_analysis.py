@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ukweb import analysis
+from ukweb import analysis, paths
 
 MEASURE_S = 2.0
 WARMUP_S = 1.0
@@ -167,6 +167,7 @@ def test_cli_rejects_a_directory_that_is_not_a_run(tmp_path: Path, capsys):
     assert analysis.cli([str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not a run directory" in err
+    assert not (paths.PROCESSED / tmp_path.name).exists()  # nothing written for a bad run
 
 
 def test_a_corrupt_log_is_listed_as_unreadable(tmp_path: Path):

@@ -262,10 +262,11 @@ def processed_dir(run: Path, root: Path | None = None) -> Path:
 
 def write_points(run: Path, out: Path | None = None) -> Path:
     """Analyse a run and write points.parquet under its processed directory."""
+    table = points_table(run)  # first: a bad run directory must leave nothing behind
     out = out or processed_dir(run)
     out.mkdir(parents=True, exist_ok=True)
     target = out / "points.parquet"
-    points_table(run).to_parquet(target, index=False)
+    table.to_parquet(target, index=False)
     return target
 
 
