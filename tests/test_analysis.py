@@ -34,11 +34,12 @@ def _requests(ops_per_s: float, types: tuple[str, ...], errors: int) -> str:
     return HEADER + "\n".join(rows) + "\n"
 
 
-def _system(idle: float, drops: int, blocked_s: float) -> str:
+def _system(idle: float, drops: int, blocked_s: float, iowait: float) -> str:
     """system.csv in ukweb.sampler's form: per-interval counters, one row per second."""
     head = ("t,cpu_user,cpu_sys,cpu_idle,cpu_iowait,ctx_switches,listen_overflows,listen_drops,"
             "disk_read_bytes,page_cache_bytes,blocked_s\n")
-    rows = [f"{t}.0,{(100 - idle) / 2},{(100 - idle) / 2},{idle},0,100,{drops},{drops},0,0,{blocked_s}"
+    busy = 100 - idle - iowait
+    rows = [f"{t}.0,{busy / 2},{busy / 2},{idle},{iowait},100,{drops},{drops},0,0,{blocked_s}"
             for t in range(1, int(WARMUP_S + MEASURE_S) + 1)]
     return head + "\n".join(rows) + "\n"
 
@@ -51,7 +52,7 @@ def _status(accepts: int, rounds: int, served: int) -> dict:
 
 
 def write_point(run: Path, workload: str, server: str, conns: int, rep: int, ops: float, *,
-                idle: float = 20.0, drops: int = 0, blocked_s: float = 0.0,
+                idle: float = 20.0, iowait: float = 0.0, drops: int = 0, blocked_s: float = 0.0,
                 types: tuple[str, ...] = ("static",), status: str = "DONE") -> Path:
     """One point directory; status DONE, FAILED (with a reason) or '' (interrupted)."""
     point = run / "points" / workload / server / f"c{conns}" / f"r{rep}"
@@ -63,7 +64,7 @@ def write_point(run: Path, workload: str, server: str, conns: int, rep: int, ops
                            "errors": 2, "ops_per_s": ops},
                "conforming_connections": conns, "conforming_pct": 100.0, "cpu_us_per_request": 5.0}
     (point / "summary.json").write_text(json.dumps(summary))
-    (point / "system.csv").write_text(_system(idle, drops, blocked_s))
+    (point / "system.csv").write_text(_system(idle, drops, blocked_s, iowait))
     (point / "server-status.json").write_text(json.dumps(_status(40, 10, round(ops * MEASURE_S))))
     if status == "DONE":
         (point / "DONE").write_text("")
@@ -110,9 +111,10 @@ def test_throughput_counts_only_ok_measured_replies(static_run: Path):
 
 def test_system_and_status_metrics(tmp_path: Path):
     run = make_run(tmp_path, {("dynamic", "userver-1"): {500: [40.0]}},
-                   {("dynamic", "userver-1"): {"idle": 40.0, "drops": 3, "blocked_s": 0.25}})
+                   {("dynamic", "userver-1"): {"idle": 30.0, "iowait": 10.0, "drops": 3, "blocked_s": 0.25}})
     row = analysis.points_table(run).iloc[0]
-    assert row["cpu_idle"] == pytest.approx(40.0)
+    assert row["cpu_idle"] == pytest.approx(30.0)
+    assert row["cpu_unused"] == pytest.approx(40.0)  # Linux 2.4's idle: idle + iowait
     assert row["cpu_busy"] == pytest.approx(60.0)
     # per-interval counters over the 2 measured samples (the warm-up sample is dropped)
     assert row["listen_drops"] == 6

@@ -136,8 +136,11 @@ def system_metrics(system: pd.DataFrame, warmup_s: float) -> dict:
         if col in s:
             row[col] = float(pd.to_numeric(s[col], errors="coerce").mean())
     if "cpu_idle" in row:
-        # Busy = everything but idle and iowait, so softirq network work counts as busy.
-        row["cpu_busy"] = 100.0 - row["cpu_idle"] - row.get("cpu_iowait", 0.0)
+        # [I] The paper's vmstat ran on Linux 2.4, which had no iowait: a CPU waiting for the
+        # disk counted as idle. cpu_unused is that idle (idle + iowait); busy is the rest, so
+        # softirq network work counts as busy.
+        row["cpu_unused"] = row["cpu_idle"] + row.get("cpu_iowait", 0.0)
+        row["cpu_busy"] = 100.0 - row["cpu_unused"]
     for col in ("listen_drops", "listen_overflows", "ctx_switches", "disk_read_bytes"):
         if col in s:
             row[col] = counter_total(s[col])
@@ -427,7 +430,7 @@ def find_run(run_dir: str | Path | None = None, run_id: str | None = None,
 
 # ---------------------------------------------------------------- the paper's explanations (§5)
 
-WHY_COLUMNS = ["ops_per_s", "cpu_idle", "cpu_iowait", "cpu_busy", "blocked_pct", "listen_drops",
+WHY_COLUMNS = ["ops_per_s", "cpu_idle", "cpu_iowait", "cpu_unused", "cpu_busy", "blocked_pct", "listen_drops",
                "listen_overflows", "accept_batch_mean", "event_waits_per_request",
                "server_cpu_us_per_request", "ctx_switches"]
 

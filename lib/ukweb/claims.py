@@ -303,7 +303,8 @@ EVALUATORS: dict[str, Callable[[Context, pd.Series], tuple[Estimate, str]]] = {
     "gap_at_pct": _gap_at,
     "peak_at_connections": _peak_at,
     "process_sweep_best": _process_sweep,
-    "server_cpu_idle_pct": lambda ctx, c: _point_metric(ctx, c, "cpu_idle"),
+    # Linux 2.4's idle, which included I/O wait (see analysis.system_metrics).
+    "server_cpu_idle_pct": lambda ctx, c: _point_metric(ctx, c, "cpu_unused"),
     "server_blocked_pct": lambda ctx, c: _blocked(ctx, c),
     "listen_drops_ratio": _listen_drops_ratio,
     "server_cpu_pct": lambda ctx, c: _point_metric(ctx, c, "cpu_busy"),
