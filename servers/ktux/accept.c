@@ -1,10 +1,11 @@
 /* accept.c — TUX's aggressive accepting: one multishot accept lets the kernel accept every
  * pending connection as it arrives, without a system call per connection.
  *
- * --max-conns is honoured by pausing: at the limit the multishot accept is cancelled and the
- * backlog holds new clients until a connection closes, then it is re-armed.  Connections the
- * kernel accepted between reaching the limit and the cancel taking effect are closed at once
- * (counted as errors.internal) [I]: the limit is a hard bound on open connections.
+ * --max-conns is honoured by pausing: at the limit no accept is armed and the backlog holds
+ * new clients until a connection closes, then accepting resumes.  Connections the kernel
+ * accepted past the limit anyway (a multishot accept whose cancel was still on its way) are
+ * closed at once (counted as errors.internal) [I]: the limit is a hard bound on open
+ * connections.
  *
  * Counting: with multishot, one accept round (accept_calls += 1, accept_batches) is one batch of
  * completions reaped together that contained accepts — what the kernel accepted for us between
@@ -47,20 +48,37 @@ static void arm_single(struct server *s)
 	}
 }
 
-/* Start (or resume) accepting when there is room; called after every close too. */
+static void cancel_multishot(struct server *s)
+{
+	if (!s->accept_multishot_armed)
+		return;
+	struct io_uring_sqe *sqe = ring_sqe(&s->ring);
+	io_uring_prep_cancel64(sqe, ud_pack(OP_ACCEPT, s->accept_gen, s->listen_fd), 0);
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_CANCEL, 0, -1));
+	s->accept_multishot_armed = 0; /* its final completion may still come */
+}
+
+/* Start (or resume) accepting when there is room; called after every close too.
+ * One multishot wake-up accepts everything queued (up to the backlog), so near the limit
+ * [I: fewer free slots than backlog + ACCEPT_DEPTH] ktux switches to single-shot accepts,
+ * which never take more than there is room for. */
 void accept_arm(struct server *s)
 {
 	if (s->draining || s->listen_fd < 0)
 		return;
-	if (conns_free(s) <= 0) {
+	int room = conns_free(s);
+	if (room <= 0) {
 		accept_stop(s);
 		return;
 	}
 	s->accept_paused = 0;
-	if (s->cfg->no_multishot_accept)
+	if (!s->cfg->no_multishot_accept && room > s->cfg->backlog + ACCEPT_DEPTH) {
+		if (!s->accept_multishot_armed)
+			arm_multishot(s);
+	} else {
+		cancel_multishot(s);
 		arm_single(s);
-	else if (!s->accept_multishot_armed)
-		arm_multishot(s);
+	}
 }
 
 /* Pause: cancel the multishot accept (single-shot ones are simply not re-armed). */
@@ -69,12 +87,7 @@ void accept_stop(struct server *s)
 	if (!s->accept_paused && !s->draining)
 		s->st->paused_accepting++;
 	s->accept_paused = 1;
-	if (s->accept_multishot_armed) {
-		struct io_uring_sqe *sqe = ring_sqe(&s->ring);
-		io_uring_prep_cancel64(sqe, ud_pack(OP_ACCEPT, s->accept_gen, s->listen_fd), 0);
-		io_uring_sqe_set_data64(sqe, ud_pack(OP_CANCEL, 0, -1));
-		s->accept_multishot_armed = 0; /* its final completion may still come */
-	}
+	cancel_multishot(s);
 }
 
 /* 1 when the connection was taken, 0 when it had to be closed at once. */
@@ -86,8 +99,8 @@ static int accepted(struct server *s, int fd)
 		return 0;
 	}
 	conn_open(s, fd);
-	if (conns_free(s) <= 0)
-		accept_stop(s);
+	if (conns_free(s) <= s->cfg->backlog + ACCEPT_DEPTH)
+		accept_arm(s); /* at the limit: pause; near it: single-shot from now on */
 	return 1;
 }
 

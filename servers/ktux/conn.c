@@ -55,8 +55,9 @@ static void list_push(struct server *s, struct conn_list *l, struct conn *c)
 	c->on = l;
 }
 
-/* Progress (accept, a complete request, bytes sent) restarts the idle clock; a trickle of
- * request bytes does not [I], so one byte a minute cannot hold a connection forever. */
+/* Progress (accept, a request's first byte, a complete request, bytes sent) restarts the idle
+ * clock; the rest of a trickling request does not, so one byte a minute cannot hold a
+ * connection forever (docs/interfaces.md: a request arrives whole within --idle-timeout). */
 void conn_touch(struct server *s, struct conn *c)
 {
 	if (!c->lingering)
@@ -245,6 +246,7 @@ static void received(struct server *s, struct conn *c, const char *data, size_t 
 	if (c->lingering)
 		return; /* input after "Connection: close" is read and dropped */
 	if (c->in_len == 0 && c->phase == PH_IDLE) {
+		conn_touch(s, c); /* a request's first byte: it must arrive whole within the timeout */
 		size_t used = parse_requests(s, c, data, n); /* in place: no copy */
 		if (!c->closing && !c->lingering)
 			keep_input(s, c, data + used, n - used);

@@ -60,7 +60,7 @@ struct ring {
 /* Set up the ring as configured; 0, or -1 with a one-line cause and fix in err. */
 int ring_open(struct ring *r, const struct ktux_config *cfg, char *err, size_t errlen);
 void ring_close(struct ring *r);
-/* A free SQE; submits to make room when the SQ is full (never NULL unless the ring is broken). */
+/* A free SQE; submits to make room when the SQ is full (exits with one line if that fails). */
 struct io_uring_sqe *ring_sqe(struct ring *r);
 /* Submit; wait for one completion when none is ready.  Counts submissions and enters. */
 int ring_submit_wait(struct ring *r);

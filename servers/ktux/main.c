@@ -12,6 +12,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,6 +159,9 @@ static int listen_socket(const struct ktux_config *o, int *port)
 	if (fd < 0)
 		return -1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &(int){1}, sizeof(int));
+	/* accepted sockets inherit it: a response's last partial segment is never held back by
+	 * Nagle, without a setsockopt per connection [I] */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
 	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, o->backlog) < 0)
 		return -1;
 	getsockname(fd, (struct sockaddr *)&ss, &len);

@@ -8,6 +8,7 @@
 #endif
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -212,6 +213,10 @@ struct io_uring_sqe *ring_sqe(struct ring *r)
 		int entered = submit_enters(r, pending);
 		count_submit(r, io_uring_submit(&r->uring), entered);
 		sqe = io_uring_get_sqe(&r->uring);
+	}
+	if (!sqe) { /* the kernel refused a full SQ (CQ overflow backpressure): cannot go on */
+		fprintf(stderr, "ktux: io_uring submission queue stuck; fix: a larger ring or fewer connections\n");
+		exit(1);
 	}
 	return sqe;
 }
