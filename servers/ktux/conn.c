@@ -214,8 +214,10 @@ static int keep_input(struct server *s, struct conn *c, const char *p, size_t n)
 {
 	if (n == 0)
 		return 0;
-	if (!c->in && !(c->in = malloc(IN_CAP)))
+	if (!c->in && !(c->in = malloc(IN_CAP))) {
+		conn_abort(s, c, SE_INTERNAL);
 		return -1;
+	}
 	if (c->in_len + n > IN_CAP) {
 		conn_abort(s, c, SE_HEADER_TOO_LARGE); /* pipelined far beyond any sane request */
 		return -1;
