@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 DROP_CACHES = Path("/proc/sys/vm/drop_caches")
 TASK_DELAYACCT = Path("/proc/sys/kernel/task_delayacct")
+BUSY_LOAD = 0.5  # 1-minute load average above which the machine is not quiet
 HOLDERS_DIR = Path("/run/ukweb")  # who needs delay accounting on (see _holders)
 
 
@@ -225,6 +226,10 @@ class Testbed:
                 self.deviate(step, problem)
         if not self.drop_caches:
             self.deviate("drop_caches", "drop_caches: false in the parameters")
+        load = os.getloadavg()[0]
+        if load > BUSY_LOAD:
+            self.deviate("quiet_machine", f"load average {load:.2f} at start: other processes "
+                         "share the machine (the paper stopped all non-essential services)")
         # The load generator gets a cgroup too (no limits): when the sweep stops, removing it
         # kills whatever loadgen left behind, so no client process survives the runner.
         self.client_cg = self._new_cgroup("clients", None, None, self.client_cpu_list)
