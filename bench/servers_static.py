@@ -13,7 +13,8 @@ pinned to another, so ratios are measured side by side in one run:
    Goal: ktux CPU/req <= 1.25 x the responder's.
 
     .venv/bin/python bench/servers_static.py [--seconds 5] [--connections 50] [--rounds 2]
-                                             [--paced-rate 4000] [--strace] [--ktux-option no_zerocopy ...]
+                                             [--paced-rate 4000] [--strace] [--ktux-option OPT ...]
+                                             [--ablate no_zerocopy --ablate no_cache ...]
 
 Numbers on a shared, busy machine are noisy: compare the ratios, not the absolute rates.
 """
@@ -130,7 +131,7 @@ def report(peak: dict[str, list[Measurement]], paced: dict[str, list[Paced]],
     for label, runs in peak.items():
         cpu = statistics.median(m.cpu_us_per_req for m in runs)
         errors = sum(m.errors for m in runs)
-        print(f"  {label:9s} {rate[label]:9.0f} req/s  cpu {cpu:6.1f} us/req  errors {errors}")
+        print(f"  {label:22s} {rate[label]:9.0f} req/s  cpu {cpu:6.1f} us/req  errors {errors}")
     print(f"paced at {args.paced_rate} req/s offered, 1 KiB response:")
     cpu = {k: statistics.median(p.cpu_us_per_req for p in v) for k, v in paced.items()}
     for label, runs in paced.items():
@@ -138,8 +139,10 @@ def report(peak: dict[str, list[Measurement]], paced: dict[str, list[Paced]],
         extra = f"  kernel entries/req {statistics.median(enters):.2f} (own counter)" if enters else ""
         if label in strace:
             extra += f"  syscalls/req {strace[label]:.2f} (strace)"
-        print(f"  {label:9s} {statistics.median(p.rate for p in runs):9.0f} req/s  "
+        print(f"  {label:22s} {statistics.median(p.rate for p in runs):9.0f} req/s  "
               f"cpu {cpu[label]:6.1f} us/req{extra}")
+    for label in (k for k in rate if k.startswith("ktux-")):
+        print(f"{label} / ktux throughput: {rate[label] / rate['ktux']:.3f}")
     print(f"ktux / nginx   throughput: {rate['ktux'] / rate['nginx']:.3f}  (goal >= 1.3)")
     print(f"ktux / userver throughput: {rate['ktux'] / rate['userver']:.3f}")
     print(f"ktux / responder CPU per request: {cpu['ktux'] / cpu['responder']:.3f}  (goal <= 1.25)")
@@ -154,7 +157,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--paced-rate", type=int, default=4000, help="offered req/s in the CPU phase")
     p.add_argument("--strace", action="store_true", help="also count syscalls with strace -c")
     p.add_argument("--ktux-option", action="append", default=[],
-                   help="a ktux switch to ablate, e.g. no_zerocopy (repeatable)")
+                   help="a switch for the main ktux, e.g. no_zerocopy (repeatable)")
+    p.add_argument("--ablate", action="append", default=[],
+                   help="also measure a ktux with this one switch, side by side (repeatable)")
     return p.parse_args(argv)
 
 
@@ -167,14 +172,18 @@ def main(argv: list[str] | None = None) -> int:
         warm_cache(work / "file_set")
         (work / "urls.txt").write_text("\n".join(static_urls(args.dirs)) + "\n")
         port = free_port()
-        with ktux(work, work / "ktux", dict.fromkeys(args.ktux_option, True)) as kt, \
-                userver(work, work / "userver") as us, \
-                started([str(build_responder()), str(port)], port, SERVER_CPU) as resp:
+        with contextlib.ExitStack() as stack:
+            kt = stack.enter_context(ktux(work, work / "ktux", dict.fromkeys(args.ktux_option, True)))
+            us = stack.enter_context(userver(work, work / "userver"))
+            resp = stack.enter_context(started([str(build_responder()), str(port)], port, SERVER_CPU))
+            variants = [(f"ktux-{o}", stack.enter_context(ktux(work, work / o, {o: True})))
+                        for o in args.ablate]
             nginx = Nginx(work, work / "nginx").start()
             try:
                 servers = [Target("ktux", kt.url, kt.pids, kt.status),
                            Target("nginx", nginx.url, nginx.pids, None),
-                           Target("userver", us.url, us.pids, us.status)]
+                           Target("userver", us.url, us.pids, us.status),
+                           *(Target(label, v.url, v.pids, v.status) for label, v in variants)]
                 responder = Target("responder", f"http://127.0.0.1:{port}", lambda: [resp.pid], None)
                 peak = peak_rounds(servers, args, work)
                 paced = paced_rounds([*servers, responder], args, work)
