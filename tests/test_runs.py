@@ -319,3 +319,14 @@ def test_netns_sweep_reaches_the_server_over_both_links(tmp_path: Path) -> None:
     hosts = sorted(s.rsplit(":", 1)[0] for s in summary["args"]["server"])
     assert hosts == sorted(network["server_addrs"]) and summary["measure"]["ok"] > 0
     assert not netns.leftovers(f"ukweb-net-{os.getpid()}")
+
+
+def test_resuming_with_other_parameters_is_refused(tmp_path: Path) -> None:
+    params = validate(smoke())
+    run = tmp_path / "changed"
+    run.mkdir()
+    old = validate(smoke(duration_s=60)).as_dict()
+    (run / "manifest.json").write_text(json.dumps({"params": old, "deviations": [], "runs": []}))
+    with pytest.raises(runs.SweepError, match="duration_s"):
+        runs.sweep(params, "changed", root=tmp_path, progress=False)
+    assert not (run / "points").exists()

@@ -238,3 +238,22 @@ def test_cgroups_of_a_killed_runner_are_cleaned_up() -> None:
     finally:
         sleeper.kill()
     assert not cgroups.leftovers(cg.name)
+
+
+def test_cgroup_v2_files_written(tmp_path: Path) -> None:
+    """The v2 code path cannot run on this machine's v1 hierarchy, so it writes into a directory
+    laid out like a cgroup2 root; the kernel-facing names and values are what is checked."""
+    (tmp_path / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    (tmp_path / "cgroup.subtree_control").write_text("")
+    (tmp_path / "cgroup.procs").write_text("")
+    assert cgroups.version(tmp_path) == "v2"
+    cg = Cgroup("ukweb-v2", memory_bytes=64 * MB, cpu_quota_pct=25, cpus="0", root=tmp_path)
+    cg.create()
+    d = tmp_path / "ukweb-v2"
+    assert (tmp_path / "cgroup.subtree_control").read_text() == "+memory +cpu +cpuset"
+    assert (d / "memory.max").read_text() == str(64 * MB)
+    assert (d / "cpu.max").read_text() == "2500 10000"
+    assert (d / "cpuset.cpus").read_text() == "0"
+    assert cg.memory_limit() == 64 * MB and cg.cpu_quota() == (2500, 10000)
+    (d / "memory.stat").write_text("anon 4096\nfile 1048576\n")
+    assert cg.page_cache_bytes() == 1048576  # v2 calls the page cache "file"
