@@ -330,3 +330,10 @@ def test_resuming_with_other_parameters_is_refused(tmp_path: Path) -> None:
     with pytest.raises(runs.SweepError, match="duration_s"):
         runs.sweep(params, "changed", root=tmp_path, progress=False)
     assert not (run / "points").exists()
+
+
+def test_bad_calibration_file_is_a_params_error(tmp_path: Path) -> None:
+    cal = tmp_path / "calibration.yaml"
+    cal.write_text("cpu_quota_pct: 500\n")
+    with pytest.raises(ParamsError, match="cpu_quota_pct=500"):
+        runs.load_calibration(validate(smoke(calibration=str(cal))))

@@ -75,7 +75,14 @@ def load_calibration(params: SweepParams) -> dict | None:
     path = params.calibration_path()
     if path is None or not path.is_file():
         return None
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"calibration {path} is not valid YAML: {exc}") from exc
+    quota = data.get("cpu_quota_pct") if isinstance(data, dict) else "?"
+    if quota is not None and (isinstance(quota, bool) or not isinstance(quota, (int, float))
+                              or not 1 <= quota <= 100):
+        raise ParamsError(f"calibration {path}: cpu_quota_pct={quota!r}: expected null or 1..100")
     return {"path": str(path), **data}
 
 
@@ -264,7 +271,7 @@ def cli(argv: list[str]) -> int:
     except ParamsError as exc:
         print(f"ukweb run: {exc}", file=sys.stderr)
         return 2
-    except SweepError as exc:
+    except (SweepError, fileset.FilesetError) as exc:
         print(f"ukweb run: {exc}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, Interrupted) as exc:
