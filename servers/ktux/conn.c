@@ -1,6 +1,6 @@
 /* conn.c — one connection: multishot receive into provided buffers, in-place parsing,
- * dispatch to the static path or the shared site (SPECweb99 module, /server-status), sends,
- * idle timeout and close.
+ * dispatch to the static path or the shared site (SPECweb99 module, /server-status), and
+ * close.  Sending is send.c, deadlines are deadline.c.
  *
  * Connections live in an array indexed by fd.  A closing connection is shut down (which
  * completes every socket operation it has in flight) and freed only when the last of its
@@ -19,50 +19,7 @@
 
 #include "ktux.h"
 
-#define ZC_MIN 16384 /* [I] below this a copy is cheaper than pinning pages and a notification */
 #define IN_CAP (HTTP_MAX_REQUEST + RECV_BUF_SIZE)
-
-#define LINGER_MS 2000 /* [I] how long a closing connection may keep sending us data */
-
-static void list_unlink(struct conn *c)
-{
-	struct conn_list *l = c->on;
-	if (!l)
-		return;
-	if (c->older)
-		c->older->newer = c->newer;
-	else
-		l->oldest = c->newer;
-	if (c->newer)
-		c->newer->older = c->older;
-	else
-		l->newest = c->older;
-	c->older = c->newer = NULL;
-	c->on = NULL;
-}
-
-/* Append c with deadline clock "now": every list has one timeout, so it stays sorted. */
-static void list_push(struct server *s, struct conn_list *l, struct conn *c)
-{
-	list_unlink(c);
-	c->last_progress = s->now_ms;
-	c->older = l->newest;
-	if (l->newest)
-		l->newest->newer = c;
-	else
-		l->oldest = c;
-	l->newest = c;
-	c->on = l;
-}
-
-/* Progress (accept, a request's first byte, a complete request, bytes sent) restarts the idle
- * clock; the rest of a trickling request does not, so one byte a minute cannot hold a
- * connection forever (docs/interfaces.md: a request arrives whole within --idle-timeout). */
-void conn_touch(struct server *s, struct conn *c)
-{
-	if (!c->lingering)
-		list_push(s, &s->idle, c);
-}
 
 static void arm_recv(struct server *s, struct conn *c)
 {
@@ -129,7 +86,7 @@ void conn_abort(struct server *s, struct conn *c, int stat_error)
 	if (stat_error >= 0)
 		s->st->errors[stat_error]++;
 	c->closing = 1;
-	list_unlink(c);
+	deadline_unlink(c);
 	shutdown(c->fd, SHUT_RDWR);
 	if (c->phase == PH_FILE || c->file_fd >= 0)
 		cancel_file_ops(s, c);
@@ -141,19 +98,6 @@ void conn_op_done(struct server *s, struct conn *c)
 {
 	if (c->used && c->closing && c->inflight == 0)
 		conn_free(s, c);
-}
-
-/* After "Connection: close": send FIN, let the client read everything, and close when it
- * closes (or the idle timeout fires); closing at once could turn unread input into a RST
- * that destroys the response in the client's receive queue. */
-static void conn_linger(struct server *s, struct conn *c)
-{
-	c->lingering = 1;
-	c->in_len = 0;
-	shutdown(c->fd, SHUT_WR);
-	list_push(s, &s->linger, c); /* closed for good after LINGER_MS, whatever the client does */
-	if (!c->recv_armed)
-		conn_abort(s, c, -1);
 }
 
 static const char *remote_addr(struct conn *c)
@@ -228,7 +172,7 @@ static int keep_input(struct server *s, struct conn *c, const char *p, size_t n)
 }
 
 /* Requests waiting in c->in (pipelined, or assembled from several receives). */
-static void parse_input(struct server *s, struct conn *c)
+void conn_parse_input(struct server *s, struct conn *c)
 {
 	size_t used = parse_requests(s, c, c->in, c->in_len);
 	if (c->closing)
@@ -255,7 +199,7 @@ static void received(struct server *s, struct conn *c, const char *data, size_t 
 		return;
 	}
 	if (keep_input(s, c, data, n) == 0 && c->phase == PH_IDLE)
-		parse_input(s, c);
+		conn_parse_input(s, c);
 }
 
 /* The client sent FIN.  Between requests: close.  Mid-request: the request is cut short, 400
@@ -295,129 +239,4 @@ void conn_recv_done(struct server *s, struct io_uring_cqe *cqe)
 	if (!c->closing && !c->recv_armed && !c->peer_closed)
 		arm_recv(s, c); /* multishot ended (e.g. ENOBUFS): re-arm */
 	conn_op_done(s, c);
-}
-
-/* ---- sending ---- */
-
-static void submit_send(struct server *s, struct conn *c)
-{
-	struct io_uring_sqe *sqe = ring_sqe(&s->ring);
-	size_t left = c->total - c->sent;
-	if (c->entry) {
-		char *p = cache_data(c->entry) + c->sent;
-		if (!s->cfg->no_zerocopy && left >= ZC_MIN) {
-			io_uring_prep_send_zc_fixed(sqe, c->fd, p, left, MSG_WAITALL, 0,
-						    (unsigned)cache_buf_index(c->entry));
-			io_uring_sqe_set_data64(sqe, ud_pack(OP_SEND_ZC, cache_id(c->entry), c->fd));
-			cache_get(c->entry); /* held until the kernel's notification */
-		} else {
-			io_uring_prep_send(sqe, c->fd, p, left, MSG_WAITALL);
-			io_uring_sqe_set_data64(sqe, ud_pack(OP_SEND, 0, c->fd));
-		}
-	} else {
-		/* head and body buffer in one sendmsg; iov advanced past what was sent */
-		size_t off = c->sent;
-		int n = 0;
-		size_t head = c->resp.head_len;
-		size_t body = c->resp.kind == BODY_BUF ? c->resp.body.len : 0;
-		if (off < head)
-			c->iov[n++] = (struct iovec){c->resp.head + off, head - off};
-		if (body > 0 && off < head + body) {
-			size_t b = off > head ? off - head : 0;
-			c->iov[n++] = (struct iovec){c->resp.body.data + b, body - b};
-		}
-		memset(&c->msg, 0, sizeof c->msg);
-		c->msg.msg_iov = c->iov;
-		c->msg.msg_iovlen = (size_t)n;
-		io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_WAITALL);
-		io_uring_sqe_set_data64(sqe, ud_pack(OP_SEND, 0, c->fd));
-	}
-	c->inflight++;
-}
-
-/* A response built by the site (or an error): head + buffer, or head then the file range. */
-void conn_send_response(struct server *s, struct conn *c)
-{
-	c->phase = PH_SENDING;
-	c->sent = 0;
-	c->total = c->resp.head_len + (c->resp.kind == BODY_BUF ? c->resp.body.len : 0);
-	if (!c->resp.keep_alive)
-		c->keep_alive = 0;
-	submit_send(s, c);
-}
-
-void conn_send_entry(struct server *s, struct conn *c, struct cache_entry *e)
-{
-	cache_get(e); /* the connection's hold while it sends from e */
-	c->entry = e;
-	c->phase = PH_SENDING;
-	c->sent = 0;
-	c->total = cache_len(e);
-	submit_send(s, c);
-}
-
-void conn_response_sent(struct server *s, struct conn *c)
-{
-	response_free(&c->resp);
-	response_init(&c->resp);
-	if (c->entry) {
-		cache_put(s->cache, c->entry);
-		c->entry = NULL;
-	}
-	c->phase = PH_IDLE;
-	conn_touch(s, c);
-	if (!c->keep_alive) {
-		conn_linger(s, c);
-		return;
-	}
-	if (c->in_len > 0)
-		parse_input(s, c);
-}
-
-void conn_send_done(struct server *s, struct io_uring_cqe *cqe)
-{
-	struct conn *c = &s->conns[ud_fd(cqe->user_data)];
-	if (ud_op(cqe->user_data) == OP_SEND_ZC && !(cqe->flags & IORING_CQE_F_MORE))
-		cache_put(s->cache, cache_by_id(s->cache, ud_aux(cqe->user_data))); /* no notification follows */
-	c->inflight--;
-	if (c->closing || cqe->res <= 0) {
-		if (!c->closing)
-			conn_abort(s, c, SE_RESET); /* EPIPE / ECONNRESET: the client went away */
-		conn_op_done(s, c);
-		return;
-	}
-	s->st->bytes_out += (uint64_t)cqe->res;
-	conn_touch(s, c);
-	if (ud_aux(cqe->user_data) == 1 && ud_op(cqe->user_data) == OP_SEND) {
-		copy_sent(s, c, cqe->res); /* a --no-zerocopy body chunk */
-		return;
-	}
-	c->sent += (size_t)cqe->res;
-	if (c->sent < c->total)
-		submit_send(s, c);
-	else if (c->resp.kind == BODY_FILE)
-		splice_start(s, c);
-	else
-		conn_response_sent(s, c);
-}
-
-/* The kernel no longer uses the pages of a zero-copy send. */
-void conn_zc_notif(struct server *s, struct io_uring_cqe *cqe)
-{
-	struct cache_entry *e = cache_by_id(s->cache, ud_aux(cqe->user_data));
-	if (e)
-		cache_put(s->cache, e);
-}
-
-/* Close connections idle past --idle-timeout (counted as errors only mid-request), and
- * lingering ones past LINGER_MS. */
-void conn_expire(struct server *s)
-{
-	uint64_t limit = (uint64_t)s->cfg->idle_timeout * 1000;
-	while (s->idle.oldest && s->now_ms - s->idle.oldest->last_progress >= limit) {
-		struct conn *c = s->idle.oldest;
-		conn_abort(s, c, c->in_len > 0 || c->phase != PH_IDLE ? SE_TIMEOUT : -1);
-	}
-	while (s->linger.oldest && s->now_ms - s->linger.oldest->last_progress >= LINGER_MS)
-		conn_abort(s, s->linger.oldest, -1);
 }

@@ -90,7 +90,7 @@ void cache_get(struct cache_entry *e); /* pin against eviction while a send uses
 void cache_put(struct cache *c, struct cache_entry *e);
 size_t cache_max_entry(const struct cache *c);
 
-/* ---- connections (conn.c) ---- */
+/* ---- connections (conn.c, send.c, deadline.c) ---- */
 struct conn;
 struct conn_list {
 	struct conn *oldest, *newest;
@@ -174,6 +174,11 @@ void conn_op_done(struct server *s, struct conn *c);
 void conn_touch(struct server *s, struct conn *c);
 void conn_expire(struct server *s);
 void conn_response_sent(struct server *s, struct conn *c);
+void conn_parse_input(struct server *s, struct conn *c);
+
+/* deadline.c */
+void deadline_unlink(struct conn *c);
+void conn_linger(struct server *s, struct conn *c);
 void conn_send_response(struct server *s, struct conn *c);
 void conn_send_entry(struct server *s, struct conn *c, struct cache_entry *e);
 
