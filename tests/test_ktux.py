@@ -6,7 +6,9 @@ line.  (The behaviour ktux shares with userver is tested in tests/test_servers.p
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import platform
 import shutil
 import socket
 import subprocess
@@ -325,3 +327,47 @@ def test_memlock_too_low_is_one_line_exit_1(ktux_ok: None, docroot: Path, tmp_pa
     assert proc.returncode == 1, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "locked-memory" in lines[0] and "fix:" in lines[0]
+
+
+IO_URING_SETUP = 425  # the same number on x86_64 and aarch64
+
+
+def deny_io_uring() -> None:
+    """preexec: a seccomp filter that fails io_uring_setup with EPERM, as Docker's default
+    profile does; everything else is allowed."""
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    class SockFilter(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
+                    ("k", ctypes.c_uint32)]
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
+
+    prog = (SockFilter * 4)(
+        SockFilter(0x20, 0, 0, 0),                    # A = seccomp_data.nr
+        SockFilter(0x15, 0, 1, IO_URING_SETUP),       # A == io_uring_setup ?
+        SockFilter(0x06, 0, 0, 0x00050000 | 1),       #   return ERRNO(EPERM)
+        SockFilter(0x06, 0, 0, 0x7FFF0000))           # return ALLOW
+    fprog = SockFprog(len(prog), prog)
+    if libc.prctl(38, 1, 0, 0, 0) != 0 or libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:
+        os._exit(99)  # PR_SET_NO_NEW_PRIVS / PR_SET_SECCOMP failed
+
+
+def test_io_uring_blocked_by_seccomp_is_one_line_exit_1(ktux_ok: None, docroot: Path,
+                                                        tmp_path: Path) -> None:
+    """No silent fallback to epoll: with io_uring_setup denied, --probe and a real start both
+    exit 1 with one line naming the cause and the fix."""
+    if platform.machine() not in ("x86_64", "aarch64"):
+        pytest.skip(f"the seccomp filter here knows the syscall number on x86_64/aarch64 only, "
+                    f"not {platform.machine()}")
+    ktux = str(paths.binary("ktux"))
+    for args in (["--probe"], ["--port", "0", "--docroot", str(docroot), "--post-log",
+                               str(tmp_path / "p.log")]):
+        proc = subprocess.run([ktux, *args], capture_output=True, text=True, timeout=10,
+                              preexec_fn=deny_io_uring)
+        assert proc.returncode == 1, (args, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "io_uring unavailable" in lines[0], lines
+        assert "seccomp" in lines[0] and "fix:" in lines[0]
+        assert "listening" not in proc.stdout
