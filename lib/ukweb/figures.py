@@ -82,7 +82,8 @@ def _footnote(fig: Figure, notes: list[str]) -> None:
     lines = [line for note in notes for line in textwrap.wrap("• " + note, 120)]
     fig.text(0.01, 0.01, "Deviations from the paper's testbed:\n" + "\n".join(lines),
              fontsize=6, va="bottom", ha="left", color="0.3")
-    fig.subplots_adjust(bottom=0.14 + 0.022 * len(lines))
+    # Room for the x label (~0.6 in) plus one 6-pt line (~0.11 in) per note line.
+    fig.subplots_adjust(bottom=(0.6 + 0.11 * (len(lines) + 1)) / fig.get_figheight())
 
 
 def figure_servers(curves: pd.DataFrame, work: str) -> list[str]:
