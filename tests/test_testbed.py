@@ -257,3 +257,16 @@ def test_cgroup_v2_files_written(tmp_path: Path) -> None:
     assert cg.memory_limit() == 64 * MB and cg.cpu_quota() == (2500, 10000)
     (d / "memory.stat").write_text("anon 4096\nfile 1048576\n")
     assert cg.page_cache_bytes() == 1048576  # v2 calls the page cache "file"
+
+
+def test_blocked_time_is_clamped_to_the_interval(tmp_path: Path) -> None:
+    """A wait spanning a task_delayacct toggle is charged as time since boot by the kernel;
+    the sampler counts at most one interval per thread per sample."""
+    s = Sampler(tmp_path / "system.csv", [0], list, interval=1.0)
+    tick = os.sysconf("SC_CLK_TCK")
+    s._add_blocked({10: 500})           # baseline: earlier waits are not this point's
+    s._started = True
+    s._add_blocked({10: 530, 11: 20})   # 30 ticks more; a new io-wq thread with 20
+    assert s._blk_total == 50
+    s._add_blocked({10: 530 + 10**7, 11: 20})  # the artefact
+    assert s._blk_total == 50 + 1.5 * tick

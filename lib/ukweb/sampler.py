@@ -96,17 +96,17 @@ def read_bytes(pid: int) -> int:
     return 0
 
 
-def blkio_ticks(pid: int) -> int:
-    """delayacct_blkio_ticks summed over every thread of pid (0 when it is gone).
+def thread_blkio_ticks(pid: int) -> dict[int, int]:
+    """delayacct_blkio_ticks of every thread of pid ({} when it is gone).
 
-    Summed per thread because the process line reports only the thread-group leader, and ktux's
+    Per thread because the process line reports only the thread-group leader, and ktux's
     blocking reads run in io_uring's io-wq worker threads.
     """
-    total = 0
+    out = {}
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
-        return 0
+        return out
     for tid in tids:
         try:
             stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
@@ -116,8 +116,13 @@ def blkio_ticks(pid: int) -> int:
         rest = stat[stat.rfind(")") + 2:].split()
         idx = DELAYACCT_FIELD - 3
         if len(rest) > idx:
-            total += int(rest[idx])
-    return total
+            out[int(tid)] = int(rest[idx])
+    return out
+
+
+def blkio_ticks(pid: int) -> int:
+    """delayacct_blkio_ticks summed over every thread of pid (0 when it is gone)."""
+    return sum(thread_blkio_ticks(pid).values())
 
 
 class Sampler:
@@ -133,8 +138,10 @@ class Sampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="ukweb-sampler", daemon=True)
         # Last value seen per pid, so the counters of processes that exit are kept.
-        self._blk: dict[int, int] = {}
         self._read: dict[int, int] = {}
+        self._blk_seen: dict[int, int] = {}  # tid -> its last delayacct_blkio_ticks
+        self._blk_total = 0.0                # clamped sum of the increments, in ticks
+        self._started = False                # True once the baseline sample is taken
         self.rows = 0
         self.error: BaseException | None = None
 
@@ -154,11 +161,25 @@ class Sampler:
         pids = self.pids()
         overflows, drops = listen_counters(pids[0] if pids else None)
         for pid in pids:
-            self._blk[pid] = max(self._blk.get(pid, 0), blkio_ticks(pid))
             self._read[pid] = max(self._read.get(pid, 0), read_bytes(pid))
+            self._add_blocked(thread_blkio_ticks(pid))
         return {"ctx_switches": context_switches(), "listen_overflows": overflows,
                 "listen_drops": drops, "disk_read_bytes": sum(self._read.values()),
-                "blocked": sum(self._blk.values())}
+                "blocked": self._blk_total}
+
+    def _add_blocked(self, ticks: dict[int, int]) -> None:
+        """Add each thread's new block-I/O delay, at most one interval per thread.
+
+        The clamp guards against a known kernel artefact: if task_delayacct is switched off and
+        on while a thread waits (e.g. by another tool on the machine), that one wait is charged
+        as the whole time since boot. Threads present at the first sample count from then on;
+        threads that appear later (io-wq workers, new processes) count from zero.
+        """
+        limit = self.interval * CLK_TCK * 1.5  # sampling jitter
+        for tid, value in ticks.items():
+            last = self._blk_seen.get(tid, 0 if self._started else value)
+            self._blk_total += min(max(0, value - last), limit)
+            self._blk_seen[tid] = value
 
     def _page_cache(self) -> int:
         if self.cgroup is not None and self.cgroup.dirs:
@@ -175,6 +196,7 @@ class Sampler:
     def _run(self) -> None:
         start = time.monotonic()
         cpu0, cnt0 = cpu_times(self.cpus), self._counters()
+        self._started = True
         with open(self.out, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(COLUMNS)
