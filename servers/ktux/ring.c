@@ -42,8 +42,9 @@ static void explain_setup_error(int err, char *out, size_t len)
 		snprintf(out, len, "io_uring unavailable: kernel.io_uring_disabled=%d; fix: sysctl -w "
 			 "kernel.io_uring_disabled=0", disabled);
 	else if (err == EPERM)
-		snprintf(out, len, "io_uring unavailable: io_uring_setup denied (seccomp or LSM policy); "
-			 "fix: allow io_uring_setup/io_uring_enter/io_uring_register for this process");
+		snprintf(out, len, "io_uring unavailable: io_uring_setup denied (seccomp, e.g. Docker's "
+			 "default profile, or an LSM policy); fix: docker run --security-opt "
+			 "seccomp=unconfined, or allow io_uring_setup/io_uring_enter/io_uring_register");
 	else if (err == ENOMEM)
 		snprintf(out, len, "io_uring unavailable: locked-memory limit too low for the ring; fix: "
 			 "ulimit -l unlimited (or raise RLIMIT_MEMLOCK)");
