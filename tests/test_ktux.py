@@ -100,6 +100,18 @@ def test_every_path_serves_exact_bytes(start_ktux: StartKtux, docroot: Path, opt
         assert st["cache"]["hits"] == len(names) - bypass
 
 
+@pytest.mark.parametrize("options", [{}, {"no_cache": True}, {"no_cache": True, "no_zerocopy": True}],
+                         ids=["cache", "splice", "copy"])
+def test_empty_file(start_ktux: StartKtux, tmp_path: Path, options: dict) -> None:
+    root = tmp_path / "emptyroot"
+    (root / "file_set").mkdir(parents=True)
+    (root / "file_set" / "empty").write_bytes(b"")
+    srv = start_ktux(root=root, **options)
+    for _ in range(2):
+        r = requests.get(f"{srv.url}/file_set/empty", timeout=10)
+        assert r.status_code == 200 and r.content == b"" and r.headers["Content-Length"] == "0"
+
+
 def test_cache_hits_and_misses(start_ktux: StartKtux) -> None:
     srv = start_ktux()
     get_all(srv, [file_path(0, 1, 1)] * 5)

@@ -129,6 +129,8 @@ static void submit_read(struct server *s, struct conn *c)
 	c->inflight++;
 }
 
+static void fill_complete(struct server *s, struct conn *c);
+
 /* The file is open: fill a cache entry with head + body, or (too big, no cache, cache full
  * of busy entries, or the same file being filled by another request) send it uncached. */
 static void file_opened(struct server *s, struct conn *c, int fd, const struct stat *st)
@@ -149,7 +151,10 @@ static void file_opened(struct server *s, struct conn *c, int fd, const struct s
 		c->file_fd = fd;
 		c->file_off = 0;
 		c->file_left = size;
-		submit_read(s, c);
+		if (size > 0)
+			submit_read(s, c);
+		else
+			fill_complete(s, c); /* an empty file: the head is the whole response */
 		return;
 	}
 	c->resp.kind = BODY_FILE;
@@ -175,7 +180,7 @@ void static_open_done(struct server *s, struct io_uring_cqe *cqe)
 		static_error(s, c, fd == -ENOENT || fd == -ENOTDIR ? 404 : 403);
 		return;
 	}
-	struct stat st;
+	struct stat st = {0};
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		int dir = S_ISDIR(st.st_mode);
 		close(fd);
@@ -197,10 +202,15 @@ static void fill_done(struct server *s, struct conn *c, int res)
 	}
 	c->file_off += res;
 	c->file_left -= (size_t)res;
-	if (c->file_left > 0) {
+	if (c->file_left > 0)
 		submit_read(s, c);
-		return;
-	}
+	else
+		fill_complete(s, c);
+}
+
+/* The entry holds the whole response: send it, and let later requests hit it. */
+static void fill_complete(struct server *s, struct conn *c)
+{
 	close(c->file_fd);
 	c->file_fd = -1;
 	struct cache_entry *e = c->fill;
