@@ -128,7 +128,7 @@ struct conn {
 	size_t chunk_len, chunk_sent;
 	int file_fd;               /* static miss: the open file */
 	int pipe[2];               /* splice path */
-	size_t file_left, pipe_bytes;
+	size_t file_left, pipe_bytes, pipe_cap;
 	off_t file_off;
 	uint64_t file_seq;         /* enter_seq when the file op was submitted (punt counting) */
 	char key[DOCROOT_MAX_PATH + 2];

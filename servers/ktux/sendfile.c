@@ -26,14 +26,10 @@ static int ensure_pipe(struct conn *c)
 		c->pipe[0] = c->pipe[1] = -1;
 		return -1;
 	}
-	fcntl(c->pipe[1], F_SETPIPE_SZ, PIPE_BYTES); /* best effort: the default 64 KiB also works */
+	/* best effort: the default 64 KiB also works */
+	int n = fcntl(c->pipe[1], F_SETPIPE_SZ, PIPE_BYTES);
+	c->pipe_cap = n > 0 ? (size_t)n : 65536;
 	return 0;
-}
-
-static size_t pipe_capacity(struct conn *c)
-{
-	int n = fcntl(c->pipe[1], F_GETPIPE_SZ);
-	return n > 0 ? (size_t)n : 65536;
 }
 
 static void splice_out(struct server *s, struct conn *c, size_t len)
@@ -47,7 +43,7 @@ static void splice_out(struct server *s, struct conn *c, size_t len)
 /* One round: file → pipe linked to pipe → socket. */
 static void splice_next(struct server *s, struct conn *c)
 {
-	size_t len = c->file_left < pipe_capacity(c) ? c->file_left : pipe_capacity(c);
+	size_t len = c->file_left < c->pipe_cap ? c->file_left : c->pipe_cap;
 	if (io_uring_sq_space_left(&s->ring.uring) < 2)
 		ring_submit_wait(&s->ring); /* a link must not straddle two submissions */
 	struct io_uring_sqe *sqe = ring_sqe(&s->ring);
