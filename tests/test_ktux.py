@@ -10,6 +10,7 @@ import ctypes
 import os
 import platform
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -155,6 +156,43 @@ def test_backlog_and_flags_in_status(start_ktux: StartKtux) -> None:
     assert st["config"]["backlog"] == 64 and st["config"]["iowq_workers"] == 2
     assert st["config"]["no_zerocopy"] is True and st["config"]["no_cache"] is False
     assert {"submissions", "enters", "iowq_punts", "sqpoll"} <= set(st["total"]["ring"])
+
+
+def listen_backlog(port: int) -> int:
+    """The accept-queue limit the kernel holds for a listener (ss: Send-Q of a LISTEN socket)."""
+    out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True,
+                         check=True).stdout.split()
+    return int(out[2])
+
+
+def test_backlog_reaches_listen(start_ktux: StartKtux, docroot: Path, tmp_path: Path) -> None:
+    if not shutil.which("ss"):
+        pytest.skip("needs ss (iproute2) to read the listen backlog")
+    assert listen_backlog(start_ktux(backlog=64).port) == 64
+    proc = subprocess.Popen([str(paths.binary("ktux")), "--port", "0", "--docroot", str(docroot),
+                             "--post-log", str(tmp_path / "p.log")], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        port = int(proc.stdout.readline().rsplit(":", 1)[1])  # type: ignore[union-attr]
+        somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+        assert listen_backlog(port) == min(2048, somaxconn)  # TUX's default
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_sigterm_finishes_a_spliced_response(start_ktux: StartKtux, docroot: Path) -> None:
+    srv = start_ktux(cache_bytes=1 << 20)  # BIG is over a quarter of the cache: spliced
+    with socket.create_connection((srv.addr, srv.port), timeout=10) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)  # the body cannot all be queued
+        s.sendall(f"GET /{BIG} HTTP/1.1\r\n\r\n".encode())
+        time.sleep(0.3)  # unread: the splice is stuck on a full socket
+        srv.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert data.partition(b"\r\n\r\n")[2] == (docroot / BIG).read_bytes()
+    assert srv.proc.wait(5) == 0  # type: ignore[union-attr]
 
 
 def test_ring_counts_enters_per_request(start_ktux: StartKtux) -> None:
