@@ -16,6 +16,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,20 @@ def test_eviction_under_a_small_cache(start_ktux: StartKtux, docroot: Path) -> N
     get_all(srv, [names[-1], names[0]])
     after = counters(srv)["cache"]
     assert after["hits"] == cache["hits"] + 1 and after["misses"] == cache["misses"] + 1
+
+
+def test_cache_churn_under_concurrency(start_ktux: StartKtux, docroot: Path) -> None:
+    """A cache far smaller than the file set: entries are evicted, their pinned memory reused
+    for later misses of the same size, while other clients are still sending from them."""
+    srv = start_ktux(cache_bytes=256 * 1024)
+    names = [file_path(d, c, n) for d in range(2) for c in range(3) for n in range(9)]
+    want = [(docroot / n).read_bytes() for n in names]
+    with ThreadPoolExecutor(6) as pool:
+        got = list(pool.map(lambda k: get_all(srv, names[k % 7:] + names[:k % 7]), range(12)))
+    for k, bodies in enumerate(got):
+        assert bodies == want[k % 7:] + want[:k % 7]
+    cache = counters(srv)["cache"]
+    assert cache["evictions"] > 50 and cache["bytes"] <= 256 * 1024
 
 
 def test_multishot_accept_switch(start_ktux: StartKtux) -> None:

@@ -5,6 +5,12 @@
  * send_zc (or send) and a fill is a read_fixed into it.  Size is bounded by --cache-bytes,
  * counted in whole pages because that is what is pinned; eviction is LRU, skipping entries
  * that an in-flight send still uses (refs > 0).
+ *
+ * An evicted entry becomes a spare: still mapped, pinned and registered, so that the next
+ * miss of the same size in pages (SPECweb99 has few distinct sizes) reuses it without a
+ * system call [I]; spares count as used bytes and are unmapped first when room is needed.
+ * With a disk-bound file set most misses evict, so this keeps mmap/mlock/register off the
+ * worker's path.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -28,7 +34,7 @@ struct cache_entry {
 	int refs, filling, dead;
 	uint32_t id;
 	struct cache_entry *prev, *next; /* LRU: head is the least recently used */
-	struct cache_entry *hnext;
+	struct cache_entry *hnext;       /* hash chain, or the spare list */
 };
 
 struct cache {
@@ -40,6 +46,7 @@ struct cache {
 	int nfree;
 	struct cache_entry *buckets[HASH_BUCKETS];
 	struct cache_entry *lru_head, *lru_tail;
+	struct cache_entry *spare; /* evicted, still mapped, pinned and registered */
 };
 
 static unsigned hash_key(const char *k)
@@ -102,7 +109,7 @@ static void hash_remove(struct cache *c, struct cache_entry *e)
 }
 
 /* Unregister, unpin, unmap.  Only for entries no send uses any more. */
-static void entry_free(struct cache *c, struct cache_entry *e)
+static void entry_unmap(struct cache *c, struct cache_entry *e)
 {
 	struct iovec none = {NULL, 0};
 	__u64 tag = 0;
@@ -113,9 +120,33 @@ static void entry_free(struct cache *c, struct cache_entry *e)
 	c->slots[e->id] = NULL;
 	c->free_ids[c->nfree++] = e->id;
 	c->st->cache.bytes = c->used;
-	c->st->cache.entries--;
 	free(e->key);
 	free(e);
+}
+
+/* No longer a cache entry (and no send uses it): keep its pinned memory as a spare. */
+static void entry_retire(struct cache *c, struct cache_entry *e)
+{
+	free(e->key);
+	e->key = NULL;
+	e->dead = 0;
+	e->hnext = c->spare;
+	c->spare = e;
+	c->st->cache.entries--;
+}
+
+/* A spare of exactly map_len bytes, taken off the spare list; NULL if none. */
+static struct cache_entry *take_spare(struct cache *c, size_t map_len)
+{
+	for (struct cache_entry **pp = &c->spare; *pp; pp = &(*pp)->hnext) {
+		struct cache_entry *e = *pp;
+		if (e->map_len == map_len) {
+			*pp = e->hnext;
+			e->hnext = NULL;
+			return e;
+		}
+	}
+	return NULL;
 }
 
 /* Take e out of the cache; its memory goes when the last send lets go of it. */
@@ -125,22 +156,18 @@ static void entry_kill(struct cache *c, struct cache_entry *e)
 	lru_unlink(c, e);
 	e->dead = 1;
 	if (e->refs == 0)
-		entry_free(c, e);
+		entry_retire(c, e);
 }
 
 void cache_destroy(struct cache *c)
 {
 	if (!c)
 		return;
-	/* at exit: also entries a send still held, whose completions will never be reaped */
-	for (uint32_t id = 0; id < CACHE_SLOTS; id++) {
-		struct cache_entry *e = c->slots[id];
-		if (e) {
-			if (!e->dead)
-				hash_remove(c, e), lru_unlink(c, e);
-			entry_free(c, e);
-		}
-	}
+	/* at exit: every mapping — entries, spares, and entries a send still held, whose
+	 * completions will never be reaped */
+	for (uint32_t id = 0; id < CACHE_SLOTS; id++)
+		if (c->slots[id])
+			entry_unmap(c, c->slots[id]);
 	free(c);
 }
 
@@ -167,59 +194,73 @@ struct cache_entry *cache_lookup(struct cache *c, const char *key)
 	return e;
 }
 
-/* Evict least recently used idle entries until need bytes and one slot are free. */
-static int make_room(struct cache *c, size_t need)
+/* Map, pin and register map_len bytes in a free slot; NULL when the kernel refuses (memlock). */
+static struct cache_entry *entry_new(struct cache *c, size_t map_len)
 {
-	struct cache_entry *e = c->lru_head;
-	while ((c->used + need > c->cap || c->nfree == 0) && e) {
-		struct cache_entry *next = e->next;
-		if (e->refs == 0 && !e->filling) {
-			entry_kill(c, e);
-			c->st->cache.evictions++;
-		}
-		e = next;
+	struct cache_entry *e = calloc(1, sizeof *e);
+	if (!e)
+		return NULL;
+	e->id = c->free_ids[c->nfree - 1];
+	e->map_len = map_len;
+	e->data = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct iovec iov = {e->data, map_len};
+	__u64 tag = 0;
+	if (e->data == MAP_FAILED || mlock(e->data, map_len) < 0 ||
+	    io_uring_register_buffers_update_tag(&c->ring->uring, e->id, &iov, &tag, 1) < 0) {
+		if (e->data != MAP_FAILED)
+			munmap(e->data, map_len); /* also unlocks */
+		free(e);
+		return NULL;
 	}
-	return c->used + need <= c->cap && c->nfree > 0 ? 0 : -1;
+	c->nfree--;
+	c->slots[e->id] = e;
+	c->used += map_len;
+	c->st->cache.bytes = c->used;
+	return e;
 }
 
-/* Map, pin and register len bytes for e; -1 when the kernel refuses (memlock). */
-static int entry_map(struct cache *c, struct cache_entry *e, size_t len)
+/* Memory for a new entry: a spare of that size, or a fresh mapping once spares and least
+ * recently used idle entries have made room.  NULL when busy entries fill the cache. */
+static struct cache_entry *make_room(struct cache *c, size_t map_len)
 {
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	e->map_len = (len + page - 1) / page * page;
-	e->data = mmap(NULL, e->map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (e->data == MAP_FAILED)
-		return -1;
-	struct iovec iov = {e->data, e->map_len};
-	__u64 tag = 0;
-	if (mlock(e->data, e->map_len) < 0 ||
-	    io_uring_register_buffers_update_tag(&c->ring->uring, e->id, &iov, &tag, 1) < 0) {
-		munlock(e->data, e->map_len);
-		munmap(e->data, e->map_len);
-		return -1;
+	struct cache_entry *lru = c->lru_head;
+	for (;;) {
+		struct cache_entry *e = take_spare(c, map_len);
+		if (e)
+			return e;
+		if (c->used + map_len <= c->cap && c->nfree > 0)
+			return entry_new(c, map_len);
+		if (c->spare) { /* a spare of another size: give its memory back */
+			e = c->spare;
+			c->spare = e->hnext;
+			entry_unmap(c, e);
+			continue;
+		}
+		while (lru && (lru->refs || lru->filling))
+			lru = lru->next;
+		if (!lru)
+			return NULL;
+		e = lru;
+		lru = lru->next;
+		entry_kill(c, e); /* idle: it becomes a spare at once */
+		c->st->cache.evictions++;
 	}
-	return 0;
 }
 
 struct cache_entry *cache_reserve(struct cache *c, const char *key, size_t len)
 {
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 	size_t map_len = (len + page - 1) / page * page;
-	if (len == 0 || len > cache_max_entry(c) || find(c, key) || make_room(c, map_len) < 0)
+	if (len == 0 || len > cache_max_entry(c) || find(c, key))
 		return NULL;
-	struct cache_entry *e = calloc(1, sizeof *e);
-	if (!e || !(e->key = strdup(key))) {
-		free(e);
+	struct cache_entry *e = make_room(c, map_len);
+	if (!e)
 		return NULL;
-	}
-	e->id = c->free_ids[c->nfree - 1];
-	if (entry_map(c, e, len) < 0) {
-		free(e->key);
-		free(e);
+	if (!(e->key = strdup(key))) {
+		e->hnext = c->spare;
+		c->spare = e;
 		return NULL;
 	}
-	c->nfree--;
-	c->slots[e->id] = e;
 	e->len = len;
 	e->filling = 1;
 	e->refs = 1; /* the filler's */
@@ -227,8 +268,6 @@ struct cache_entry *cache_reserve(struct cache *c, const char *key, size_t len)
 	e->hnext = c->buckets[h];
 	c->buckets[h] = e;
 	lru_push(c, e);
-	c->used += e->map_len;
-	c->st->cache.bytes = c->used;
 	c->st->cache.entries++;
 	return e;
 }
@@ -264,5 +303,5 @@ void cache_get(struct cache_entry *e) { e->refs++; }
 void cache_put(struct cache *c, struct cache_entry *e)
 {
 	if (--e->refs == 0 && e->dead)
-		entry_free(c, e);
+		entry_retire(c, e);
 }
