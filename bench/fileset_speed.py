@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from ukweb import fileset
 from ukweb.workload import CLASSES, DIR_BYTES, FILES_PER_CLASS, file_size
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from ukweb import fileset
 from ukweb.fileset import FilesetError, FilesetUsageError, generate, verify
 from ukweb.specweb99 import CAD_TAG

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from oracle_server import OracleServer
+
 from ukweb import specweb99 as sw
 from ukweb.fileset import generate
 from ukweb.specweb99 import Oracle, PostLog, PostRecord, Request, ResetParams

@@ -7,6 +7,7 @@ import csv
 
 import pytest
 from scipy import stats
+
 from ukweb import paths, workload
 from ukweb.workload import Deck, ParkMiller, zipf_pick, zipf_table
 
