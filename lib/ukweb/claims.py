@@ -166,12 +166,18 @@ def _gap_at(ctx: Context, c: pd.Series) -> tuple[Estimate, str]:
     return est, _where(at, _at(c))
 
 
-def _max_abs_gap_up_to(ctx: Context, c: pd.Series) -> tuple[Estimate, str]:
+def _shared_gaps(ctx: Context, c: pd.Series) -> tuple[pd.Series, str, str]:
+    """Gap of a over b (%) at each load both were measured at, with their labels."""
     w = c["workload"]
     a, b = ctx.label(c["a"], w), ctx.label(c["b"], w)
     g = analysis.gaps(ctx.curves, w, a, b)
     if g.empty:
         raise NotMeasured(f"{a} and {b} share no measured point in {w}")
+    return g, a, b
+
+
+def _max_abs_gap_up_to(ctx: Context, c: pd.Series) -> tuple[Estimate, str]:
+    g, _, _ = _shared_gaps(ctx, c)
     upto = _at(c)
     sel = g[g.index <= upto]
     if sel.empty:  # the run starts above the paper's range: its lightest load stands in
@@ -246,20 +252,12 @@ def _listen_drops_ratio(ctx: Context, c: pd.Series) -> tuple[Estimate, str]:
 
 
 def _min_ratio(ctx: Context, c: pd.Series) -> tuple[Estimate, str]:
-    w = c["workload"]
-    a, b = ctx.label(c["a"], w), ctx.label(c["b"], w)
-    g = analysis.gaps(ctx.curves, w, a, b)
-    if g.empty:
-        raise NotMeasured(f"{a} and {b} share no measured point in {w}")
+    g, _, _ = _shared_gaps(ctx, c)
     return Estimate(float(g.min()) + 100), f"lowest at {g.idxmin()} connections of {len(g)}"
 
 
 def _points_missing(ctx: Context, c: pd.Series) -> tuple[Estimate, str]:
-    w = c["workload"]
-    a, b = ctx.label(c["a"], w), ctx.label(c["b"], w)
-    g = analysis.gaps(ctx.curves, w, a, b)
-    if g.empty:
-        raise NotMeasured(f"{a} and {b} share no measured point in {w}")
+    g, a, b = _shared_gaps(ctx, c)
     return Estimate(float((g <= 0).sum())), f"{a} not above {b} at {(g <= 0).sum()} of {len(g)} points"
 
 

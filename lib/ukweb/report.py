@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import nbformat
@@ -92,10 +93,16 @@ def cli(argv: list[str]) -> int:
     if not (args.run / "points").is_dir():
         print(f"ukweb report: {args.run} is not a run directory (no points/ inside)", file=sys.stderr)
         return 2
+    return run_and_summarise("ukweb report", lambda: build(args.run, args.out))
+
+
+def run_and_summarise(prog: str, make: Callable[[], Path]) -> int:
+    """The CLIs' common tail: make the report, then print the claims table and where it went.
+    A failing notebook is one line on stderr and exit status 1."""
     try:
-        html = build(args.run, args.out)
+        html = make()
     except papermill.PapermillExecutionError as err:
-        print(f"ukweb report: notebook failed: {err.ename}: {err.evalue}", file=sys.stderr)
+        print(f"{prog}: notebook failed: {err.ename}: {err.evalue}", file=sys.stderr)
         return 1
     print_claims(html.parent)
     print(f"wrote {html}")

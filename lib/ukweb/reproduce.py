@@ -17,7 +17,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import papermill
 import yaml
 
 from ukweb import paths, report
@@ -79,14 +78,7 @@ def cli(argv: list[str]) -> int:
     except ParamsError as err:
         print(f"ukweb reproduce: {err}", file=sys.stderr)
         return 2
-    try:
-        html = reproduce(args.profile, args.run_id)
-    except papermill.PapermillExecutionError as err:
-        print(f"ukweb reproduce: notebook failed: {err.ename}: {err.evalue}", file=sys.stderr)
-        return 1
-    report.print_claims(html.parent)
-    print(f"wrote {html}")
-    return 0
+    return report.run_and_summarise("ukweb reproduce", lambda: reproduce(args.profile, args.run_id))
 
 
 def build_binaries() -> list[Path]:

@@ -69,6 +69,12 @@ int buf_json_string(struct buf *b, const char *s)
 	return rc | buf_puts(b, "\"");
 }
 
+int buf_json_key_string(struct buf *b, const char *key, const char *val)
+{
+	int rc = buf_printf(b, ", \"%s\": ", key);
+	return rc | (val ? buf_json_string(b, val) : buf_puts(b, "null"));
+}
+
 void buf_free(struct buf *b)
 {
 	free(b->data);

@@ -18,6 +18,8 @@ int buf_puts(struct buf *b, const char *s);
 int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* s as a JSON string literal, quotes and escapes included. */
 int buf_json_string(struct buf *b, const char *s);
+/* ", \"key\": " then val as a JSON string, or null when val is NULL (config objects). */
+int buf_json_key_string(struct buf *b, const char *key, const char *val);
 void buf_free(struct buf *b);
 
 #endif

@@ -66,18 +66,28 @@ static int has_dot_segment(const char *p)
 	return 0;
 }
 
+int docroot_relative(const char *url_path, size_t len, char *dst, size_t cap, const char **rel)
+{
+	if (docroot_decode(url_path, len, dst, cap) < 0)
+		return -400;
+	if (dst[0] != '/' || has_dot_segment(dst) || strchr(dst, '\\'))
+		return -403;
+	const char *r = dst + 1;
+	while (*r == '/')
+		r++;
+	if (*r == '\0')
+		return -403; /* the root itself: no directory listings */
+	*rel = r;
+	return 0;
+}
+
 int docroot_open(const struct docroot *d, const char *url_path, size_t len, struct stat *st)
 {
 	char path[DOCROOT_MAX_PATH];
-	if (docroot_decode(url_path, len, path, sizeof(path)) < 0)
-		return -400;
-	if (path[0] != '/' || has_dot_segment(path) || strchr(path, '\\'))
-		return -403;
-	const char *rel = path + 1;
-	while (*rel == '/')
-		rel++;
-	if (*rel == '\0')
-		return -403; /* the root itself: no directory listings */
+	const char *rel;
+	int rc = docroot_relative(url_path, len, path, sizeof(path), &rel);
+	if (rc < 0)
+		return rc;
 	/* RESOLVE_BENEATH: the kernel refuses any resolution (symlink, "..") leaving dirfd. */
 	struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY,
 			       .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};

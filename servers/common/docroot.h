@@ -25,6 +25,12 @@ void docroot_close(struct docroot *d);
  * regular file we may serve), -404 (does not exist), -400 (malformed encoding). */
 int docroot_open(const struct docroot *d, const char *url_path, size_t len, struct stat *st);
 
+/* The lexical half of docroot_open, for callers that open the file themselves (ktux, through
+ * io_uring): decode url_path into dst (cap bytes) and check it.  0 with *rel the path relative
+ * to the docroot (inside dst, never empty), or -400 (malformed encoding, too long) or -403
+ * (no leading '/', a "." or ".." segment, a backslash, or the root itself). */
+int docroot_relative(const char *url_path, size_t len, char *dst, size_t cap, const char **rel);
+
 /* Percent-decode src into dst (NUL-terminated).  0, or -1 on bad encoding, %00, or overflow. */
 int docroot_decode(const char *src, size_t len, char *dst, size_t cap);
 

@@ -7,12 +7,9 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../common/listener.h"
 #include "ktux.h"
 
 #define DEFAULT_CACHE_BYTES (256L << 20) /* [I] half of the paper's 512 MB server memory */
@@ -108,25 +106,16 @@ static void parse_args(int argc, char **argv, struct ktux_config *o)
 		usage_error("--docroot and --post-log are required", NULL);
 }
 
-static void json_key_string(struct buf *b, const char *key, const char *val)
-{
-	buf_printf(b, ", \"%s\": ", key);
-	if (val)
-		buf_json_string(b, val);
-	else
-		buf_puts(b, "null");
-}
-
 /* Every flag as JSON, for the "config" object of /server-status. */
 static char *config_json(const struct ktux_config *o)
 {
 	struct buf b = {0};
 	buf_printf(&b, "{\"port\": %d", o->port);
-	json_key_string(&b, "addr", o->addr);
-	json_key_string(&b, "docroot", o->docroot);
-	json_key_string(&b, "post_log", o->post_log);
-	json_key_string(&b, "state_dir", o->state_dir);
-	json_key_string(&b, "server_name", o->server_name);
+	buf_json_key_string(&b, "addr", o->addr);
+	buf_json_key_string(&b, "docroot", o->docroot);
+	buf_json_key_string(&b, "post_log", o->post_log);
+	buf_json_key_string(&b, "state_dir", o->state_dir);
+	buf_json_key_string(&b, "server_name", o->server_name);
 	buf_printf(&b, ", \"backlog\": %d, \"max_conns\": %d, \"idle_timeout\": %d, "
 		   "\"post_log_sync\": %s, \"cache_bytes\": %zu, \"iowq_workers\": %d, "
 		   "\"sqpoll\": %s, \"sqpoll_cpu\": %d, \"no_cache\": %s, "
@@ -138,35 +127,6 @@ static char *config_json(const struct ktux_config *o)
 	if (!b.data)
 		startup_error("out of memory");
 	return b.data;
-}
-
-static int listen_socket(const struct ktux_config *o, int *port)
-{
-	struct sockaddr_storage ss = {0};
-	socklen_t len;
-	int v6 = strchr(o->addr, ':') != NULL;
-	struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-	if (v6 ? inet_pton(AF_INET6, o->addr, &in6->sin6_addr) != 1
-	       : inet_pton(AF_INET, o->addr, &in4->sin_addr) != 1)
-		usage_error("--addr needs a numeric IP address, got", o->addr);
-	ss.ss_family = v6 ? AF_INET6 : AF_INET;
-	if (v6)
-		in6->sin6_port = htons((uint16_t)o->port), len = sizeof *in6;
-	else
-		in4->sin_port = htons((uint16_t)o->port), len = sizeof *in4;
-	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &(int){1}, sizeof(int));
-	/* accepted sockets inherit it: a response's last partial segment is never held back by
-	 * Nagle, without a setsockopt per connection [I] */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
-	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, o->backlog) < 0)
-		return -1;
-	getsockname(fd, (struct sockaddr *)&ss, &len);
-	*port = ntohs(v6 ? in6->sin6_port : in4->sin_port);
-	return fd;
 }
 
 /* Descriptors: per connection a socket, and at most a file and a pipe pair. */
@@ -241,7 +201,11 @@ int main(int argc, char **argv)
 	s.cfg = &o;
 	open_server(&s, &o, err, sizeof err);
 	int port;
-	s.listen_fd = listen_socket(&o, &port);
+	/* accepted sockets inherit TCP_NODELAY: a response's last partial segment is never held
+	 * back by Nagle, without a setsockopt per connection [I] */
+	s.listen_fd = listener_open(o.addr, o.port, o.backlog, LISTENER_NODELAY, &port);
+	if (s.listen_fd == LISTENER_BAD_ADDR)
+		usage_error("--addr needs a numeric IP address, got", o.addr);
 	if (s.listen_fd < 0) {
 		snprintf(err, sizeof err, "cannot listen on %s:%d: %s", o.addr, o.port, strerror(errno));
 		startup_error(err);

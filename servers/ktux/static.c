@@ -30,32 +30,13 @@ int static_route(const struct http_request *req)
 	       !path_is(req, "/cgi-bin/specweb99") && !path_is(req, "/server-status");
 }
 
-/* The docroot's lexical rule (docroot.c has_dot_segment), repeated because docroot.h exposes
- * only the blocking docroot_open: any "." or ".." segment after decoding. */
-static int has_dot_segment(const char *p)
-{
-	for (const char *s = p; *s;) {
-		const char *e = strchr(s, '/');
-		size_t n = e ? (size_t)(e - s) : strlen(s);
-		if ((n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
-			return 1;
-		s += n + (e ? 1 : 0);
-	}
-	return 0;
-}
-
 /* Decode into c->key (after the variant byte); the path relative to the docroot, or NULL. */
 static const char *relative_path(struct conn *c, const struct http_request *req)
 {
-	char *path = c->key + 1;
-	if (docroot_decode(req->path.p, req->path.len, path, sizeof c->key - 1) < 0)
+	const char *rel;
+	if (docroot_relative(req->path.p, req->path.len, c->key + 1, sizeof c->key - 1, &rel) < 0)
 		return NULL;
-	if (path[0] != '/' || has_dot_segment(path) || strchr(path, '\\'))
-		return NULL;
-	const char *rel = path + 1;
-	while (*rel == '/')
-		rel++;
-	return *rel ? rel : NULL;
+	return rel;
 }
 
 void static_count_punt(struct server *s, struct conn *c)

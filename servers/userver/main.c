@@ -1,9 +1,7 @@
 /* main.c — userver: flags, the listening socket, fork of N processes sharing it. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../common/listener.h"
 #include "../common/site.h"
 #include "loop.h"
 
@@ -92,22 +91,16 @@ static void parse_args(int argc, char **argv, struct options *o)
 static char *config_json(const struct options *o)
 {
 	struct buf b = {0};
-	buf_printf(&b, "{\"port\": %ld, \"addr\": ", o->port);
-	buf_json_string(&b, o->addr);
-	buf_puts(&b, ", \"docroot\": ");
-	buf_json_string(&b, o->docroot);
-	buf_puts(&b, ", \"post_log\": ");
-	buf_json_string(&b, o->post_log);
-	buf_puts(&b, ", \"state_dir\": ");
-	if (o->state_dir)
-		buf_json_string(&b, o->state_dir);
-	else
-		buf_puts(&b, "null");
+	buf_printf(&b, "{\"port\": %ld", o->port);
+	buf_json_key_string(&b, "addr", o->addr);
+	buf_json_key_string(&b, "docroot", o->docroot);
+	buf_json_key_string(&b, "post_log", o->post_log);
+	buf_json_key_string(&b, "state_dir", o->state_dir);
 	buf_printf(&b, ", \"events\": \"%s\", \"accept_count\": %ld, \"procs\": %ld, "
-		   "\"backlog\": %ld, \"max_conns\": %ld, \"idle_timeout\": %ld, \"post_log_sync\": %s, "
-		   "\"server_name\": ", o->events, o->accept_count, o->procs, o->backlog, o->max_conns,
-		   o->idle_timeout, o->post_log_sync ? "true" : "false");
-	buf_json_string(&b, o->server_name);
+		   "\"backlog\": %ld, \"max_conns\": %ld, \"idle_timeout\": %ld, \"post_log_sync\": %s",
+		   o->events, o->accept_count, o->procs, o->backlog, o->max_conns, o->idle_timeout,
+		   o->post_log_sync ? "true" : "false");
+	buf_json_key_string(&b, "server_name", o->server_name);
 	if (buf_puts(&b, "}") < 0) {
 		fprintf(stderr, "userver: out of memory\n");
 		exit(1);
@@ -119,36 +112,6 @@ static _Noreturn void startup_error(const char *what, const char *detail)
 {
 	fprintf(stderr, "userver: %s: %s\n", what, detail);
 	exit(1);
-}
-
-/* The listening socket, shared by every process (they all accept from it). */
-static int listen_socket(const struct options *o, int *port)
-{
-	struct sockaddr_storage ss = {0};
-	socklen_t len;
-	int v6 = strchr(o->addr, ':') != NULL;
-	struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-	if (v6 ? inet_pton(AF_INET6, o->addr, &in6->sin6_addr) != 1
-	       : inet_pton(AF_INET, o->addr, &in4->sin_addr) != 1)
-		usage_error("--addr needs a numeric IP address, got", o->addr);
-	ss.ss_family = v6 ? AF_INET6 : AF_INET;
-	if (v6)
-		in6->sin6_port = htons((uint16_t)o->port), len = sizeof(*in6);
-	else
-		in4->sin_port = htons((uint16_t)o->port), len = sizeof(*in4);
-	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		startup_error("socket", strerror(errno));
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &(int){1}, sizeof(int));
-	if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, (int)o->backlog) < 0) {
-		char what[96];
-		snprintf(what, sizeof(what), "cannot listen on %s:%ld", o->addr, o->port);
-		startup_error(what, strerror(errno));
-	}
-	getsockname(fd, (struct sockaddr *)&ss, &len);
-	*port = ntohs(v6 ? in6->sin6_port : in4->sin_port);
-	return fd;
 }
 
 /* Room for max_conns descriptors per process (as far as the hard limit allows). */
@@ -244,7 +207,15 @@ int main(int argc, char **argv)
 	site_close(&check);
 	raise_fd_limit(o.max_conns);
 	install_handlers();
-	int port, lfd = listen_socket(&o, &port);
+	/* non-blocking: shared by every process, each accepts from it until EAGAIN */
+	int port, lfd = listener_open(o.addr, (int)o.port, (int)o.backlog, LISTENER_NONBLOCK, &port);
+	if (lfd == LISTENER_BAD_ADDR)
+		usage_error("--addr needs a numeric IP address, got", o.addr);
+	if (lfd < 0) {
+		char what[96];
+		snprintf(what, sizeof(what), "cannot listen on %s:%ld", o.addr, o.port);
+		startup_error(what, strerror(errno));
+	}
 	printf("listening %s:%d\n", o.addr, port);
 	fflush(stdout);
 	int rc = o.procs == 1 ? serve_process(&o, &cfg, &stats, 0, lfd) : supervise(&o, &cfg, &stats, lfd);
