@@ -90,6 +90,19 @@ def make_run(root: Path, curves: dict[tuple[str, str], dict[int, list[float]]],
     return run
 
 
+def test_cpu_use_is_measured_against_the_cpu_quota(tmp_path: Path):
+    """Under a 20 % quota a CPU 15 % busy (85 % idle) is 75 % busy against what it may use."""
+    run = make_run(tmp_path, {("dynamic", "ktux"): {500: [40.0]}},
+                   {("dynamic", "ktux"): {"idle": 85.0, "iowait": 0.0}})
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["testbed"] = {"cpu_quota_pct": 20.0}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    row = analysis.points_table(run).iloc[0]
+    assert row["cpu_busy"] == pytest.approx(15.0)
+    assert row["cpu_busy_of_capacity"] == pytest.approx(75.0)
+    assert row["cpu_unused_of_capacity"] == pytest.approx(25.0)
+
+
 # The static curves of Fig. 2 in miniature: ktux peaks at 300, userver-16 at 200.
 STATIC = {("static", "ktux"): {100: [50.0], 200: [80.0], 300: [100.0], 400: [90.0]},
           ("static", "userver-16"): {100: [50.0], 200: [75.0], 300: [70.0], 400: [60.0]}}
@@ -116,6 +129,7 @@ def test_system_and_status_metrics(tmp_path: Path):
     assert row["cpu_idle"] == pytest.approx(30.0)
     assert row["cpu_unused"] == pytest.approx(40.0)  # Linux 2.4's idle: idle + iowait
     assert row["cpu_busy"] == pytest.approx(60.0)
+    assert row["cpu_busy_of_capacity"] == pytest.approx(60.0)  # no CPU quota: the whole CPU
     # per-interval counters over the 2 measured samples (the warm-up sample is dropped)
     assert row["listen_drops"] == 6
     assert row["blocked_pct"] == pytest.approx(25.0)

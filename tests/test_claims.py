@@ -127,7 +127,7 @@ def test_outputs_are_written(paper_like, tmp_path: Path):
 
 def test_levels_have_no_direction_and_peaks_outside_the_range_are_not_measured(paper_like):
     idle = paper_like.copy()
-    idle.loc[(idle["workload"] == "dynamic") & (idle["server"] == "userver-1"), "cpu_unused"] = 5.0
+    idle.loc[(idle["workload"] == "dynamic") & (idle["server"] == "userver-1"), "cpu_unused_of_capacity"] = 5.0
     narrow = idle[idle["connections"] <= 300]
     table = claims.evaluate(narrow, {"testbed": {"delay_accounting": False}}).set_index("id")
     assert table.loc["D7", "verdict"] == claims.NOT_REPRODUCED  # 5 % idle is not "40 %, roughly"

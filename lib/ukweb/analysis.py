@@ -126,8 +126,12 @@ def _blocked_s(samples: pd.DataFrame) -> float:
     return math.nan
 
 
-def system_metrics(system: pd.DataFrame, warmup_s: float) -> dict:
-    """Server CPU idle/iowait/busy %, blocked %, listen drops and overflows of one point."""
+def system_metrics(system: pd.DataFrame, warmup_s: float, capacity_pct: float = 100.0) -> dict:
+    """Server CPU idle/iowait/busy %, blocked %, listen drops and overflows of one point.
+
+    capacity_pct is the share of the server's CPUs it may use (its CPU quota; 100 without one):
+    the *_of_capacity columns say how much of that the server used or left unused, which is
+    what the paper's idle and busy percentages mean on its dedicated 400 MHz CPU."""
     if system is None or system.empty:
         return {}
     s = _measured_samples(system, warmup_s)
@@ -141,6 +145,10 @@ def system_metrics(system: pd.DataFrame, warmup_s: float) -> dict:
         # softirq network work counts as busy.
         row["cpu_unused"] = row["cpu_idle"] + row.get("cpu_iowait", 0.0)
         row["cpu_busy"] = 100.0 - row["cpu_unused"]
+        # [I] Under a CPU quota the throttled time shows as idle on the CPU; against the
+        # quota, a saturated server is ~100 % busy, as the paper's slower CPU was.
+        row["cpu_busy_of_capacity"] = min(100.0, 100.0 * row["cpu_busy"] / capacity_pct)
+        row["cpu_unused_of_capacity"] = 100.0 - row["cpu_busy_of_capacity"]
     for col in ("listen_drops", "listen_overflows", "ctx_switches", "disk_read_bytes"):
         if col in s:
             row[col] = counter_total(s[col])
@@ -169,7 +177,7 @@ def _status_counters(status: dict) -> dict:
             "event_waits_per_request": delta("event_waits") / served if served else math.nan}
 
 
-def point_row(point: Path, server_cpus: int = 1) -> dict:
+def point_row(point: Path, server_cpus: int = 1, capacity_pct: float = 100.0) -> dict:
     """One row of the tidy table for one point directory (failed points keep NaN metrics)."""
     row = point_key(point)
     row["status"], row["reason"] = point_status(point)
@@ -177,14 +185,14 @@ def point_row(point: Path, server_cpus: int = 1) -> dict:
     if row["status"] != DONE:
         return row
     try:
-        return _measured_row(point, row, server_cpus)
+        return _measured_row(point, row, server_cpus, capacity_pct)
     except (ValueError, KeyError) as err:  # logs.LogError is a ValueError
         # A corrupt or truncated log is listed with the failed points, never silently dropped.
         log.error("%s: unreadable point: %s", point, err)
         return {**row, "status": UNREADABLE, "reason": f"unreadable log: {err}"}
 
 
-def _measured_row(point: Path, row: dict, server_cpus: int) -> dict:
+def _measured_row(point: Path, row: dict, server_cpus: int, capacity_pct: float) -> dict:
     summary = logs.read_summary(point)
     measure_s = float(summary["measure_s"])
     row.update(throughput(logs.read_requests(point / "requests.csv.gz"), measure_s))
@@ -194,7 +202,8 @@ def _measured_row(point: Path, row: dict, server_cpus: int) -> dict:
     row["conforming_pct"] = summary.get("conforming_pct", math.nan)
     row["client_cpu_us_per_request"] = summary.get("cpu_us_per_request", math.nan)
     if (point / "system.csv").exists():
-        row.update(system_metrics(logs.read_system(point), float(summary.get("warmup_s", 0))))
+        row.update(system_metrics(logs.read_system(point), float(summary.get("warmup_s", 0)),
+                                  capacity_pct))
     if (point / "server-status.json").exists():
         row.update(_status_counters(json.loads((point / "server-status.json").read_text())))
     if "cpu_busy" in row and row["requests"]:
@@ -237,13 +246,24 @@ def server_cpu_count(manifest: dict) -> int:
         return 1
 
 
+def cpu_capacity_pct(manifest: dict, server_cpus: int) -> float:
+    """The share of its CPU set the server could use, in percent: its CPU quota (percent of
+    one CPU, spread over the set) when the testbed applied one, else 100."""
+    quota = manifest.get("testbed", {}).get("cpu_quota_pct")
+    if not quota or quota <= 0:
+        return 100.0
+    return min(100.0, float(quota) / max(server_cpus, 1))
+
+
 def points_table(run: Path) -> pd.DataFrame:
     """The tidy table of a run: one row per point directory, failed and incomplete included."""
     run = Path(run)
     if not (run / "points").is_dir():
         raise FileNotFoundError(f"{run} is not a run directory (no points/ inside)")
-    cpus = server_cpu_count(read_manifest(run))
-    rows = [point_row(p, cpus) for p in point_dirs(run)]
+    manifest = read_manifest(run)
+    cpus = server_cpu_count(manifest)
+    capacity = cpu_capacity_pct(manifest, cpus)
+    rows = [point_row(p, cpus, capacity) for p in point_dirs(run)]
     if not rows:
         raise ValueError(f"{run} has no data points under points/")
     table = pd.DataFrame(rows).sort_values(KEYS, ignore_index=True)
@@ -430,7 +450,8 @@ def find_run(run_dir: str | Path | None = None, run_id: str | None = None,
 
 # ---------------------------------------------------------------- the paper's explanations (§5)
 
-WHY_COLUMNS = ["ops_per_s", "cpu_idle", "cpu_iowait", "cpu_unused", "cpu_busy", "blocked_pct", "listen_drops",
+WHY_COLUMNS = ["ops_per_s", "cpu_idle", "cpu_iowait", "cpu_unused", "cpu_busy",
+               "cpu_unused_of_capacity", "cpu_busy_of_capacity", "blocked_pct", "listen_drops",
                "listen_overflows", "accept_batch_mean", "event_waits_per_request",
                "server_cpu_us_per_request", "ctx_switches"]
 

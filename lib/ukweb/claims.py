@@ -302,10 +302,10 @@ EVALUATORS: dict[str, Callable[[Context, pd.Series], tuple[Estimate, str]]] = {
     "peak_at_connections": _peak_at,
     "process_sweep_best": _process_sweep,
     # Linux 2.4's idle, which included I/O wait (see analysis.system_metrics).
-    "server_cpu_idle_pct": lambda ctx, c: _point_metric(ctx, c, "cpu_unused"),
+    "server_cpu_idle_pct": lambda ctx, c: _point_metric(ctx, c, "cpu_unused_of_capacity"),
     "server_blocked_pct": lambda ctx, c: _blocked(ctx, c),
     "listen_drops_ratio": _listen_drops_ratio,
-    "server_cpu_pct": lambda ctx, c: _point_metric(ctx, c, "cpu_busy"),
+    "server_cpu_pct": lambda ctx, c: _point_metric(ctx, c, "cpu_busy_of_capacity"),
     "abs_peak_gap_pct": _abs_peak_gap,
     "min_ratio_pct": _min_ratio,
     "points_a_above_b_missing": _points_missing,
