@@ -8,7 +8,7 @@ PROFILE ?= quick
 RUN ?=
 # System packages: the C toolchain, liburing for ktux, and the real peers used by tests and
 # benchmarks (nginx as a baseline server, wrk as a baseline client).
-APT_PACKAGES := gcc make pkg-config liburing-dev zlib1g-dev nginx-light wrk procps iproute2
+APT_PACKAGES := gcc make pkg-config liburing-dev zlib1g-dev nginx-light wrk procps iproute2 curl
 
 .PHONY: setup system venv build asan test reproduce report lab clean
 

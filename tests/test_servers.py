@@ -77,12 +77,11 @@ def test_every_static_file_byte_for_byte(server: Server, docroot: Path) -> None:
     assert st["bytes_out"] > sum((docroot / file_path(*f)).stat().st_size for f in ALL_FILES)
 
 
+@pytest.mark.parametrize("kind", ["userver"])  # --events and --accept-count are userver flags
 @pytest.mark.parametrize("events", ["select", "poll", "epoll"])
 @pytest.mark.parametrize("accept_count", [0, 1])
 def test_event_mechanisms_and_accept_counts(kind: str, start_server, docroot: Path, events: str,
                                             accept_count: int) -> None:
-    if kind != "userver":
-        pytest.skip("--events and --accept-count are userver flags")
     srv = start_server(events=events, accept_count=accept_count)
     accepts = srv.status()["total"]["accepts"]
     names = [file_path(d, c, 4) for d, c, _ in ALL_FILES[::9]]
@@ -490,8 +489,6 @@ def test_startup_failure_reports_servers_message(kind: str, docroot: Path, tmp_p
 def test_bad_command_line_exits_2_with_one_line(kind: str, docroot: Path, tmp_path: Path,
                                                 args: list[str]) -> None:
     base = ["--docroot", str(docroot), "--post-log", str(tmp_path / "p.log")] if args else []
-    if kind == "ktux" and "--events" in args:
-        pytest.skip("--events is a userver flag")
     proc = subprocess.run([str(paths.binary(kind)), *base, *args], capture_output=True, timeout=10)
     assert proc.returncode == 2
     assert len(proc.stderr.decode().strip().splitlines()) == 1
