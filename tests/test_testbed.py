@@ -189,6 +189,46 @@ def test_page_cache_stays_under_the_memory_limit(big_files: Path, tmp_path: Path
     assert not cgroups.leftovers(f"ukweb-test-{os.getpid()}")
 
 
+COLD_READ = """
+import sys, time
+t = time.monotonic()
+for p in sys.argv[1:]:
+    with open(p, 'rb') as f:
+        while f.read(1 << 20):
+            pass
+print(time.monotonic() - t)
+"""
+
+
+def _cold_read_s(tb: Testbed, label: str, files: list[Path]) -> float:
+    with tb.point_cgroup(label) as cg:
+        tb.before_point()
+        out = subprocess.run([sys.executable, "-c", COLD_READ, *map(str, files)], check=True,
+                             preexec_fn=tb.server_preexec(cg), capture_output=True, text=True,
+                             timeout=60)
+    return float(out.stdout)
+
+
+@needs_cgroups
+@pytest.mark.skipif("io" not in cgroups.available_controllers(), reason="no cgroup io/blkio controller")
+def test_disk_throttle_slows_the_servers_cold_reads(big_files: Path) -> None:
+    """disk_read_mbps emulates the 2004 IDE disk: 16 MB read cold at 8 MB/s take about 2 s,
+    the same read unthrottled much less; the limit reads back from the kernel."""
+    with Testbed(memory_mb=64, prefix="ukweb-test") as free:
+        fast = _cold_read_s(free, "free", [big_files / "f02", big_files / "f03"])
+        assert free.disk is None and "disk" in free.deviations
+    with Testbed(memory_mb=64, disk_read_mbps=8, disk_path=big_files,
+                 prefix="ukweb-test") as tb:
+        assert tb.disk is not None and tb.disk.read_bps == 8_000_000
+        assert tb.describe()["disk"]["device"] == cgroups.block_device(big_files)
+        with tb.point_cgroup("limit") as cg:
+            name = "io.max" if cg.ver == "v2" else "blkio.throttle.read_bps_device"
+            assert f"{tb.disk.device} 8000000" in (cg.dirs["io"] / name).read_text().replace("rbps=", "")
+        slow = _cold_read_s(tb, "slow", [big_files / "f00", big_files / "f01"])
+    assert slow >= 1.5 and slow > 2 * fast, f"throttled {slow:.2f} s vs free {fast:.2f} s"
+    assert not cgroups.leftovers(f"ukweb-test-{os.getpid()}")
+
+
 @pytest.mark.skipif(not CAPS.netns, reason="network namespaces need root, ip and tc")
 def test_netns_links_are_rate_limited_and_isolated() -> None:
     """Two tbf-shaped veth links between a server and a client namespace; the runner's own
@@ -247,10 +287,12 @@ def test_cgroup_v2_files_written(tmp_path: Path) -> None:
     (tmp_path / "cgroup.subtree_control").write_text("")
     (tmp_path / "cgroup.procs").write_text("")
     assert cgroups.version(tmp_path) == "v2"
-    cg = Cgroup("ukweb-v2", memory_bytes=64 * MB, cpu_quota_pct=25, cpus="0", root=tmp_path)
+    cg = Cgroup("ukweb-v2", memory_bytes=64 * MB, cpu_quota_pct=25, cpus="0", root=tmp_path,
+                disk=cgroups.DiskLimit("8:0", read_bps=40_000_000, read_iops=150))
     cg.create()
     d = tmp_path / "ukweb-v2"
-    assert (tmp_path / "cgroup.subtree_control").read_text() == "+memory +cpu +cpuset"
+    assert (tmp_path / "cgroup.subtree_control").read_text() == "+memory +cpu +cpuset +io"
+    assert (d / "io.max").read_text() == "8:0 rbps=40000000 riops=150"
     assert (d / "memory.max").read_text() == str(64 * MB)
     assert (d / "cpu.max").read_text() == "2500 10000"
     assert (d / "cpuset.cpus").read_text() == "0"

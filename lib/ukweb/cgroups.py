@@ -14,7 +14,7 @@ import math
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,25 @@ def available_controllers(root: Path = ROOT) -> list[str]:
     return []
 
 
+def block_device(path: Path) -> str:
+    """'major:minor' of the whole disk holding path (the throttle refuses partitions)."""
+    dev = os.stat(path).st_dev
+    sysfs = Path(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}")
+    if (sysfs / "partition").is_file():  # a partition: its parent directory is the disk
+        return (sysfs.resolve().parent / "dev").read_text().strip()
+    return f"{os.major(dev)}:{os.minor(dev)}"
+
+
+@dataclass(frozen=True)
+class DiskLimit:
+    """Read limits on one block device, emulating the paper's 7200 RPM IDE disk: bytes/s and
+    I/O operations per second (None leaves one unlimited)."""
+
+    device: str  # "major:minor", see block_device()
+    read_bps: int | None = None
+    read_iops: int | None = None
+
+
 def _write(path: Path, value: str) -> None:
     try:
         path.write_text(value)
@@ -66,13 +85,15 @@ class Cgroup:
     """One cgroup named `name` holding the server (and only the server).
 
     memory_bytes caps memory including the page cache; cpu_quota_pct (of one CPU) emulates the
-    slower 2004 CPU; cpus pins everything in the group to a CPU set. None leaves a knob unset.
+    slower 2004 CPU; cpus pins everything in the group to a CPU set; disk throttles reads from
+    the file set's disk (the 2004 IDE disk). None leaves a knob unset.
     """
 
     name: str
     memory_bytes: int | None = None
     cpu_quota_pct: float | None = None
     cpus: str | None = None
+    disk: DiskLimit | None = None
     root: Path = ROOT
     ver: str | None = field(default=None, init=False)
     dirs: dict[str, Path] = field(default_factory=dict, init=False)
@@ -99,6 +120,8 @@ class Cgroup:
             roles.append("cpu")
         if self.cpus is not None:
             roles.append("cpuset")
+        if self.disk is not None:
+            roles.append("io")
         return roles
 
     def _create_v1(self, roles: list[str]) -> None:
@@ -117,6 +140,11 @@ class Cgroup:
             quota, period = self.quota_period_us()
             _write(self.dirs["cpu"] / "cpu.cfs_period_us", str(period))
             _write(self.dirs["cpu"] / "cpu.cfs_quota_us", str(quota))
+        if self.disk is not None:
+            for name, value in (("read_bps", self.disk.read_bps), ("read_iops", self.disk.read_iops)):
+                if value:
+                    _write(self.dirs["io"] / f"blkio.throttle.{name}_device",
+                           f"{self.disk.device} {value}")
 
     def _create_v2(self, roles: list[str]) -> None:
         names = " ".join("+" + V2_CONTROLLERS[r] for r in roles)
@@ -133,6 +161,10 @@ class Cgroup:
         if self.cpu_quota_pct is not None:
             quota, period = self.quota_period_us()
             _write(d / "cpu.max", f"{quota} {period}")
+        if self.disk is not None:
+            limits = {"rbps": self.disk.read_bps, "riops": self.disk.read_iops}
+            _write(d / "io.max", " ".join([self.disk.device] +
+                                          [f"{k}={v}" for k, v in limits.items() if v]))
 
     def quota_period_us(self) -> tuple[int, int]:
         """(quota, period) in microseconds for cpu_quota_pct of one CPU."""
@@ -143,6 +175,7 @@ class Cgroup:
     def describe(self) -> dict:
         return {"name": self.name, "version": self.ver, "memory_bytes": self.memory_bytes,
                 "cpu_quota_pct": self.cpu_quota_pct, "cpus": self.cpus,
+                "disk": asdict(self.disk) if self.disk else None,
                 "dirs": {r: str(d) for r, d in self.dirs.items()}}
 
     def join(self, pid: int = 0) -> None:

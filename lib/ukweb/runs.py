@@ -181,7 +181,8 @@ def sweep(params: SweepParams, run_id: str | None = None, root: Path = RAW, prog
     testbed = Testbed(server_cpus=params.server_cpus, client_cpus=params.client_cpus,
                       memory_mb=params.memory_mb,
                       cpu_quota_pct=effective_quota(params, calibration),
-                      drop_caches=params.drop_caches)
+                      drop_caches=params.drop_caches, disk_read_mbps=params.disk_read_mbps,
+                      disk_read_iops=params.disk_read_iops, disk_path=params.fileset_path().parent)
     if testbed.cpu_quota_pct is None:
         testbed.deviate("cpu_quota", "no CPU quota (no calibration): the server runs at this "
                         "machine's CPU speed, so peaks move to higher connection counts")

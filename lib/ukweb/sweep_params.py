@@ -54,6 +54,8 @@ class SweepParams:
     client_cpus: str = "1"
     memory_mb: int | None = 512
     cpu_quota_pct: float | None = None
+    disk_read_mbps: float | None = None   # the 2004 IDE disk, emulated by a read throttle
+    disk_read_iops: int | None = None
     calibration: str | None = "params/calibration.yaml"
     drop_caches: bool = True
     netns: bool = False
@@ -189,6 +191,8 @@ def validate(raw: dict) -> SweepParams:
         client_cpus=str(g["client_cpus"]),
         memory_mb=_optional("memory_mb", g["memory_mb"], lambda k, v: _int(k, v, 16)),
         cpu_quota_pct=_optional("cpu_quota_pct", g["cpu_quota_pct"], lambda k, v: _num(k, v, 1, 100)),
+        disk_read_mbps=_optional("disk_read_mbps", g["disk_read_mbps"], lambda k, v: _num(k, v, 0.1)),
+        disk_read_iops=_optional("disk_read_iops", g["disk_read_iops"], lambda k, v: _int(k, v, 1)),
         calibration=_optional("calibration", g["calibration"], _str),
         drop_caches=_bool("drop_caches", g["drop_caches"]),
         netns=_bool("netns", g["netns"]),

@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 
 from ukweb import cgroups, manifest
-from ukweb.cgroups import Cgroup, CgroupError
+from ukweb.cgroups import Cgroup, CgroupError, DiskLimit
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +181,9 @@ class Testbed:
     memory_mb: int | None = 512
     cpu_quota_pct: float | None = None
     drop_caches: bool = True
+    disk_read_mbps: float | None = None  # the 2004 disk: read throttle on the file set's disk
+    disk_read_iops: int | None = None
+    disk_path: Path | None = None        # a path on that disk (the file set)
     prefix: str = "ukweb"
     caps: Capabilities = field(default_factory=probe)
     deviations: dict[str, str] = field(default_factory=dict, init=False)
@@ -189,6 +192,7 @@ class Testbed:
     _cgroups: list[Cgroup] = field(default_factory=list, init=False)
     client_cg: Cgroup | None = field(default=None, init=False)
     network: dict | None = field(default=None, init=False)  # the netns links, when used
+    disk: DiskLimit | None = field(default=None, init=False)  # set on entering
 
     def deviate(self, step: str, reason: str) -> None:
         """Record, once per step, that the paper's method could not be followed here."""
@@ -226,6 +230,7 @@ class Testbed:
                 self.deviate(step, problem)
         if not self.drop_caches:
             self.deviate("drop_caches", "drop_caches: false in the parameters")
+        self.disk = self._disk_limit()
         load = os.getloadavg()[0]
         if load > BUSY_LOAD:
             self.deviate("quiet_machine", f"load average {load:.2f} at start: other processes "
@@ -240,9 +245,22 @@ class Testbed:
             self._remove(cg)
         self._stack.close()
 
+    def _disk_limit(self) -> DiskLimit | None:
+        """The read throttle for the server's cgroup, or None (a deviation when one was asked
+        for and the machine cannot do it)."""
+        if not (self.disk_read_mbps or self.disk_read_iops):
+            self.deviate("disk", "no disk throttle: the file set is read from this machine's disk")
+            return None
+        if "io" not in cgroups.available_controllers():
+            self.deviate("disk", "the cgroup io (blkio) controller is not available: disk unthrottled")
+            return None
+        bps = int(self.disk_read_mbps * 1e6) if self.disk_read_mbps else None
+        return DiskLimit(cgroups.block_device(self.disk_path or Path.cwd()), bps, self.disk_read_iops)
+
     def describe(self) -> dict:
         return {"server_cpus": self.server_cpu_list, "client_cpus": self.client_cpu_list,
                 "memory_mb": self.memory_mb, "cpu_quota_pct": self.cpu_quota_pct,
+                "disk": asdict(self.disk) if self.disk else None,
                 "drop_caches": self.drop_caches, "delay_accounting": self.delayacct,
                 "network": self.network or "loopback",
                 "capabilities": asdict(self.caps)}
@@ -258,14 +276,16 @@ class Testbed:
     def new_cgroup(self, label: str) -> Cgroup | None:
         """A fresh cgroup for the server of one point, or None (recorded) when not allowed."""
         memory = self.memory_mb * 1024 * 1024 if self.memory_mb else None
-        return self._new_cgroup(label, memory, self.cpu_quota_pct, self.server_cpu_list)
+        return self._new_cgroup(label, memory, self.cpu_quota_pct, self.server_cpu_list,
+                                self.disk)
 
     def _new_cgroup(self, label: str, memory: int | None, quota: float | None,
-                    cpus: list[int]) -> Cgroup | None:
+                    cpus: list[int], disk: DiskLimit | None = None) -> Cgroup | None:
         if "cgroup" in self.caps.problems():
             return None
         name = f"{self.prefix}-{os.getpid()}-{label}"
-        cg = Cgroup(name, memory_bytes=memory, cpu_quota_pct=quota, cpus=format_cpus(cpus))
+        cg = Cgroup(name, memory_bytes=memory, cpu_quota_pct=quota, cpus=format_cpus(cpus),
+                    disk=disk)
         try:
             cg.create()
         except CgroupError as exc:
