@@ -5,7 +5,9 @@ Every server is pinned to one CPU and driven in turn by the same client (wrk, ke
 pinned to another, so ratios are measured side by side in one run:
 
 1. peak: wrk unpaced, URLs dealt from the SPECweb99 static deck; req/s of each server.
-   Goals: ktux / nginx >= 1.3; ktux / userver reported.
+   Goals: ktux / nginx >= 1.3; ktux / userver reported. One wrk core can fall short of an
+   unthrottled server; --server-cpu-pct P gives every server (and the responder) the same
+   CPU quota, P % of its core, so that the servers and not the client set the peak.
 2. same offered load: wrk paced (lua delay) at a rate every server sustains, one 1 KiB file
    (the responder's response size); CPU µs per request (/proc/<pid>/stat, all threads: io-wq
    and SQPOLL threads included) and kernel entries per request (ktux: io_uring_enter calls
@@ -14,6 +16,7 @@ pinned to another, so ratios are measured side by side in one run:
 
     .venv/bin/python bench/servers_static.py [--seconds 5] [--connections 50] [--rounds 2]
                                              [--paced-rate 4000] [--strace] [--ktux-option OPT ...]
+                                             [--server-cpu-pct 50]
                                              [--ablate no_zerocopy --ablate no_cache ...]
 
 Numbers on a shared, busy machine are noisy: compare the ratios, not the absolute rates.
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import re
 import statistics
 import subprocess
@@ -48,6 +52,7 @@ from userver_vs_nginx import (
 )
 
 from ukweb import fileset
+from ukweb.cgroups import Cgroup
 from ukweb.servers import Server, ServerConfig
 from ukweb.workload import file_path
 
@@ -105,6 +110,17 @@ def run_paced(target: Target, args: argparse.Namespace, work: Path) -> Paced:
     return Paced(target.label, n / args.seconds, cpu * 1e6 / max(n, 1), enters)
 
 
+def cpu_quotas(stack: contextlib.ExitStack, targets: list[Target], pct: float | None) -> None:
+    """Give each target its own cgroup with the same CPU quota (removed when the stack closes,
+    after the servers have stopped)."""
+    if not pct:
+        return
+    for t in targets:
+        cg = stack.enter_context(Cgroup(f"ukweb-bench-{os.getpid()}-{t.label}", cpu_quota_pct=pct))
+        for pid in t.pids():
+            cg.join(pid)
+
+
 def peak_rounds(targets: list[Target], args: argparse.Namespace, work: Path) -> dict[str, list[Measurement]]:
     results: dict[str, list[Measurement]] = {t.label: [] for t in targets}
     for _ in range(args.rounds):  # alternate, so drift hits every server alike
@@ -125,7 +141,8 @@ def report(peak: dict[str, list[Measurement]], paced: dict[str, list[Paced]],
            strace: dict[str, float], args: argparse.Namespace) -> None:
     print(f"static, cached, keep-alive, {args.connections} conns, {args.seconds} s x {args.rounds} "
           f"rounds; servers on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU}; ktux options "
-          f"{args.ktux_option or 'defaults'}")
+          f"{args.ktux_option or 'defaults'}; CPU quota per server "
+          f"{f'{args.server_cpu_pct:g} %' if args.server_cpu_pct else 'none'}")
     rate = {k: statistics.median(m.rate for m in v) for k, v in peak.items()}
     print("peak (unpaced, SPECweb99 static deck):")
     for label, runs in peak.items():
@@ -156,6 +173,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dirs", type=int, default=10, help="file-set directories (cached)")
     p.add_argument("--paced-rate", type=int, default=4000, help="offered req/s in the CPU phase")
     p.add_argument("--strace", action="store_true", help="also count syscalls with strace -c")
+    p.add_argument("--server-cpu-pct", type=float, default=None,
+                   help="CPU quota for every server, %% of one core (needs root and cgroups)")
     p.add_argument("--ktux-option", action="append", default=[],
                    help="a switch for the main ktux, e.g. no_zerocopy (repeatable)")
     p.add_argument("--ablate", action="append", default=[],
@@ -172,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         warm_cache(work / "file_set")
         (work / "urls.txt").write_text("\n".join(static_urls(args.dirs)) + "\n")
         port = free_port()
-        with contextlib.ExitStack() as stack:
+        with contextlib.ExitStack() as quotas, contextlib.ExitStack() as stack:
             kt = stack.enter_context(ktux(work, work / "ktux", dict.fromkeys(args.ktux_option, True)))
             us = stack.enter_context(userver(work, work / "userver"))
             resp = stack.enter_context(started([str(build_responder()), str(port)], port, SERVER_CPU))
@@ -185,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                            Target("userver", us.url, us.pids, us.status),
                            *(Target(label, v.url, v.pids, v.status) for label, v in variants)]
                 responder = Target("responder", f"http://127.0.0.1:{port}", lambda: [resp.pid], None)
+                cpu_quotas(quotas, [*servers, responder], args.server_cpu_pct)
                 peak = peak_rounds(servers, args, work)
                 paced = paced_rounds([*servers, responder], args, work)
                 strace = {t.label: strace_syscalls_per_request(t.url, t.pids(), args, work)
