@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 import yaml
 from test_analysis import make_run, write_point
@@ -149,3 +150,24 @@ def test_failed_points_are_named_under_their_figure(tmp_path: Path):
     assert (tmp_path / "figs" / "fig2.png") in written
     notes = figures.failed_notes(analysis.points_table(run), "static")
     assert notes == ["not measured: ktux c300 r0 (failed: server died: server exited with code 1)"]
+
+
+def test_the_reference_run_regenerates_and_matches_the_readme(tmp_path: Path):
+    """`make report RUN=data/reference/quick` works without servers, and the README's claim
+    table is what the committed raw logs give today (not edited by hand, not stale)."""
+    run = paths.REFERENCE / "quick"
+    out = tmp_path / "processed"
+    report.build(run, out)
+    for name in report.ANALYSIS_NOTEBOOKS:
+        executed = nbformat.read(out / "notebooks" / f"{name}.ipynb", as_version=4)
+        assert not [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    ours = {c["id"]: c for c in json.loads((out / "claims.json").read_text())}
+    assert set(ours) == set(pd.read_csv(paths.PAPER / "claims.csv")["id"])
+    readme = (paths.REPO / "README.md").read_text()
+    rows = {cells[1].strip(): cells for cells in (line.split("|") for line in readme.splitlines())
+            if len(cells) > 7 and cells[1].strip() in ours}
+    assert set(rows) == set(ours), "the README's claim table lacks some claims"
+    for cid, claim in ours.items():
+        assert rows[cid][6].strip() == claim["verdict"], f"{cid}: README says {rows[cid][6]}"
+        if isinstance(claim["ours"], float):
+            assert rows[cid][5].strip().startswith(f"{claim['ours']:.1f}"), cid
