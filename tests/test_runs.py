@@ -283,12 +283,22 @@ def test_calibration_targets_the_papers_peak() -> None:
 
 
 @needs_binaries
+def test_calibration_brackets_and_interpolates() -> None:
+    from ukweb import calibrate
+
+    target = 2000.0
+    one = [{"cpu_quota_pct": 10.0, "replies_per_s": 1000.0}]
+    assert calibrate.next_quota(one, target) == 20.0  # in proportion while one-sided
+    two = one + [{"cpu_quota_pct": 30.0, "replies_per_s": 5000.0}]
+    assert calibrate.next_quota(two, target) == 15.0  # between the brackets
+
+
 def test_calibrate_writes_a_quota_sweeps_use(tmp_path: Path) -> None:
     from ukweb import calibrate
 
     out = tmp_path / "calibration.yaml"
     assert calibrate.cli(["--seconds", "1", "--connections", "16", "-o", str(out),
-                          "--root", str(tmp_path)]) == 0
+                          "--overload-connections", "40", "--root", str(tmp_path)]) == 0
     cal = yaml.safe_load(out.read_text())
     if "cpu" in CAPS.cgroup_controllers:
         assert 1 <= cal["cpu_quota_pct"] <= 100 and cal["steps"]

@@ -101,7 +101,8 @@ def ensure_calibration(params: SweepParams) -> dict | None:
 
         log.info("%s missing: calibrating now", path)
         calibrate.calibrate(out=path, fileset_dir=params.fileset_path(),
-                            server_cpus=params.server_cpus, client_cpus=params.client_cpus)
+                            server_cpus=params.server_cpus, client_cpus=params.client_cpus,
+                            memory_mb=params.memory_mb)
     return yaml.safe_load(path.read_text())
 
 
