@@ -90,6 +90,24 @@ def make_run(root: Path, curves: dict[tuple[str, str], dict[int, list[float]]],
     return run
 
 
+def test_server_run_time_beats_tick_sampled_cpu(tmp_path: Path):
+    """With schedstat run time in system.csv (server_cpu_s), CPU use comes from it, not from
+    /proc/stat's tick-sampled idle, which a CFS quota can make look 100 % idle."""
+    run = make_run(tmp_path, {("static", "ktux"): {500: [40.0]}},
+                   {("static", "ktux"): {"idle": 100.0}})
+    system = next(run.rglob("system.csv"))
+    lines = system.read_text().splitlines()
+    system.write_text("\n".join([lines[0] + ",server_cpu_s"] + [f"{x},0.1" for x in lines[1:]]) + "\n")
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["testbed"] = {"cpu_quota_pct": 20.0}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    row = analysis.points_table(run).iloc[0]
+    assert row["cpu_busy"] == pytest.approx(0.0)  # the ticks saw nothing
+    assert row["cpu_busy_of_capacity"] == pytest.approx(50.0)  # 0.1 s/s of a 0.2 s/s quota
+    assert row["server_cpu_us_per_request"] == pytest.approx(
+        row["server_cpu_s"] * 1e6 / row["requests"])
+
+
 def test_cpu_use_is_measured_against_the_cpu_quota(tmp_path: Path):
     """Under a 20 % quota a CPU 15 % busy (85 % idle) is 75 % busy against what it may use."""
     run = make_run(tmp_path, {("dynamic", "ktux"): {500: [40.0]}},

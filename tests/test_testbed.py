@@ -189,6 +189,26 @@ def test_page_cache_stays_under_the_memory_limit(big_files: Path, tmp_path: Path
     assert not cgroups.leftovers(f"ukweb-test-{os.getpid()}")
 
 
+BURN = "import time\nend = time.monotonic() + 3\nwhile time.monotonic() < end: pass\n"
+
+
+@needs_cgroups
+def test_sampler_counts_the_servers_run_time_under_a_quota(tmp_path: Path) -> None:
+    """A busy loop capped at 20 % of a CPU runs ~0.2 s per second: server_cpu_s says so."""
+    with Testbed(memory_mb=64, cpu_quota_pct=20, prefix="ukweb-test") as tb, \
+            tb.point_cgroup("burn") as cg:
+        proc = subprocess.Popen([sys.executable, "-c", BURN], preexec_fn=tb.server_preexec(cg))
+        try:
+            with Sampler(tmp_path / "system.csv", tb.server_cpu_list, cg.pids, cg, interval=0.5):
+                time.sleep(2.2)
+        finally:
+            proc.kill()
+            proc.wait()
+    rows = list(csv.DictReader(open(tmp_path / "system.csv")))[1:]  # the first may hold start-up
+    per_s = [float(r["server_cpu_s"]) / 0.5 for r in rows]
+    assert rows and all(0.1 < x < 0.3 for x in per_s), per_s
+
+
 COLD_READ = """
 import sys, time
 t = time.monotonic()

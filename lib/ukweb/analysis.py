@@ -126,7 +126,8 @@ def _blocked_s(samples: pd.DataFrame) -> float:
     return math.nan
 
 
-def system_metrics(system: pd.DataFrame, warmup_s: float, capacity_pct: float = 100.0) -> dict:
+def system_metrics(system: pd.DataFrame, warmup_s: float, capacity_pct: float = 100.0,
+                   server_cpus: int = 1) -> dict:
     """Server CPU idle/iowait/busy %, blocked %, listen drops and overflows of one point.
 
     capacity_pct is the share of the server's CPUs it may use (its CPU quota; 100 without one):
@@ -145,9 +146,16 @@ def system_metrics(system: pd.DataFrame, warmup_s: float, capacity_pct: float = 
         # softirq network work counts as busy.
         row["cpu_unused"] = row["cpu_idle"] + row.get("cpu_iowait", 0.0)
         row["cpu_busy"] = 100.0 - row["cpu_unused"]
+    busy = row.get("cpu_busy")
+    if "server_cpu_s" in s:
+        # The server's own run time (schedstat, exact) as a share of its CPU set; preferred
+        # to /proc/stat's tick-sampled times, which a CFS quota can make miss the server.
+        row["server_cpu_s"] = counter_total(s["server_cpu_s"])
+        busy = 100.0 * row["server_cpu_s"] / (_span_s(s) * server_cpus)
+    if busy is not None:
         # [I] Under a CPU quota the throttled time shows as idle on the CPU; against the
         # quota, a saturated server is ~100 % busy, as the paper's slower CPU was.
-        row["cpu_busy_of_capacity"] = min(100.0, 100.0 * row["cpu_busy"] / capacity_pct)
+        row["cpu_busy_of_capacity"] = min(100.0, 100.0 * busy / capacity_pct)
         row["cpu_unused_of_capacity"] = 100.0 - row["cpu_busy_of_capacity"]
     for col in ("listen_drops", "listen_overflows", "ctx_switches", "disk_read_bytes"):
         if col in s:
@@ -203,11 +211,14 @@ def _measured_row(point: Path, row: dict, server_cpus: int, capacity_pct: float)
     row["client_cpu_us_per_request"] = summary.get("cpu_us_per_request", math.nan)
     if (point / "system.csv").exists():
         row.update(system_metrics(logs.read_system(point), float(summary.get("warmup_s", 0)),
-                                  capacity_pct))
+                                  capacity_pct, server_cpus))
     if (point / "server-status.json").exists():
         row.update(_status_counters(json.loads((point / "server-status.json").read_text())))
-    if "cpu_busy" in row and row["requests"]:
-        # Server CPU time per reply: busy share x server CPUs x seconds / replies.
+    if "server_cpu_s" in row and row["requests"]:
+        # Server CPU time per reply, from its threads' own run time over the measured samples.
+        row["server_cpu_us_per_request"] = row["server_cpu_s"] * 1e6 / max(row["requests"], 1)
+    elif "cpu_busy" in row and row["requests"]:
+        # Older runs: busy share x server CPUs x seconds / replies.
         row["server_cpu_us_per_request"] = (row["cpu_busy"] / 100 * server_cpus * measure_s * 1e6
                                             / max(row["requests"], 1))
     _cross_check(row)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ukweb import sampler
 from ukweb.workload import REQUEST_TYPES
 
 REQUEST_COLUMNS = ("t_start_us", "t_end_us", "conn", "type", "class", "dir", "file", "status",
@@ -65,9 +66,7 @@ def read_summary(point_dir: Path) -> dict:
         raise LogError(f"{path}: not a readable loadgen summary: {exc}") from exc
 
 
-SYSTEM_COLUMNS = ("t", "cpu_user", "cpu_sys", "cpu_idle", "cpu_iowait", "ctx_switches",
-                  "listen_overflows", "listen_drops", "disk_read_bytes", "page_cache_bytes",
-                  "blocked_s")
+SYSTEM_COLUMNS = tuple(sampler.COLUMNS)  # what ukweb.sampler writes
 
 
 def read_system(point_dir: Path) -> pd.DataFrame:
@@ -83,7 +82,7 @@ def read_system(point_dir: Path) -> pd.DataFrame:
         df = pd.read_csv(path)
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise LogError(f"{path}: not a readable system sample log: {exc}") from exc
-    if tuple(df.columns) != SYSTEM_COLUMNS:
+    if tuple(df.columns) not in (SYSTEM_COLUMNS, SYSTEM_COLUMNS[:-1]):  # older runs: no server_cpu_s
         raise LogError(f"{path}: columns {list(df.columns)}, expected {list(SYSTEM_COLUMNS)}")
     return df.astype({c: "int64" for c in SYSTEM_COLUMNS if c.endswith(("bytes", "switches",
                                                                          "overflows", "drops"))})

@@ -15,6 +15,9 @@ Counters are written as the change over the interval ending at `t`, gauges as th
   page_cache_bytes   page cache charged to the server's cgroup (else the machine's Cached)
   blocked_s          time the server's tasks spent blocked on block I/O in the interval
                      (delay accounting: /proc/<pid>/task/<tid>/stat field 42, summed)
+  server_cpu_s       CPU time the server's threads ran in the interval (schedstat, in ns, so
+                     exact: /proc/stat's per-CPU times are sampled on ticks, and under a CFS
+                     quota of ~1 ms per period the server's bursts can fall between ticks)
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from ukweb.cgroups import Cgroup
 log = logging.getLogger(__name__)
 
 COLUMNS = ["t", "cpu_user", "cpu_sys", "cpu_idle", "cpu_iowait", "ctx_switches",
-           "listen_overflows", "listen_drops", "disk_read_bytes", "page_cache_bytes", "blocked_s"]
+           "listen_overflows", "listen_drops", "disk_read_bytes", "page_cache_bytes", "blocked_s",
+           "server_cpu_s"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 DELAYACCT_FIELD = 42  # delayacct_blkio_ticks, proc(5)
 
@@ -120,6 +124,21 @@ def thread_blkio_ticks(pid: int) -> dict[int, int]:
     return out
 
 
+def thread_cpu_ns(pid: int) -> dict[int, int]:
+    """Nanoseconds on a CPU of every thread of pid, from schedstat ({} when it is gone)."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            out[int(tid)] = int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
 def blkio_ticks(pid: int) -> int:
     """delayacct_blkio_ticks summed over every thread of pid (0 when it is gone)."""
     return sum(thread_blkio_ticks(pid).values())
@@ -141,6 +160,8 @@ class Sampler:
         self._read: dict[int, int] = {}
         self._blk_seen: dict[int, int] = {}  # tid -> its last delayacct_blkio_ticks
         self._blk_total = 0.0                # clamped sum of the increments, in ticks
+        self._cpu_seen: dict[int, int] = {}  # tid -> its last schedstat run time (ns)
+        self._cpu_total = 0                  # sum of the increments, ns
         self._started = False                # True once the baseline sample is taken
         self.rows = 0
         self.error: BaseException | None = None
@@ -163,9 +184,17 @@ class Sampler:
         for pid in pids:
             self._read[pid] = max(self._read.get(pid, 0), read_bytes(pid))
             self._add_blocked(thread_blkio_ticks(pid))
+            self._add_cpu(thread_cpu_ns(pid))
         return {"ctx_switches": context_switches(), "listen_overflows": overflows,
                 "listen_drops": drops, "disk_read_bytes": sum(self._read.values()),
-                "blocked": self._blk_total}
+                "blocked": self._blk_total, "cpu_ns": self._cpu_total}
+
+    def _add_cpu(self, ns: dict[int, int]) -> None:
+        """Add each thread's new run time; threads that appear later count from zero."""
+        for tid, value in ns.items():
+            last = self._cpu_seen.get(tid, 0 if self._started else value)
+            self._cpu_total += max(0, value - last)
+            self._cpu_seen[tid] = value
 
     def _add_blocked(self, ticks: dict[int, int]) -> None:
         """Add each thread's new block-I/O delay, at most one interval per thread.
@@ -214,4 +243,5 @@ class Sampler:
         d = {k: cnt1[k] - cnt0[k] for k in cnt1}
         return [round(t, 3), pct["user"], pct["sys"], pct["idle"], pct["iowait"],
                 d["ctx_switches"], d["listen_overflows"], d["listen_drops"],
-                d["disk_read_bytes"], self._page_cache(), round(d["blocked"] / CLK_TCK, 3)]
+                d["disk_read_bytes"], self._page_cache(), round(d["blocked"] / CLK_TCK, 3),
+                round(d["cpu_ns"] / 1e9, 4)]
