@@ -100,10 +100,10 @@ def read_bytes(pid: int) -> int:
     return 0
 
 
-def thread_blkio_ticks(pid: int) -> dict[int, int]:
-    """delayacct_blkio_ticks of every thread of pid ({} when it is gone).
+def per_thread(pid: int, name: str, parse: Callable[[str], int]) -> dict[int, int]:
+    """parse(/proc/<pid>/task/<tid>/<name>) for every thread of pid ({} when it is gone).
 
-    Per thread because the process line reports only the thread-group leader, and ktux's
+    Per thread because the process files report only the thread-group leader, and ktux's
     blocking reads run in io_uring's io-wq worker threads.
     """
     out = {}
@@ -113,30 +113,25 @@ def thread_blkio_ticks(pid: int) -> dict[int, int]:
         return out
     for tid in tids:
         try:
-            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
-        except OSError:
+            out[int(tid)] = parse(Path(f"/proc/{pid}/task/{tid}/{name}").read_text())
+        except (OSError, IndexError, ValueError):  # the thread exited, or a short line
             continue
-        # Fields after the command name, which may hold spaces and parentheses.
-        rest = stat[stat.rfind(")") + 2:].split()
-        idx = DELAYACCT_FIELD - 3
-        if len(rest) > idx:
-            out[int(tid)] = int(rest[idx])
     return out
+
+
+def _blkio_field(stat: str) -> int:
+    # Fields after the command name, which may hold spaces and parentheses.
+    return int(stat[stat.rfind(")") + 2:].split()[DELAYACCT_FIELD - 3])
+
+
+def thread_blkio_ticks(pid: int) -> dict[int, int]:
+    """delayacct_blkio_ticks of every thread of pid."""
+    return per_thread(pid, "stat", _blkio_field)
 
 
 def thread_cpu_ns(pid: int) -> dict[int, int]:
-    """Nanoseconds on a CPU of every thread of pid, from schedstat ({} when it is gone)."""
-    out = {}
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for tid in tids:
-        try:
-            out[int(tid)] = int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
-        except (OSError, IndexError, ValueError):
-            continue
-    return out
+    """Nanoseconds on a CPU of every thread of pid (schedstat's first field)."""
+    return per_thread(pid, "schedstat", lambda text: int(text.split()[0]))
 
 
 def blkio_ticks(pid: int) -> int:
