@@ -6,9 +6,10 @@ PY := $(VENV)/bin/python
 BUILD := $(CURDIR)/build
 PROFILE ?= quick
 RUN ?=
-# System packages: the C toolchain, liburing for ktux, and the real peers used by tests and
-# benchmarks (nginx as a baseline server, wrk as a baseline client).
-APT_PACKAGES := gcc make pkg-config liburing-dev zlib1g-dev nginx-light wrk procps iproute2 curl
+# System packages: the C toolchain, liburing for ktux, libfuse3 for the disk model, and the real
+# peers used by tests and benchmarks (nginx as a baseline server, wrk as a baseline client).
+APT_PACKAGES := gcc make pkg-config liburing-dev zlib1g-dev nginx-light wrk procps iproute2 curl \
+                libfuse3-dev fuse3
 
 .PHONY: setup system venv build asan test reproduce report lab clean
 
@@ -40,11 +41,13 @@ $(VENV)/.installed: pyproject.toml .stamp-system
 build: .stamp-system
 	$(MAKE) -s -C servers BUILD=$(BUILD)
 	$(MAKE) -s -C loadgen BUILD=$(BUILD)
+	$(MAKE) -s -C emul BUILD=$(BUILD)
 
 # AddressSanitizer + UBSan build in build/asan; the tests use it with UKWEB_BIN=build/asan.
 asan: .stamp-system
 	$(MAKE) -s -C servers BUILD=$(BUILD)/asan SAN=1
 	$(MAKE) -s -C loadgen BUILD=$(BUILD)/asan SAN=1
+	$(MAKE) -s -C emul BUILD=$(BUILD)/asan SAN=1
 
 test: setup
 	$(PY) -m pytest -q
@@ -66,3 +69,4 @@ clean:
 	rm -rf $(BUILD) .stamp-system
 	$(MAKE) -s -C servers clean BUILD=$(BUILD)
 	$(MAKE) -s -C loadgen clean BUILD=$(BUILD)
+	$(MAKE) -s -C emul clean BUILD=$(BUILD)
