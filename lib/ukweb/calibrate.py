@@ -1,48 +1,55 @@
-"""Calibration: the CPU quota that makes this machine's server as fast as the paper's.
+"""Calibration: the CPU share that makes this machine's server as fast as the paper's.
 
-The paper's server was a 400 MHz Pentium II whose static peak came at about 700 connections
-(Fig. 2). With 400 kbit/s pacing a connection offers 400000/122000 = 3.28 ops/s (§1.2), so that
-server's static capacity was about 700 x 3.28 = 2,300 replies/s. A modern CPU is many times
-faster, so its peak would lie far right of the paper's x axis. `ukweb calibrate` measures the
-server's static capacity at full CPU (unpaced clients, short points), proposes the quota that
-scales it down to the target, checks that quota once with a second measurement and corrects it
-in proportion, and writes the result to params/calibration.yaml, which sweeps read when their
-cpu_quota_pct is null.
+The paper's server was a 400 MHz Pentium II. [I] The anchor: its 16-process µserver peaked on
+the static workload at 700 simultaneous connections (Fig. 2, claims S2 and S4). With 400 kbit/s
+pacing a connection offers 400000/122000 = 3.28 replies/s (§1.2), so the server saturated at
+about 700 x 3.28 = 2,295 replies/s. `ukweb calibrate -f params/<profile>.yaml` finds the
+CPU share (ukweb.cpuemul) at which userver-16, saturated by more connections than that (1,100),
+serves exactly that — in the final regime: the profile's CPU method, the disk model, the memory
+cap, one warm series (cache dropped once, pre-warmed, every step in the same cgroup), paced
+clients, warm-up long enough to settle. Every step is a real data point, kept under
+data/raw/calibrate-<time>/; params/calibration.yaml gets the share, the method, the anchor, each
+step with its misses/s and disk busy time (to show whether the CPU or the disk limited it).
 
-[I] Two kinds of measurement. The first, CPU-bound (a small cached file set, unpaced
-clients, full CPU), only gives the first guess. Every later one runs under the sweep's own
-conditions — memory cap, page cache dropped before the point, the file set of the largest
-point, 400 kbit/s clients — at more connections than the paper's peak (1,100), so that the
-server is saturated and its throughput is its capacity under the quota there. A quota
-calibrated on a cached set alone put the peaks of the first reference run at 300-500
-connections, because cold, memory-capped serving is slower. If this machine has no cgroup cpu
-controller, the equivalent line speed (which moves the peak the same way by offering less load
-per connection) is proposed instead.
+A share the anchor cannot be reached at (the server is disk-bound even at full speed) is an
+error naming what limits it. The search brackets the target and interpolates, and stops within
+TOLERANCE: two calibrations on the same machine must agree within 5 %
+(bench/calibration_repeat.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import logging
+import os
 import sys
 from pathlib import Path
 
 import yaml
 
-from ukweb import fileset, manifest
-from ukweb.paths import DATA, PARAMS, RAW
+from ukweb import analysis, manifest
+from ukweb.paths import PARAMS, RAW
 from ukweb.point import Point, PointFailed, PointRunner
 from ukweb.servers import named_config
-from ukweb.testbed import Testbed
+from ukweb.sweep_params import ParamsError, SweepParams, load_params
+from ukweb.testbed import pin
 from ukweb.workload import BITS_PER_REPLY, USER_LINE_SPEED
 
 log = logging.getLogger(__name__)
 
-PAPER_PEAK_CONNECTIONS = 700  # Fig. 2: both servers peak at 700 simultaneous connections
-MIN_QUOTA, MAX_QUOTA = 1.0, 100.0
-MAX_STEPS = 6       # measurements under a quota; with the first at full CPU, about 1 min in all
-TOLERANCE = 0.15    # |measured / target - 1| that ends the search
+PAPER_PEAK_CONNECTIONS = 700  # Fig. 2: userver-16 (and TUX) peak at 700 connections
+ANCHOR_SERVER = "userver-16"
+OVERLOAD_CONNECTIONS = 1100
+MIN_SHARE, MAX_SHARE = 0.02, 0.95
+FIRST_SHARE = 0.12   # the share the previous session's pilots put near the anchor
+MAX_STEPS = 7
+TOLERANCE = 0.03     # |measured / target - 1| that ends the search
+
+
+class CalibrationError(RuntimeError):
+    """The anchor cannot be reached; the message says what limits the server."""
 
 
 def target_replies(peak_connections: int = PAPER_PEAK_CONNECTIONS,
@@ -51,125 +58,150 @@ def target_replies(peak_connections: int = PAPER_PEAK_CONNECTIONS,
     return peak_connections * line_speed / BITS_PER_REPLY
 
 
-def propose_quota(capacity_full: float, target: float) -> float:
-    """Percent of one CPU that scales capacity_full down to target, within [1, 100]."""
-    if capacity_full <= 0:
-        raise ValueError("measured capacity is zero: the server answered nothing")
-    return round(min(MAX_QUOTA, max(MIN_QUOTA, 100.0 * target / capacity_full)), 1)
+def clamp(share: float) -> float:
+    return round(min(MAX_SHARE, max(MIN_SHARE, share)), 4)
 
 
-def equivalent_line_speed(capacity: float, peak_connections: int = PAPER_PEAK_CONNECTIONS) -> int:
-    """Per-connection line speed at which peak_connections offer exactly `capacity`."""
-    return int(capacity * BITS_PER_REPLY / peak_connections)
-
-
-def measure(runner: PointRunner, run: Path, server: str, connections: int, label: int) -> float:
-    """Replies/s of one short unpaced static point (ops_per_s from loadgen's summary)."""
-    point = Point("static", server, connections, label)
-    done = runner.run(run, point, named_config(server))
-    return float(done["ops_per_s"] or 0.0)
-
-
-def next_quota(steps: list[dict], target: float) -> float:
-    """The next quota to try: interpolated between the closest measurements on either side of
-    the target once there are both (capacity is far from proportional to the quota at a few
-    percent, where CFS throttling dominates), else scaled in proportion from the last one."""
+def next_share(steps: list[dict], target: float) -> float:
+    """The next share to try: interpolated between the closest measurements on either side of
+    the target once there are both, else scaled in proportion from the last one (capacity is
+    roughly proportional to the share while the CPU limits the server)."""
     below = [s for s in steps if s["replies_per_s"] < target]
     above = [s for s in steps if s["replies_per_s"] >= target]
     if below and above:
         lo = max(below, key=lambda s: s["replies_per_s"])
         hi = min(above, key=lambda s: s["replies_per_s"])
         frac = (target - lo["replies_per_s"]) / (hi["replies_per_s"] - lo["replies_per_s"])
-        quota = lo["cpu_quota_pct"] + frac * (hi["cpu_quota_pct"] - lo["cpu_quota_pct"])
-        return round(min(MAX_QUOTA, max(MIN_QUOTA, quota)), 1)
+        return clamp(lo["cpu_share"] + frac * (hi["cpu_share"] - lo["cpu_share"]))
     last = steps[-1]
-    return propose_quota(last["replies_per_s"] * 100.0 / last["cpu_quota_pct"], target)
+    if last["replies_per_s"] <= 0:
+        return clamp(last["cpu_share"] * 2)
+    return clamp(last["cpu_share"] * target / last["replies_per_s"])
 
 
-def search(runner: PointRunner, run: Path, server: str, connections: int, full: float,
+def _step(runner: PointRunner, run: Path, server: str, connections: int, i: int,
+          share: float) -> dict:
+    """One measurement at `share`: a real point; its replies/s, misses/s, disk busy, CPU use."""
+    runner.testbed.set_share(share)
+    point = Point("static", server, connections, i)
+    runner.run(run, point, named_config(server))
+    row = analysis.point_row(run / point.rel(), 1, share * 100,
+                             {"cpu_method": runner.testbed.describe()["cpu_method"]})
+    keep = ("ops_per_s", "misses_per_s", "disk_busy_pct", "cpu_busy_of_capacity",
+            "blocked_pct", "conforming_pct")
+    out = {"cpu_share": share, "replies_per_s": round(float(row.get("ops_per_s", 0.0)), 1)}
+    out.update({k: round(float(row[k]), 2) for k in keep[1:] if k in row})
+    return out
+
+
+def search(runner: PointRunner, run: Path, server: str, connections: int,
            target: float) -> dict:
-    """Measure under a quota until the capacity lands within TOLERANCE of the target.
-
-    The first guess scales the full-CPU capacity (measured cached, so too high a capacity and
-    too low a quota); each further step brackets and interpolates. The step closest to the
-    target is the result.
-    """
-    quota, steps = propose_quota(full, target), []
+    """Measure until the capacity lands within TOLERANCE of the target; the closest step wins."""
+    share, steps = FIRST_SHARE, []
     for i in range(MAX_STEPS):
-        runner.testbed.cpu_quota_pct = quota
-        got = measure(runner, run, server, connections, i + 2)
-        steps.append({"cpu_quota_pct": quota, "replies_per_s": round(got, 1)})
-        if got <= 0 or abs(got / target - 1) <= TOLERANCE:
+        steps.append(_step(runner, run, server, connections, i + 1, share))
+        log.info("calibrate: share %.4f -> %.0f replies/s (target %.0f)", share,
+                 steps[-1]["replies_per_s"], target)
+        if abs(steps[-1]["replies_per_s"] / target - 1) <= TOLERANCE:
             break
-        quota = next_quota(steps, target)
-        if any(s["cpu_quota_pct"] == quota for s in steps):
-            break  # converged to a quota already measured
+        share = next_share(steps, target)
+        if any(s["cpu_share"] == share for s in steps):
+            break  # converged to a share already measured
     best = min(steps, key=lambda s: abs(s["replies_per_s"] / target - 1))
-    return {"cpu_quota_pct": best["cpu_quota_pct"], "steps": steps,
-            "at_quota_replies_per_s": best["replies_per_s"]}
+    if best["replies_per_s"] < target * (1 - 0.15) and best["cpu_share"] >= MAX_SHARE * 0.9:
+        raise CalibrationError(
+            f"{server} reaches only {best['replies_per_s']:.0f} replies/s at a CPU share of "
+            f"{best['cpu_share']:.2f} (target {target:.0f}; disk busy "
+            f"{best.get('disk_busy_pct', float('nan')):.0f} %): the disk, not the CPU, limits "
+            "it; lower disk_seek_ms or raise memory_mb in the profile")
+    return {"cpu_share": best["cpu_share"], "at_share_replies_per_s": best["replies_per_s"],
+            "steps": steps}
 
 
-def calibrate(server: str = "userver-16", connections: int = 64, seconds: float = 5.0,
-              out: Path = PARAMS / "calibration.yaml", fileset_dir: Path | None = None,
-              server_cpus: str = "0", client_cpus: str = "1", root: Path = RAW,
-              overload_connections: int = 1100, memory_mb: int | None = 512) -> dict:
-    """Measure, propose, correct under the sweep's conditions; write out and return the record."""
+def calibrate(profile: Path = PARAMS / "paper.yaml", out: Path = PARAMS / "calibration.yaml",
+              server: str = ANCHOR_SERVER, connections: int = OVERLOAD_CONNECTIONS,
+              warmup_s: float | None = None, seconds: float | None = None,
+              root: Path = RAW) -> dict:
+    """Search the share in the profile's regime; write `out` and return the record."""
+    from ukweb import runs  # late: runs imports this module's users
+
+    params = load_params(profile)
+    if params.cpu_method == "none":
+        raise ParamsError(f"{profile}: cpu_method none has no CPU share to calibrate")
+    params = dataclasses.replace(params, cpu_share=None,
+                                 warmup_s=warmup_s if warmup_s is not None else min(params.warmup_s, 10.0),
+                                 duration_s=seconds if seconds is not None else min(params.duration_s, 10.0))
+    runs.check_methods(params)
     target = target_replies()
-    run = Path(root) / f"calibrate-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    docroot = fileset.ensure(fileset_dir or DATA / "fileset", max(connections, overload_connections)).parent
-    with Testbed(server_cpus=server_cpus, client_cpus=client_cpus, memory_mb=None,
-                 drop_caches=False) as tb:
-        runner = PointRunner(tb, docroot, warmup_s=1.0, duration_s=seconds, line_speed=0, seed=1)
-        full = measure(runner, run, server, connections, 1)
-        cpu_quota_possible = "cpu" in tb.caps.cgroup_controllers and not tb.caps.problems().get("cgroup")
-    result = {"server": server, "connections": connections, "seconds": seconds,
-              "overload_connections": overload_connections, "memory_mb": memory_mb,
-              "target_replies_per_s": round(target, 1),
-              "full_cpu_replies_per_s": round(full, 1),
-              "line_speed_alternative": equivalent_line_speed(full)}
-    with Testbed(server_cpus=server_cpus, client_cpus=client_cpus, memory_mb=memory_mb,
-                 drop_caches=True) as tb:
-        if not cpu_quota_possible:
-            result["cpu_quota_pct"] = None
-            result["note"] = "no cgroup cpu controller: use line_speed_alternative"
-        else:
-            paced = PointRunner(tb, docroot, warmup_s=2.0, duration_s=seconds,
-                                line_speed=USER_LINE_SPEED, seed=1)
-            result.update(search(paced, run, server, overload_connections, full, target))
-        result.update(host=manifest.host()["cpu_model"], date=manifest.now(), run=str(run),
-                      deviations=tb.deviation_list())
-    write(out, result)
-    return result
+    run = runs.run_path(root, f"calibrate-{dt.datetime.now():%Y%m%d-%H%M%S}")
+    run.mkdir(parents=True)
+    docroot = runs.docroot_for(params, connections)
+    testbed = runs.make_testbed(params, FIRST_SHARE)
+    affinity = os.sched_getaffinity(0)
+    with testbed, runs.links(params, testbed) as net, runs.mounted_disk(params, docroot, testbed) as disk:
+        pin(testbed.client_cpu_list)
+        try:
+            runner = PointRunner(testbed, disk.mountpoint if disk else docroot, params.warmup_s,
+                                 params.duration_s, params.line_speed, params.seed,
+                                 params.loadgen_threads, net, disk=disk, prewarm=params.prewarm)
+            with runner.series("calibrate", connections):
+                result = search(runner, run, server, connections, target)
+        finally:
+            os.sched_setaffinity(0, affinity)
+        described = testbed.describe()
+    record = {"cpu_method": params.cpu_method, **result,
+              "anchor": f"{server} static at {connections} connections (saturated) serves the load "
+                        f"{PAPER_PEAK_CONNECTIONS} connections offer, {target:.0f} replies/s: the "
+                        "paper's static peak (Fig. 2)",
+              "target_replies_per_s": round(target, 1), "server": server,
+              "connections": connections, "warmup_s": params.warmup_s,
+              "seconds": params.duration_s, "profile": str(profile),
+              "regime": {k: described.get(k) for k in ("memory_mb", "disk_model", "network")},
+              "host": manifest.host().get("cpu_model"), "date": manifest.now(), "run": str(run),
+              "git": manifest.git_state().get("commit"),
+              "deviations": testbed.deviation_list()}
+    write(out, record)
+    return record
 
 
 def write(out: Path, result: dict) -> None:
-    head = ("# Written by `ukweb calibrate`: the CPU quota (percent of one CPU) that puts the\n"
-            "# static peak near the paper's 700 connections on the machine named below.\n")
-    out.write_text(head + yaml.safe_dump(result, sort_keys=False))
+    head = ("# Written by `ukweb calibrate`: the CPU share (of this machine's CPU) at which the\n"
+            "# server's static capacity matches the paper's anchor, on the machine named below.\n")
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(head + yaml.safe_dump(result, sort_keys=False))
+    os.replace(tmp, out)
     log.info("calibration written to %s", out)
 
 
 def cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="ukweb calibrate",
-                                     description="Measure capacity; propose the CPU quota.")
-    parser.add_argument("--server", default="userver-16", help="server label (default userver-16)")
-    parser.add_argument("--connections", type=int, default=64, help="unpaced clients (default 64)")
-    parser.add_argument("--seconds", type=float, default=5.0, help="measurement per point")
-    parser.add_argument("--overload-connections", type=int, default=1100,
-                        help="paced connections for the measurements under the quota (default 1100)")
-    parser.add_argument("--memory-mb", type=int, default=512, help="server memory cap (default 512)")
+                                     description="Find the CPU share that matches the paper's anchor.")
+    parser.add_argument("-f", "--params", type=Path, default=PARAMS / "paper.yaml",
+                        help="the profile whose regime to calibrate in (default params/paper.yaml)")
+    parser.add_argument("--server", default=ANCHOR_SERVER, help=f"server label (default {ANCHOR_SERVER})")
+    parser.add_argument("--connections", type=int, default=OVERLOAD_CONNECTIONS,
+                        help=f"paced connections, more than the anchor's (default {OVERLOAD_CONNECTIONS})")
+    parser.add_argument("--warmup", type=float, default=None, help="warm-up per step (s)")
+    parser.add_argument("--seconds", type=float, default=None, help="measurement per step (s)")
     parser.add_argument("-o", "--out", type=Path, default=PARAMS / "calibration.yaml")
-    parser.add_argument("--fileset-dir", type=Path, default=None)
     parser.add_argument("--root", type=Path, default=RAW, help="where the measured points go")
     args = parser.parse_args(argv)
-    if args.connections < 1 or args.overload_connections < 1 or not 0.5 <= args.seconds <= 30:
-        parser.error("need --connections >= 1, --overload-connections >= 1 and 0.5 <= --seconds <= 30")
+    if args.connections < 1 or (args.seconds is not None and not 1 <= args.seconds <= 120) or (
+            args.warmup is not None and not 0 <= args.warmup <= 120):
+        parser.error("need --connections >= 1, 1 <= --seconds <= 120 and 0 <= --warmup <= 120")
+    from ukweb import fileset, runs
+
     try:
-        result = calibrate(args.server, args.connections, args.seconds, args.out, args.fileset_dir,
-                           root=args.root, overload_connections=args.overload_connections,
-                           memory_mb=args.memory_mb)
-    except (PointFailed, ValueError, fileset.FilesetError) as exc:
+        result = calibrate(args.params, args.out, args.server, args.connections, args.warmup,
+                           args.seconds, args.root)
+    except ParamsError as exc:
+        print(f"ukweb calibrate: {exc}", file=sys.stderr)
+        return 2
+    except (PointFailed, CalibrationError, runs.SweepError, fileset.FilesetError) as exc:
         print(f"ukweb calibrate: {exc}", file=sys.stderr)
         return 1
     print(yaml.safe_dump(result, sort_keys=False), end="")
     return 0
+
+
+__all__ = ["calibrate", "target_replies", "next_share", "CalibrationError", "SweepParams"]

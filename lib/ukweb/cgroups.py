@@ -166,6 +166,17 @@ class Cgroup:
             _write(d / "io.max", " ".join([self.disk.device] +
                                           [f"{k}={v}" for k, v in limits.items() if v]))
 
+    def set_cpu_quota(self, pct: float) -> None:
+        """Change the CPU quota of a live cgroup (percent of one CPU)."""
+        self.cpu_quota_pct = pct
+        quota, period = self.quota_period_us()
+        d = self.dirs["cpu"]
+        if self.ver == "v2":
+            _write(d / "cpu.max", f"{quota} {period}")
+        else:
+            _write(d / "cpu.cfs_period_us", str(period))
+            _write(d / "cpu.cfs_quota_us", str(quota))
+
     def quota_period_us(self) -> tuple[int, int]:
         """(quota, period) in microseconds for cpu_quota_pct of one CPU."""
         frac = self.cpu_quota_pct / 100
@@ -178,13 +189,15 @@ class Cgroup:
                 "disk": asdict(self.disk) if self.disk else None,
                 "dirs": {r: str(d) for r, d in self.dirs.items()}}
 
-    def join(self, pid: int = 0) -> None:
-        """Move a process (0 = the caller) into every directory of this cgroup.
+    def join(self, pid: int = 0, roles: tuple[str, ...] | None = None) -> None:
+        """Move a process (0 = the caller) into every directory of this cgroup (or only those
+        of `roles`, v1: e.g. the pre-warm reader joins the memory cap but not the CPU set).
 
         Used as a Popen preexec function, so the server and every process it forks start inside.
         """
         pid = pid or os.getpid()
-        for d in dict.fromkeys(self.dirs.values()):
+        dirs = [d for r, d in self.dirs.items() if roles is None or r in roles]
+        for d in dict.fromkeys(dirs):
             _write(d / "cgroup.procs", str(pid))
 
     def pids(self) -> list[int]:

@@ -67,6 +67,7 @@ def read_summary(point_dir: Path) -> dict:
 
 
 SYSTEM_COLUMNS = tuple(sampler.COLUMNS)  # what ukweb.sampler writes
+OLD_COLUMNS = SYSTEM_COLUMNS.index("server_cpu_s") + 1  # what runs before the disk model wrote
 
 
 def read_system(point_dir: Path) -> pd.DataFrame:
@@ -82,7 +83,10 @@ def read_system(point_dir: Path) -> pd.DataFrame:
         df = pd.read_csv(path)
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise LogError(f"{path}: not a readable system sample log: {exc}") from exc
-    if tuple(df.columns) not in (SYSTEM_COLUMNS, SYSTEM_COLUMNS[:-1]):  # older runs: no server_cpu_s
+    # Older runs wrote a prefix of today's columns (up to blocked_s or server_cpu_s); later
+    # columns, and counters of other testbed parts (disk_*), are optional.
+    head = tuple(df.columns[:len(SYSTEM_COLUMNS)])
+    if head not in (SYSTEM_COLUMNS, SYSTEM_COLUMNS[:OLD_COLUMNS], SYSTEM_COLUMNS[:OLD_COLUMNS - 1]):
         raise LogError(f"{path}: columns {list(df.columns)}, expected {list(SYSTEM_COLUMNS)}")
-    return df.astype({c: "int64" for c in SYSTEM_COLUMNS if c.endswith(("bytes", "switches",
-                                                                         "overflows", "drops"))})
+    return df.astype({c: "int64" for c in SYSTEM_COLUMNS if c in df and c.endswith(
+        ("bytes", "switches", "overflows", "drops"))})

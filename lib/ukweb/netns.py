@@ -7,6 +7,10 @@ on both ends. Addresses exist only inside these namespaces. Code runs inside a n
 through `run_in()`: a thread that switches its own network namespace (setns affects only the
 calling thread), so the runner's HTTP calls and the processes it spawns from that thread live
 in the namespace while the rest of the runner stays where it was.
+
+Each side pays for its own packets: a veth delivers a packet on the CPU that sent it, so the
+clients' CPU would do the server's TCP receive work. Receive packet steering (rps_cpus on each
+veth end) moves it to the receiving side's CPUs, as a NIC interrupt on the paper's server did.
 """
 
 from __future__ import annotations
@@ -78,6 +82,8 @@ class Topology:
     links: int = 2
     rate: str = "1gbit"
     net: int = 199
+    server_cpus: list[int] | None = None  # receive steering (RPS) targets; None: not steered
+    client_cpus: list[int] | None = None
     server_ns: str = field(init=False)
     client_ns: str = field(init=False)
 
@@ -113,6 +119,22 @@ class Topology:
             # Token bucket at the line rate; the burst must cover one timer tick at that rate.
             _ip("tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", self.rate,
                 "burst", "1mb", "latency", "50ms", ns=ns)
+        for ns, dev, cpus in ((self.server_ns, s, self.server_cpus),
+                              (self.client_ns, c, self.client_cpus)):
+            if cpus:
+                _ip("sh", "-c", f"echo {cpu_mask(cpus)} > /sys/class/net/{dev}/queues/rx-0/rps_cpus",
+                    ns=ns)
+
+    def steering(self) -> dict[str, str]:
+        """Each veth end's rps_cpus mask as the kernel reports it (read back, for the manifest)."""
+        out = {}
+        for i in range(self.links):
+            for ns, dev in ((self.server_ns, f"{self._veth}s{i}"), (self.client_ns, f"{self._veth}c{i}")):
+                res = subprocess.run(["ip", "netns", "exec", ns, "cat",
+                                      f"/sys/class/net/{dev}/queues/rx-0/rps_cpus"],
+                                     capture_output=True, text=True, timeout=30, check=False)
+                out[dev] = res.stdout.strip()
+        return out
 
     def qdiscs(self, ns: str) -> str:
         res = subprocess.run(["ip", "netns", "exec", ns, "tc", "qdisc", "show"],
@@ -129,6 +151,11 @@ class Topology:
 
     def __exit__(self, *exc: object) -> None:
         self.remove()
+
+
+def cpu_mask(cpus: list[int]) -> str:
+    """The hexadecimal CPU mask sysfs expects, e.g. [0] -> '1', [1, 2] -> '6'."""
+    return format(sum(1 << c for c in cpus), "x")
 
 
 def leftovers(prefix: str) -> list[str]:

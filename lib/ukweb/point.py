@@ -1,25 +1,35 @@
 """One data point (§4): one SPECweb99 iteration at a fixed number of connections.
 
-Cold page cache, a fresh server in its cgroup, Reset, warm-up + measurement by loadgen, Fetch,
-/server-status before and after, system samples throughout. Everything goes into the point's
-directory; DONE is written last, so a point without DONE is incomplete and is redone on resume.
-A point that cannot complete (server fails to start or dies) gets a FAILED file with the reason.
+Points run in series (one workload x one server): the series drops the page cache once (sync
+first), makes the server's memory cgroup and pre-warms it with the hottest files
+(ukweb.prewarm); its points then run in ascending connections in that cgroup, so each starts
+from the cache the previous one left, as the paper's back-to-back iterations did. A point: a
+fresh server in the series' cgroup, Reset, warm-up + measurement by loadgen, Fetch,
+/server-status before and after, system samples throughout (with the disk model's counters).
+Everything goes into the point's directory; DONE is written last, so a point without DONE is
+incomplete and is redone on resume. A point that cannot complete (server fails to start or
+dies, the disk model or the CPU thief dies) gets a FAILED file with the reason.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 import requests
 
 from ukweb import loadgen as loadgen_mod
+from ukweb import prewarm as prewarm_mod
+from ukweb import workload
+from ukweb.cgroups import Cgroup
 from ukweb.manifest import now
 from ukweb.netns import Topology, run_in
 from ukweb.sampler import Sampler
@@ -36,6 +46,15 @@ class PointFailed(RuntimeError):
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason, self.detail = reason, detail
+
+
+class TestbedDied(PointFailed):
+    """A part of the emulated testbed (disk model, CPU thief) died: this point fails with the
+    reason, and the sweep stops (it cannot go on without it; rerun to resume)."""
+
+
+# The disk model's counters sampled once a second into system.csv (as disk_<name>).
+DISK_COUNTERS = ("reads", "bytes", "seeks", "busy_s", "wait_s")
 
 
 class DiskFull(OSError):
@@ -98,6 +117,52 @@ class PointRunner:
     seed: int
     loadgen_threads: int = 1
     net: Topology | None = None  # None: clients reach the server over loopback
+    disk: object | None = None   # the mounted ukweb.diskmodel.DiskModel serving docroot, if any
+    prewarm: bool = True
+    cg: Cgroup | None = field(default=None, init=False)  # the current series' cgroup
+    in_series: bool = field(default=False, init=False)
+
+    @contextlib.contextmanager
+    def series(self, label: str, connections: int) -> Iterator[dict]:
+        """One series: drop the cache, make the server's cgroup, pre-warm it for a file set of
+        `connections`; points run inside until the block ends. Yields what was done."""
+        info: dict = {"series": label, "start": now(),
+                      "dropped_cache": self.testbed.drop_page_cache()}
+        with self.testbed.point_cgroup(label) as cg:
+            if self.prewarm and cg is not None and cg.memory_bytes:
+                with self._model_off():
+                    info["prewarm"] = prewarm_mod.prewarm(
+                        cg, self.docroot, workload.ndirs(connections), cg.memory_bytes,
+                        self.testbed.client_cpu_list)
+            self.cg, self.in_series = cg, True
+            try:
+                yield info
+            finally:
+                self.cg, self.in_series = None, False
+
+    @contextlib.contextmanager
+    def _model_off(self) -> Iterator[None]:
+        """Pre-warming is not measured: the disk model answers without latency meanwhile."""
+        if self.disk is None:
+            yield
+            return
+        self.disk.model(False)
+        try:
+            yield
+        finally:
+            self.disk.model(True)
+
+    def _disk_counters(self) -> dict[str, float]:
+        """The disk model's cumulative counters for the sampler (disk_* columns)."""
+        stats = self.disk.stats() if self.disk is not None else {}
+        return {f"disk_{k}": float(stats.get(k, 0)) for k in DISK_COUNTERS}
+
+    def _check_testbed(self) -> None:
+        """The disk model and the CPU thief must have lived through the point."""
+        if self.disk is not None and not self.disk.alive():
+            raise TestbedDied("disk model died", self.disk.died() or "the FUSE daemon exited")
+        if not self.testbed.thief_alive():
+            raise TestbedDied("CPU thief died", "cputhief exited during the point")
 
     def _srv(self, fn):
         """Call fn where the server's network is (its namespace when the netns testbed is on)."""
@@ -131,21 +196,22 @@ class PointRunner:
             shutil.rmtree(work, ignore_errors=True)
 
     def _measure(self, d: Path, work: Path, point: Point, config: ServerConfig) -> dict:
-        self.testbed.before_point()
-        label = f"{point.workload}-{point.server}-c{point.connections}-r{point.repetition}"
-        with self.testbed.point_cgroup(label) as cg:
-            # In a namespace the server listens on every address: one per client subnet.
-            server = Server(config, self.docroot, work,
-                            addr="0.0.0.0" if self.net else "127.0.0.1",
-                            preexec=self.testbed.server_preexec(cg))
-            try:
-                self._srv(server.start)
-            except (ServerError, OSError) as exc:
-                raise PointFailed("server failed to start", str(exc)) from exc
-            try:
-                return self._drive(d, point, server, cg)
-            finally:
-                self._srv(server.stop)
+        if not self.in_series:  # a lone point is a series of one
+            label = f"{point.workload}-{point.server}-c{point.connections}-r{point.repetition}"
+            with self.series(label, point.connections):
+                return self._measure(d, work, point, config)
+        cg = self.cg
+        # In a namespace the server listens on every address: one per client subnet.
+        server = Server(config, self.docroot, work, addr="0.0.0.0" if self.net else "127.0.0.1",
+                        preexec=self.testbed.server_preexec(cg))
+        try:
+            self._srv(server.start)
+        except (ServerError, OSError) as exc:
+            raise PointFailed("server failed to start", str(exc)) from exc
+        try:
+            return self._drive(d, point, server, cg)
+        finally:
+            self._srv(server.stop)
 
     def _drive(self, d: Path, point: Point, server: Server, cg) -> dict:
         reset = ResetParams.for_run(point.connections, int(self.warmup_s + self.duration_s))
@@ -156,7 +222,9 @@ class PointRunner:
             threads=self.loadgen_threads, reset=reset)
         pids = cg.pids if cg is not None else lambda: _process_tree(server.pid)
         started = now()
-        with Sampler(d / "system.csv", self.testbed.server_cpu_list, pids, cg) as sampler:
+        extra = self._disk_counters if self.disk is not None else None
+        with Sampler(d / "system.csv", self.testbed.server_cpu_list, pids, cg,
+                     extra=extra) as sampler:
             try:
                 summary = self._client(lambda: loadgen_mod.run(
                     params, self._addrs(server.port), d, preexec=self.testbed.client_preexec()))
@@ -164,6 +232,7 @@ class PointRunner:
                 raise PointFailed("loadgen failed", str(exc)) from exc
         if sampler.error is not None:
             raise sampler.error
+        self._check_testbed()
         if not _alive(server.pid):
             raise PointFailed("server died during the point", f"pid {server.pid} exited")
         after = self._ask(server, "status after the point", server.status)
@@ -173,7 +242,8 @@ class PointRunner:
         done = {"point": point.label(), "start": started, "end": now(),
                 "reset": reset.query(), "server_pids": self._ask(server, "pids", server.pids),
                 "ops_per_s": summary.get("measure", {}).get("ops_per_s"),
-                "system_samples": sampler.rows}
+                "system_samples": sampler.rows,
+                "memory_limit_bytes": cg.memory_bytes if cg is not None else None}
         write_json(d / "DONE", done)
         return done
 

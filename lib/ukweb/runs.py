@@ -1,11 +1,16 @@
 """Sweeps: every workload x server configuration x connections x repetition, as in §4.
 
 `sweep(params)` (and `ukweb run -f params/quick.yaml`) measures every point of a profile into
-data/raw/<run-id>/ (layout: design "A run on disk"). Rerunning the same run id resumes it: points
-with DONE are kept, the rest are redone. SIGINT/SIGTERM stop cleanly (the server and loadgen
-are killed through their cgroups, the cgroups removed, the partial point left without DONE).
-A server that fails to start or dies marks its point FAILED and the sweep goes on; a full disk
-stops the sweep with an error rather than leaving a corrupt log.
+data/raw/<run-id>/ (layout: design "A run on disk"). Points run in series, one per workload x
+server: the page cache dropped once and pre-warmed in the series' own memory cgroup, then the
+points in ascending connections (ukweb.point). The file set is served through the disk model
+(ukweb.diskmodel) and the server's CPU slowed by the CPU thief (ukweb.cpuemul) for the whole
+sweep. Rerunning the same run id resumes it: points with DONE are kept, the rest are redone.
+SIGINT/SIGTERM stop cleanly (the server and loadgen are killed through their cgroups, the
+cgroups removed, the disk model unmounted, the partial point left without DONE). A server that
+fails to start or dies marks its point FAILED and the sweep goes on; a full disk, or a disk
+model or CPU thief that dies, stops the sweep with an error rather than measuring without it.
+Progress goes to <run>/progress.jsonl, one JSON object per line (a point's start and end).
 """
 
 from __future__ import annotations
@@ -14,23 +19,29 @@ import argparse
 import contextlib
 import dataclasses
 import datetime as dt
+import json
 import logging
+import os
 import shutil
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
 from tqdm import tqdm
 
-from ukweb import fileset, manifest
+from ukweb import cpuemul, diskmodel, fileset, manifest
+from ukweb.cpuemul import CpuEmulationError
+from ukweb.diskmodel import DiskModelError
 from ukweb.netns import NetnsError, Topology
 from ukweb.paths import RAW
-from ukweb.point import DiskFull, Point, PointFailed, PointRunner, mark_failed, point_dir
+from ukweb.point import (DiskFull, Point, PointFailed, PointRunner, TestbedDied, mark_failed,
+                         point_dir)
 from ukweb.servers import ServerConfig, named_config
-from ukweb.sweep_params import ParamsError, SweepParams, load_params, validate
-from ukweb.testbed import Testbed
+from ukweb.sweep_params import LABEL, ParamsError, SweepParams, load_params, validate
+from ukweb.testbed import Testbed, pin
 
 __all__ = ["SweepParams", "load_params", "sweep", "point_dir", "plan", "cli", "SweepError"]
 
@@ -47,14 +58,58 @@ class Interrupted(BaseException):
 
 def plan(params: SweepParams) -> list[Point]:
     """Every point of the profile, in run order, without duplicates."""
+    return [p for s in series_plan(params) for p in s]
+
+
+def series_plan(params: SweepParams) -> list[list[Point]]:
+    """The points grouped into series (one workload x one server), each in ascending
+    connections, repetitions of a point back to back; a process-sweep point that a figure's
+    series already measures is not measured twice."""
+    groups: dict[tuple[str, str], list[Point]] = {}
     reps = range(1, params.repetitions + 1)
-    points = [Point(w, s, c, r) for w in params.workloads for s in params.servers[w]
-              for c in params.connections for r in reps]
+    for w in params.workloads:
+        for s in params.servers[w]:
+            groups[(w, s)] = [Point(w, s, c, r) for c in sorted(set(params.connections))
+                              for r in reps]
     ps = params.process_sweep
     if ps is not None:
-        points += [Point(w, f"userver-{n}", ps.connections, r)
-                   for w in ps.workloads for n in ps.procs for r in reps]
-    return list(dict.fromkeys(points))
+        sweep_reps = range(1, (ps.repetitions or params.repetitions) + 1)
+        for w in ps.workloads:
+            for n in ps.procs:
+                mine = groups.setdefault((w, f"userver-{n}"), [])
+                for r in sweep_reps:
+                    if Point(w, f"userver-{n}", ps.connections, r) not in mine:
+                        mine.append(Point(w, f"userver-{n}", ps.connections, r))
+                mine.sort(key=lambda p: (p.connections, p.repetition))
+    return [pts for pts in groups.values() if pts]
+
+
+# [I] What a point costs besides its warm-up and measurement (server start and stop under the
+# slow CPU, Reset, Fetch, writing the logs), and a series besides its points (sync, cache drop,
+# pre-warm through the disk model); measured on the 2-core VM with the paper profile.
+POINT_OVERHEAD_S = 4.0
+SERIES_OVERHEAD_S = 12.0
+
+
+def estimate_minutes(params: SweepParams) -> float:
+    """The time a sweep of params takes, from its points, warm-up and measurement."""
+    series = series_plan(params)
+    points = sum(len(s) for s in series)
+    per_point = params.warmup_s + params.duration_s + POINT_OVERHEAD_S
+    return (points * per_point + len(series) * SERIES_OVERHEAD_S) / 60.0
+
+
+def check_budget(params: SweepParams) -> None:
+    """ParamsError when the profile cannot finish in its max_minutes."""
+    if params.max_minutes is None:
+        return
+    est = estimate_minutes(params)
+    if est > params.max_minutes:
+        n = len(plan(params))
+        raise ParamsError(
+            f"params: {n} points of {params.warmup_s:g} s + {params.duration_s:g} s take about "
+            f"{est:.0f} min, over max_minutes={params.max_minutes:g}: shorten warmup_s/duration_s, "
+            "drop points or repetitions, or raise max_minutes")
 
 
 def resolve_configs(labels: set[str], backlog: int,
@@ -71,7 +126,7 @@ def resolve_configs(labels: set[str], backlog: int,
 
 
 def load_calibration(params: SweepParams) -> dict | None:
-    """The calibration file's content when it exists (it proposes cpu_quota_pct)."""
+    """The calibration file's content when it exists (it proposes cpu_share for its method)."""
     path = params.calibration_path()
     if path is None or not path.is_file():
         return None
@@ -79,22 +134,66 @@ def load_calibration(params: SweepParams) -> dict | None:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ParamsError(f"calibration {path} is not valid YAML: {exc}") from exc
-    quota = data.get("cpu_quota_pct") if isinstance(data, dict) else "?"
-    if quota is not None and (isinstance(quota, bool) or not isinstance(quota, (int, float))
-                              or not 1 <= quota <= 100):
-        raise ParamsError(f"calibration {path}: cpu_quota_pct={quota!r}: expected null or 1..100")
+    if not isinstance(data, dict):
+        raise ParamsError(f"calibration {path}: expected a mapping")
+    share = data.get("cpu_share")
+    if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float))
+                              or not 0 < share < 1):
+        raise ParamsError(f"calibration {path}: cpu_share={share!r}: expected null or 0 < share < 1")
     return {"path": str(path), **data}
 
 
-def effective_quota(params: SweepParams, calibration: dict | None) -> float | None:
-    if params.cpu_quota_pct is not None:
-        return params.cpu_quota_pct
-    return (calibration or {}).get("cpu_quota_pct")
+def effective_share(params: SweepParams, calibration: dict | None) -> float | None:
+    """The emulated CPU's speed: the profile's cpu_share, else the calibration's when it was
+    made with the same CPU method (a share calibrated for one method means nothing for another)."""
+    if params.cpu_share is not None or params.cpu_method == "none":
+        return params.cpu_share
+    cal = calibration or {}
+    if cal.get("cpu_share") is None:
+        return None
+    if cal.get("cpu_method") != params.cpu_method:
+        raise ParamsError(f"calibration {cal.get('path')} was made for cpu_method="
+                          f"{cal.get('cpu_method')!r}, the profile uses {params.cpu_method!r}: "
+                          "run `ukweb calibrate` again (or delete the file)")
+    return float(cal["cpu_share"])
 
 
-def _docroot(params: SweepParams) -> Path:
-    """Generate the file set for the largest point once; later runs reuse it."""
-    root = Path(fileset.ensure(params.fileset_path(), params.max_connections(), seed=params.seed))
+def make_testbed(params: SweepParams, share: float | None) -> Testbed:
+    """The testbed of a profile: the CPU method at `share`, memory cap, pinning, throttle."""
+    return Testbed(server_cpus=params.server_cpus, client_cpus=params.client_cpus,
+                   memory_mb=params.memory_mb,
+                   cpu_quota_pct=share * 100 if params.cpu_method == "quota" and share else None,
+                   thief_share=share if params.cpu_method == "thief" else None,
+                   drop_caches=params.drop_caches, disk_read_mbps=params.disk_read_mbps,
+                   disk_read_iops=params.disk_read_iops, disk_path=params.fileset_path().parent)
+
+
+def check_methods(params: SweepParams) -> None:
+    """One clear error before anything runs when the CPU or disk method cannot work here."""
+    why = cpuemul.check(params.cpu_method) if params.cpu_method != "none" else None
+    if why:
+        raise SweepError(why)
+    if params.disk_model:
+        why = diskmodel.check()
+        if why:
+            raise SweepError(f"{why} (or set disk_model: false, a recorded deviation)")
+
+
+def run_path(root: Path, run_id: str) -> Path:
+    """root/run_id, refusing a run id that is not a plain name inside root."""
+    if not LABEL.match(run_id) or run_id in (".", ".."):
+        raise ParamsError(f"run id {run_id!r}: expected a name of letters, digits, '.', '_', '-' "
+                          "(a run stays inside its root)")
+    run = (Path(root) / run_id).resolve()
+    if run.parent != Path(root).resolve():
+        raise ParamsError(f"run id {run_id!r} leaves {root}")
+    return run
+
+
+def docroot_for(params: SweepParams, connections: int = 0) -> Path:
+    """Generate the file set for the largest point (or `connections`) once; later runs reuse it."""
+    most = max(params.max_connections(), connections)
+    root = Path(fileset.ensure(params.fileset_path(), most, seed=params.seed))
     return root.parent if root.name == "file_set" else root
 
 
@@ -117,7 +216,7 @@ def _sigterm_raises() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _network(params: SweepParams, testbed: Testbed) -> Iterator[Topology | None]:
+def links(params: SweepParams, testbed: Testbed) -> Iterator[Topology | None]:
     """The two rate-limited links of the paper's testbed when params.netns, else loopback."""
     if not params.netns:
         yield None
@@ -127,13 +226,15 @@ def _network(params: SweepParams, testbed: Testbed) -> Iterator[Topology | None]
         yield None
         return
     try:
-        topo = Topology(prefix=f"{testbed.prefix}-net").create()
+        topo = Topology(prefix=f"{testbed.prefix}-net", server_cpus=testbed.server_cpu_list,
+                        client_cpus=testbed.client_cpu_list).create()
     except NetnsError as exc:
         testbed.deviate("netns", f"{exc}; using loopback")
         yield None
         return
     testbed.network = {"server_ns": topo.server_ns, "client_ns": topo.client_ns,
-                       "links": topo.links, "rate": topo.rate, "server_addrs": topo.server_addrs()}
+                       "links": topo.links, "rate": topo.rate, "server_addrs": topo.server_addrs(),
+                       "rps_cpus": topo.steering()}
     try:
         yield topo
     finally:
@@ -173,56 +274,151 @@ def sweep(params: SweepParams, run_id: str | None = None, root: Path = RAW, prog
     through ukweb.servers.named_config.
     """
     run_id = run_id or params.run_id or f"{params.profile}-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    points = plan(params)
-    cfgs = resolve_configs({p.server for p in points}, params.backlog, configs)
+    run = run_path(root, run_id)
+    check_budget(params)
+    check_methods(params)
+    series = series_plan(params)
+    cfgs = resolve_configs({p.server for s in series for p in s}, params.backlog, configs)
     calibration = load_calibration(params)
-    run = Path(root) / run_id
+    share = effective_share(params, calibration)
+    docroot = docroot_for(params)
     run.mkdir(parents=True, exist_ok=True)
-    testbed = Testbed(server_cpus=params.server_cpus, client_cpus=params.client_cpus,
-                      memory_mb=params.memory_mb,
-                      cpu_quota_pct=effective_quota(params, calibration),
-                      drop_caches=params.drop_caches, disk_read_mbps=params.disk_read_mbps,
-                      disk_read_iops=params.disk_read_iops, disk_path=params.fileset_path().parent)
-    if testbed.cpu_quota_pct is None:
-        testbed.deviate("cpu_quota", "no CPU quota (no calibration): the server runs at this "
-                        "machine's CPU speed, so peaks move to higher connection counts")
+    testbed = make_testbed(params, share)
+    _method_deviations(params, testbed, share)
     status = "interrupted"
-    with _sigterm_raises(), testbed, _network(params, testbed) as net:
+    affinity = os.sched_getaffinity(0)
+    with _sigterm_raises(), testbed, links(params, testbed) as net, \
+            mounted_disk(params, docroot, testbed) as disk:
+        # The runner itself (sampler, HTTP calls, pre-warm) stays off the server's CPU.
+        pin(testbed.client_cpu_list)
         man = _open_manifest(run, params, testbed, calibration)
         try:
-            docroot = _docroot(params)
-            runner = PointRunner(testbed, docroot, params.warmup_s, params.duration_s,
-                                 params.line_speed, params.seed, params.loadgen_threads, net)
-            failed = _run_points(run, points, runner, cfgs, progress)
+            runner = PointRunner(testbed, disk.mountpoint if disk else docroot, params.warmup_s,
+                                 params.duration_s, params.line_speed, params.seed,
+                                 params.loadgen_threads, net, disk=disk, prewarm=params.prewarm)
+            failed = _run_series(run, series, runner, cfgs, progress)
             status = f"done, {len(failed)} failed" if failed else "done"
         finally:
+            os.sched_setaffinity(0, affinity)
             shutil.rmtree(run / "work", ignore_errors=True)  # servers' scratch (post logs)
             _close_manifest(run, man, testbed, status)
     return run
 
 
-def _run_points(run: Path, points: list[Point], runner: PointRunner,
-                cfgs: dict[str, ServerConfig], progress: bool) -> list[Point]:
-    failed = []
-    bar = tqdm(points, unit="point", disable=not (progress and sys.stderr.isatty()))
-    for point in bar:
-        bar.set_description(point.label())
-        d = run / point.rel()
-        if (d / "DONE").is_file():
-            log.info("point %s: DONE, skipped", point.label())
+def _method_deviations(params: SweepParams, testbed: Testbed, share: float | None) -> None:
+    """Record where the profile's methods fall short of the paper's testbed."""
+    if params.cpu_method == "none":
+        testbed.deviate("cpu", "cpu_method none: the server runs at this machine's CPU speed, "
+                        "so peaks move to higher connection counts")
+    elif share is None:
+        testbed.deviate("cpu", f"cpu_method {params.cpu_method} without a cpu_share (no "
+                        "calibration): the server runs at this machine's CPU speed")
+    if params.cpu_method == "quota":
+        testbed.deviate("cpu_method", "CFS quota: the kernel refuses quotas under 1 ms, so a "
+                        "read that blocks inside the throttled part of a period costs nothing "
+                        "(bench/cpu_emulation.py); blocked time is not lost as on a slow CPU")
+    if not params.disk_model:
+        testbed.deviate("disk_model", "disk_model: false: the file set is read from this "
+                        "machine's disk, without the IDE disk's 12 ms positioning")
+    if params.warmup_s < params.settle_s:
+        testbed.deviate("warmup", f"warmup_s={params.warmup_s:g} < settle_s={params.settle_s:g}: "
+                        "the offered load has not settled when measurement starts (points are "
+                        "marked unsteady)")
+
+
+@contextlib.contextmanager
+def mounted_disk(params: SweepParams, docroot: Path, testbed: Testbed) -> Iterator[object | None]:
+    """The file set behind the disk model for the whole sweep, when params.disk_model."""
+    if not params.disk_model:
+        yield None
+        return
+    base = Path("/run/ukweb") / f"disk-{os.getpid()}"
+    dp = diskmodel.DiskParams(seek_ms=params.disk_seek_ms, transfer_mbps=params.disk_mbps)
+    try:
+        dm = diskmodel.DiskModel(docroot, base / "mnt", dp, testbed.client_cpu_list, base / "work")
+        dm.__enter__()
+    except DiskModelError as exc:
+        raise SweepError(str(exc)) from exc
+    testbed.disk_model = dm.describe()
+    try:
+        yield dm
+    finally:
+        dm.__exit__(None, None, None)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+class Progress:
+    """progress.jsonl of a run (one JSON object per line), and a tqdm bar on a terminal."""
+
+    def __init__(self, run: Path, total: int, show: bool) -> None:
+        self.path, self.total, self.index = run / "progress.jsonl", total, 0
+        self.start = time.monotonic()
+        self.bar = tqdm(total=total, unit="point", disable=not (show and sys.stderr.isatty()))
+
+    def emit(self, event: str, **fields: object) -> None:
+        rec = {"event": event, **fields, "time": manifest.now()}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(rec, default=str) + "\n")
+
+    def begin(self, point: Point) -> None:
+        self.index += 1
+        self.bar.set_description(point.label())
+        self.emit("start", point=point.label(), index=self.index, total=self.total)
+
+    def end(self, point: Point, status: str, replies_per_s: float | None) -> None:
+        self.emit("end", point=point.label(), index=self.index, total=self.total, status=status,
+                  replies_per_s=replies_per_s,
+                  elapsed_s=round(time.monotonic() - self.start, 1))
+        self.bar.update(1)
+
+
+def _run_series(run: Path, series: list[list[Point]], runner: PointRunner,
+                cfgs: dict[str, ServerConfig], show: bool) -> list[Point]:
+    failed: list[Point] = []
+    prog = Progress(run, sum(len(s) for s in series), show)
+    for pts in series:
+        todo = [p for p in pts if not (run / p.rel() / "DONE").is_file()]
+        for p in pts:
+            if p not in todo:
+                prog.begin(p)
+                prog.end(p, "skipped", None)
+        if not todo:
             continue
-        try:
-            runner.run(run, point, cfgs[point.server])
-        except DiskFull as exc:
-            raise SweepError(str(exc)) from exc
-        except PointFailed as exc:
-            mark_failed(d, point, exc)
-            failed.append(point)
-        except Exception as exc:  # a bug must cost one point, not the rest of the sweep
-            log.exception("point %s: unexpected error", point.label())
-            mark_failed(d, point, PointFailed(f"runner error ({type(exc).__name__})", str(exc)))
-            failed.append(point)
+        label = f"{todo[0].workload}-{todo[0].server}"
+        with runner.series(label, todo[0].connections) as info:
+            prog.emit("series", **info)
+            for point in todo:
+                prog.begin(point)
+                status, rate = _run_point(run, point, runner, cfgs[point.server])
+                prog.end(point, status, rate)
+                if status != "DONE":
+                    failed.append(point)
+    prog.bar.close()
     return failed
+
+
+def _run_point(run: Path, point: Point, runner: PointRunner,
+               cfg: ServerConfig) -> tuple[str, float | None]:
+    """Measure one point; ('DONE', replies/s) or ('FAILED', None). A dead testbed part or a full
+    disk stops the sweep (SweepError) after marking the point."""
+    d = run / point.rel()
+    try:
+        done = runner.run(run, point, cfg)
+        return "DONE", done.get("ops_per_s")
+    except DiskFull as exc:
+        raise SweepError(str(exc)) from exc
+    except TestbedDied as exc:
+        mark_failed(d, point, exc)
+        raise SweepError(f"{point.label()}: {exc}; rerun with the same run id to resume") from exc
+    except PointFailed as exc:
+        mark_failed(d, point, exc)
+    except (CpuEmulationError, DiskModelError) as exc:
+        mark_failed(d, point, PointFailed("testbed error", str(exc)))
+        raise SweepError(str(exc)) from exc
+    except Exception as exc:  # a bug must cost one point, not the rest of the sweep
+        log.exception("point %s: unexpected error", point.label())
+        mark_failed(d, point, PointFailed(f"runner error ({type(exc).__name__})", str(exc)))
+    return "FAILED", None
 
 
 def _close_manifest(run: Path, man: dict, testbed: Testbed, status: str) -> None:
@@ -268,11 +464,14 @@ def cli(argv: list[str]) -> int:
         params = load_params(args.params)
         if args.set:
             params = validate({**_raw(args.params), **_overrides(args.set)})
+        if args.run_id is not None:
+            run_path(args.root, args.run_id)
+        check_budget(params)
         run = sweep(params, args.run_id, args.root, progress=not args.no_progress)
     except ParamsError as exc:
         print(f"ukweb run: {exc}", file=sys.stderr)
         return 2
-    except (SweepError, fileset.FilesetError) as exc:
+    except (SweepError, fileset.FilesetError, CpuEmulationError) as exc:
         print(f"ukweb run: {exc}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, Interrupted) as exc:

@@ -18,6 +18,15 @@ Counters are written as the change over the interval ending at `t`, gauges as th
   server_cpu_s       CPU time the server's threads ran in the interval (schedstat, in ns, so
                      exact: /proc/stat's per-CPU times are sampled on ticks, and under a CFS
                      quota of ~1 ms per period the server's bursts can fall between ticks)
+  cpu_softirq        percent of the server's CPU set in softirq (also inside cpu_sys): the
+                     network receive work steered to the server's CPU
+  memory_bytes       memory charged to the server's cgroup (page cache + its own), a gauge
+  procs              server processes at the sample (a gauge)
+  blocked_max_s      the most blocked of the server's processes: its blocked seconds in the
+                     interval, its io-wq threads excluded (so it never exceeds the interval)
+  blocked_iowq_s     blocked seconds of io_uring's io-wq worker threads (ktux's async reads:
+                     TUX's I/O threads, which block instead of the worker)
+  + extra counters   deltas of the callable `extra` (e.g. the disk model's reads, busy_s)
 """
 
 from __future__ import annotations
@@ -36,7 +45,9 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ["t", "cpu_user", "cpu_sys", "cpu_idle", "cpu_iowait", "ctx_switches",
            "listen_overflows", "listen_drops", "disk_read_bytes", "page_cache_bytes", "blocked_s",
-           "server_cpu_s"]
+           "server_cpu_s", "cpu_softirq", "memory_bytes", "procs", "blocked_max_s",
+           "blocked_iowq_s"]
+IOWQ_PREFIX = "iou-wrk-"  # io_uring's io-wq worker threads (comm)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 DELAYACCT_FIELD = 42  # delayacct_blkio_ticks, proc(5)
 
@@ -44,13 +55,14 @@ DELAYACCT_FIELD = 42  # delayacct_blkio_ticks, proc(5)
 def cpu_times(cpus: list[int]) -> dict[str, int]:
     """Summed jiffies (user, sys, idle, iowait) of the given CPUs from /proc/stat."""
     want = {f"cpu{c}" for c in cpus}
-    total = {"user": 0, "sys": 0, "idle": 0, "iowait": 0, "all": 0}
+    total = {"user": 0, "sys": 0, "idle": 0, "iowait": 0, "softirq": 0, "all": 0}
     for line in Path("/proc/stat").read_text().splitlines():
         parts = line.split()
         if parts and parts[0] in want:
             v = [int(x) for x in parts[1:]]
             total["user"] += v[0] + v[1]          # user + nice
             total["sys"] += v[2] + v[5] + v[6]    # system + irq + softirq
+            total["softirq"] += v[6]
             total["idle"] += v[3]
             total["iowait"] += v[4]
             total["all"] += sum(v[:8])            # up to steal; guest is already in user
@@ -124,9 +136,18 @@ def _blkio_field(stat: str) -> int:
     return int(stat[stat.rfind(")") + 2:].split()[DELAYACCT_FIELD - 3])
 
 
+def _is_iowq(stat: str) -> bool:
+    return stat[stat.find("(") + 1:stat.rfind(")")].startswith(IOWQ_PREFIX)
+
+
 def thread_blkio_ticks(pid: int) -> dict[int, int]:
     """delayacct_blkio_ticks of every thread of pid."""
     return per_thread(pid, "stat", _blkio_field)
+
+
+def thread_blkio(pid: int) -> dict[int, tuple[bool, int]]:
+    """(is an io-wq worker, delayacct_blkio_ticks) of every thread of pid."""
+    return per_thread(pid, "stat", lambda stat: (_is_iowq(stat), _blkio_field(stat)))
 
 
 def thread_cpu_ns(pid: int) -> dict[int, int]:
@@ -146,15 +167,20 @@ class Sampler:
     """
 
     def __init__(self, out: Path, cpus: list[int], pids: Callable[[], list[int]],
-                 cgroup: Cgroup | None = None, interval: float = 1.0) -> None:
+                 cgroup: Cgroup | None = None, interval: float = 1.0,
+                 extra: Callable[[], dict[str, float]] | None = None) -> None:
         self.out, self.cpus, self.pids, self.cgroup = out, cpus, pids, cgroup
         self.interval = interval
+        self.extra = extra  # cumulative counters of other parts of the testbed (the disk model)
+        self._extra_cols = sorted(extra()) if extra else []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="ukweb-sampler", daemon=True)
         # Last value seen per pid, so the counters of processes that exit are kept.
         self._read: dict[int, int] = {}
         self._blk_seen: dict[int, int] = {}  # tid -> its last delayacct_blkio_ticks
         self._blk_total = 0.0                # clamped sum of the increments, in ticks
+        self._blk_iowq = 0.0                 # the part of it in io-wq worker threads
+        self._blk_max = 0.0                  # sum over intervals of the most blocked process
         self._cpu_seen: dict[int, int] = {}  # tid -> its last schedstat run time (ns)
         self._cpu_total = 0                  # sum of the increments, ns
         self._started = False                # True once the baseline sample is taken
@@ -176,13 +202,20 @@ class Sampler:
     def _counters(self) -> dict[str, int]:
         pids = self.pids()
         overflows, drops = listen_counters(pids[0] if pids else None)
+        most = 0.0
         for pid in pids:
             self._read[pid] = max(self._read.get(pid, 0), read_bytes(pid))
-            self._add_blocked(thread_blkio_ticks(pid))
+            most = max(most, self._add_blocked(thread_blkio(pid)))
             self._add_cpu(thread_cpu_ns(pid))
-        return {"ctx_switches": context_switches(), "listen_overflows": overflows,
-                "listen_drops": drops, "disk_read_bytes": sum(self._read.values()),
-                "blocked": self._blk_total, "cpu_ns": self._cpu_total}
+        self._blk_max += most
+        out = {"ctx_switches": context_switches(), "listen_overflows": overflows,
+               "listen_drops": drops, "disk_read_bytes": sum(self._read.values()),
+               "blocked": self._blk_total, "cpu_ns": self._cpu_total,
+               "blocked_max": self._blk_max, "blocked_iowq": self._blk_iowq}
+        if self.extra:
+            out.update({f"x:{k}": v for k, v in self.extra().items()})
+        out["procs"] = len(pids)
+        return out
 
     def _add_cpu(self, ns: dict[int, int]) -> None:
         """Add each thread's new run time; threads that appear later count from zero."""
@@ -191,8 +224,9 @@ class Sampler:
             self._cpu_total += max(0, value - last)
             self._cpu_seen[tid] = value
 
-    def _add_blocked(self, ticks: dict[int, int]) -> None:
-        """Add each thread's new block-I/O delay, at most one interval per thread.
+    def _add_blocked(self, ticks: dict[int, tuple[bool, int]]) -> float:
+        """Add each thread's new block-I/O delay, at most one interval per thread; returns the
+        process's own (io-wq threads excluded) new delay, at most one interval.
 
         The clamp guards against a known kernel artefact: if task_delayacct is switched off and
         on while a thread waits (e.g. by another tool on the machine), that one wait is charged
@@ -200,10 +234,17 @@ class Sampler:
         threads that appear later (io-wq workers, new processes) count from zero.
         """
         limit = self.interval * CLK_TCK * 1.5  # sampling jitter
-        for tid, value in ticks.items():
+        own = 0.0
+        for tid, (iowq, value) in ticks.items():
             last = self._blk_seen.get(tid, 0 if self._started else value)
-            self._blk_total += min(max(0, value - last), limit)
+            step = min(max(0, value - last), limit)
+            self._blk_total += step
+            if iowq:
+                self._blk_iowq += step
+            else:
+                own += step
             self._blk_seen[tid] = value
+        return min(own, limit)
 
     def _page_cache(self) -> int:
         if self.cgroup is not None and self.cgroup.dirs:
@@ -223,7 +264,7 @@ class Sampler:
         self._started = True
         with open(self.out, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(COLUMNS)
+            writer.writerow(COLUMNS + self._extra_cols)
             while not self._stop.wait(self.interval):
                 cpu1, cnt1 = cpu_times(self.cpus), self._counters()
                 writer.writerow(self._row(time.monotonic() - start, cpu0, cpu1, cnt0, cnt1))
@@ -235,8 +276,12 @@ class Sampler:
         span = max(1, cpu1["all"] - cpu0["all"])
         pct = {k: round(100.0 * (cpu1[k] - cpu0[k]) / span, 2)
                for k in ("user", "sys", "idle", "iowait")}
-        d = {k: cnt1[k] - cnt0[k] for k in cnt1}
+        d = {k: cnt1[k] - cnt0.get(k, 0) for k in cnt1}
+        softirq = round(100.0 * (cpu1["softirq"] - cpu0["softirq"]) / span, 2)
+        memory = self.cgroup.memory_usage_bytes() if self.cgroup is not None and self.cgroup.dirs else 0
         return [round(t, 3), pct["user"], pct["sys"], pct["idle"], pct["iowait"],
                 d["ctx_switches"], d["listen_overflows"], d["listen_drops"],
                 d["disk_read_bytes"], self._page_cache(), round(d["blocked"] / CLK_TCK, 3),
-                round(d["cpu_ns"] / 1e9, 4)]
+                round(d["cpu_ns"] / 1e9, 4), softirq, memory, cnt1["procs"],
+                round(d["blocked_max"] / CLK_TCK, 3), round(d["blocked_iowq"] / CLK_TCK, 3)] + [
+                    round(d.get(f"x:{k}", 0), 6) for k in self._extra_cols]

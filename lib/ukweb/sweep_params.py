@@ -1,8 +1,9 @@
 """SweepParams: a params/*.yaml profile, validated.
 
 The same flat YAML files are papermill's parameter files for the notebooks, so they hold only
-simple values (numbers, strings, lists, one level of mapping). Keys the runner does not know are
-kept in `extra` with a warning: the notebooks may add their own.
+simple values (numbers, strings, lists, one level of mapping). A key the runner does not know
+is refused, naming the known ones: a misspelt `duraton_s` must not run a sweep with the default.
+A profile whose points cannot finish in its `max_minutes` is refused before anything runs.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from ukweb.paths import REPO
+from ukweb.cpuemul import METHODS as CPU_METHODS
 from ukweb.testbed import parse_cpus
 from ukweb.workload import MIXES, WORKLOADS
 
@@ -35,6 +37,7 @@ class ProcessSweep:
     workloads: list[str]
     procs: list[int]
     connections: int
+    repetitions: int | None = None  # None: the profile's repetitions
 
 
 @dataclass
@@ -53,16 +56,26 @@ class SweepParams:
     server_cpus: str = "0"
     client_cpus: str = "1"
     memory_mb: int | None = 512
-    cpu_quota_pct: float | None = None
-    disk_read_mbps: float | None = None   # the 2004 IDE disk, emulated by a read throttle
+    cpu_method: str = "thief"             # ukweb.cpuemul: thief | quota | none
+    cpu_share: float | None = None        # emulated CPU speed / this CPU's; None: calibration
+    disk_model: bool = True               # the file set behind the FUSE disk model (ukweb.diskmodel)
+    disk_seek_ms: float = 12.0            # the 7200 RPM IDE disk: positioning per random read
+    disk_mbps: float = 40.0               # and its transfer rate, MB/s
+    disk_read_mbps: float | None = None   # optional blkio read throttle (a rate, no latency)
     disk_read_iops: int | None = None
     calibration: str | None = "params/calibration.yaml"
-    drop_caches: bool = True
+    drop_caches: bool = True              # once per series (workload x server), then pre-warm
+    prewarm: bool = True                  # fill the series' memory cap with the hottest files
+    settle_s: float = 10.0                # warm-up a point needs for the offered load to settle
+    max_minutes: float | None = None      # refuse a profile whose estimate exceeds this
     netns: bool = False
     backlog: int = 128
     seed: int = 1
     loadgen_threads: int = 1
-    extra: dict = field(default_factory=dict)
+
+    def quota_pct(self) -> float | None:
+        """The CFS quota (percent of one CPU) when cpu_method is quota."""
+        return self.cpu_share * 100 if self.cpu_method == "quota" and self.cpu_share else None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -142,11 +155,21 @@ def _servers(v: object, workloads: list[str]) -> dict[str, list[str]]:
 def _process_sweep(v: object) -> ProcessSweep | None:
     if v is None:
         return None
-    if not isinstance(v, dict) or set(v) != {"workloads", "procs", "connections"}:
-        raise _fail("process_sweep", v, "null or a mapping with workloads, procs, connections")
+    keys = {"workloads", "procs", "connections"}
+    if not isinstance(v, dict) or not keys <= set(v) <= keys | {"repetitions"}:
+        raise _fail("process_sweep", v, "null or a mapping with workloads, procs, connections "
+                    "(and optionally repetitions)")
+    reps = v.get("repetitions")
     return ProcessSweep(_workloads("process_sweep.workloads", v["workloads"]),
                         _ints("process_sweep.procs", v["procs"], 1),
-                        _int("process_sweep.connections", v["connections"], 1))
+                        _int("process_sweep.connections", v["connections"], 1),
+                        None if reps is None else _int("process_sweep.repetitions", reps, 1))
+
+
+def _choice(key: str, v: object, choices: tuple[str, ...]) -> str:
+    if v not in choices:
+        raise _fail(key, v, f"one of {', '.join(choices)}")
+    return v
 
 
 def _optional(key: str, v: object, check):
@@ -157,13 +180,14 @@ def validate(raw: dict) -> SweepParams:
     """A SweepParams from a mapping; ParamsError on the first bad value."""
     if not isinstance(raw, dict):
         raise ParamsError(f"params: expected a mapping of parameters, got {type(raw).__name__}")
-    known = {f.name for f in dataclasses.fields(SweepParams)} - {"extra"}
+    known = {f.name for f in dataclasses.fields(SweepParams)}
     for key in ("profile", "workloads", "servers", "connections"):
         if key not in raw:
             raise ParamsError(f"params: {key} is required")
-    extra = {k: v for k, v in raw.items() if k not in known}
-    if extra:
-        log.warning("params: keys not used by the runner (kept for the notebooks): %s", sorted(extra))
+    unknown = sorted(k for k in raw if k not in known)
+    if unknown:
+        raise ParamsError(f"params: unknown key(s) {', '.join(map(repr, unknown))}; known keys: "
+                          f"{', '.join(sorted(known))}")
     d = SweepParams.__dataclass_fields__
     g = {k: raw.get(k, d[k].default) for k in known}
     workloads = _workloads("workloads", g["workloads"])
@@ -190,16 +214,22 @@ def validate(raw: dict) -> SweepParams:
         server_cpus=str(g["server_cpus"]),
         client_cpus=str(g["client_cpus"]),
         memory_mb=_optional("memory_mb", g["memory_mb"], lambda k, v: _int(k, v, 16)),
-        cpu_quota_pct=_optional("cpu_quota_pct", g["cpu_quota_pct"], lambda k, v: _num(k, v, 1, 100)),
+        cpu_method=_choice("cpu_method", g["cpu_method"], CPU_METHODS),
+        cpu_share=_optional("cpu_share", g["cpu_share"], lambda k, v: _num(k, v, 0.01, 0.99)),
+        disk_model=_bool("disk_model", g["disk_model"]),
+        disk_seek_ms=_num("disk_seek_ms", g["disk_seek_ms"], 0),
+        disk_mbps=_num("disk_mbps", g["disk_mbps"], 0.1),
         disk_read_mbps=_optional("disk_read_mbps", g["disk_read_mbps"], lambda k, v: _num(k, v, 0.1)),
         disk_read_iops=_optional("disk_read_iops", g["disk_read_iops"], lambda k, v: _int(k, v, 1)),
         calibration=_optional("calibration", g["calibration"], _str),
         drop_caches=_bool("drop_caches", g["drop_caches"]),
+        prewarm=_bool("prewarm", g["prewarm"]),
+        settle_s=_num("settle_s", g["settle_s"], 0),
+        max_minutes=_optional("max_minutes", g["max_minutes"], lambda k, v: _num(k, v, 0.1)),
         netns=_bool("netns", g["netns"]),
         backlog=_int("backlog", g["backlog"], 1),
         seed=_int("seed", g["seed"], 0),
         loadgen_threads=_int("loadgen_threads", g["loadgen_threads"], 1),
-        extra=extra,
     )
 
 

@@ -1,12 +1,14 @@
-"""The emulated 2004 testbed (§4.2): a pinned uniprocessor server with capped memory.
+"""The emulated 2004 testbed (§4.2): a pinned, slow uniprocessor server with capped memory.
 
-The paper's server machine had one CPU and 512 MB, so its 1.7-4.8 GB file set was disk-bound;
-the clients ran on other machines. Here the server is pinned to a CPU set and placed in a cgroup
-(memory limit with page cache included, optional CPU quota for the slower 2004 CPU), the load
-generator is pinned to the other CPUs, the page cache is dropped before each point, and task
-delay accounting is turned on so the time the server spends blocked on disk can be measured.
-Whatever this machine does not allow is recorded as a deviation (and logged as a warning),
-never skipped silently. `ukweb check` prints what the machine can and cannot do.
+The paper's server machine had one 400 MHz CPU and 512 MB, so its 1.7-4.8 GB file set was
+disk-bound; the clients ran on other machines. Here the server is pinned to a CPU that the CPU
+thief slows to the calibrated share (ukweb.cpuemul; a CFS quota as the weaker option), placed
+in a cgroup whose memory limit includes the page cache, the load generator is pinned to the
+other CPUs, and task delay accounting is turned on so the time the server spends blocked on
+disk can be measured. The cgroup and the page cache are kept for a whole series (ukweb.point:
+drop once, pre-warm, ascending points). Whatever this machine does not allow is recorded as a
+deviation (and logged as a warning), never skipped silently. `ukweb check` prints what the
+machine can and cannot do.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from pathlib import Path
 
 import psutil
 
-from ukweb import cgroups, manifest
+from ukweb import cgroups, cpuemul, manifest
 from ukweb.cgroups import Cgroup, CgroupError, DiskLimit
+from ukweb.cpuemul import CpuEmulationError, CpuThief
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +174,8 @@ def delay_accounting() -> Iterator[bool]:
 class Testbed:
     """The testbed for one run: pinning, the server's cgroup, cache drops, deviations.
 
-    Use as a context manager around the whole sweep; call point_cgroup() around each point.
+    Use as a context manager around the whole sweep (the CPU thief runs throughout); call
+    point_cgroup() around each series of points.
     """
 
     __test__ = False  # not a pytest test class, despite the name
@@ -179,7 +183,8 @@ class Testbed:
     server_cpus: str = "0"
     client_cpus: str = "1"
     memory_mb: int | None = 512
-    cpu_quota_pct: float | None = None
+    cpu_quota_pct: float | None = None   # cpu_method quota: a CFS quota on the server's cgroup
+    thief_share: float | None = None     # cpu_method thief: the share of its CPU the server gets
     drop_caches: bool = True
     disk_read_mbps: float | None = None  # the 2004 disk: read throttle on the file set's disk
     disk_read_iops: int | None = None
@@ -193,6 +198,9 @@ class Testbed:
     client_cg: Cgroup | None = field(default=None, init=False)
     network: dict | None = field(default=None, init=False)  # the netns links, when used
     disk: DiskLimit | None = field(default=None, init=False)  # set on entering
+    thief: CpuThief | None = field(default=None, init=False)  # running while entered
+    thief_report: dict | None = field(default=None, init=False)  # what it said when stopped
+    disk_model: dict | None = field(default=None, init=False)  # the mounted disk model, described
 
     def deviate(self, step: str, reason: str) -> None:
         """Record, once per step, that the paper's method could not be followed here."""
@@ -231,6 +239,7 @@ class Testbed:
         if not self.drop_caches:
             self.deviate("drop_caches", "drop_caches: false in the parameters")
         self.disk = self._disk_limit()
+        self._start_thief()
         load = os.getloadavg()[0]
         if load > BUSY_LOAD:
             self.deviate("quiet_machine", f"load average {load:.2f} at start: other processes "
@@ -245,12 +254,49 @@ class Testbed:
             self._remove(cg)
         self._stack.close()
 
+    def _start_thief(self) -> None:
+        """The CPU thief on the server's first CPU (one CPU: the paper's uniprocessor)."""
+        if self.thief_share is None:
+            return
+        if len(self.server_cpu_list) != 1:
+            self.deviate("cpu_thief", f"the CPU thief emulates a uniprocessor; server CPUs "
+                         f"{self.server_cpu_list}: slowing only CPU {self.server_cpu_list[0]}")
+        thief = CpuThief(self.server_cpu_list[0], self.thief_share)
+        try:
+            thief.start()
+        except CpuEmulationError:
+            self._stack.close()
+            raise
+        self.thief = thief
+        self._stack.callback(self._stop_thief)
+
+    def _stop_thief(self) -> None:
+        if self.thief is not None:
+            self.thief_report = self.thief.stop()
+            self.thief = None
+
+    def set_share(self, share: float) -> None:
+        """Change the emulated CPU's speed (calibration): restart the thief at the new share, or
+        rewrite the quota of the live cgroups."""
+        if self.thief_share is not None:
+            self._stop_thief()
+            self.thief_share = share
+            thief = CpuThief(self.server_cpu_list[0], share)
+            thief.start()
+            self.thief = thief
+        elif self.cpu_quota_pct is not None:
+            self.cpu_quota_pct = share * 100
+            for cg in self._cgroups:
+                if cg.cpu_quota_pct is not None:
+                    cg.set_cpu_quota(self.cpu_quota_pct)
+
+    def thief_alive(self) -> bool:
+        return self.thief_share is None or (self.thief is not None and self.thief.alive())
     def _disk_limit(self) -> DiskLimit | None:
         """The read throttle for the server's cgroup, or None (a deviation when one was asked
         for and the machine cannot do it)."""
         if not (self.disk_read_mbps or self.disk_read_iops):
-            self.deviate("disk", "no disk throttle: the file set is read from this machine's disk")
-            return None
+            return None  # the disk model (ukweb.diskmodel) is the disk; a throttle is optional
         if "io" not in cgroups.available_controllers():
             self.deviate("disk", "the cgroup io (blkio) controller is not available: disk unthrottled")
             return None
@@ -260,7 +306,13 @@ class Testbed:
     def describe(self) -> dict:
         return {"server_cpus": self.server_cpu_list, "client_cpus": self.client_cpu_list,
                 "memory_mb": self.memory_mb, "cpu_quota_pct": self.cpu_quota_pct,
+                "cpu_method": ("thief" if self.thief_share is not None else
+                               "quota" if self.cpu_quota_pct is not None else "none"),
+                "cpu_share": (self.thief_share if self.thief_share is not None else
+                              self.cpu_quota_pct / 100 if self.cpu_quota_pct else None),
+                "cpu_thief_period_us": cpuemul.PERIOD_US if self.thief_share is not None else None,
                 "disk": asdict(self.disk) if self.disk else None,
+                "disk_model": self.disk_model,
                 "drop_caches": self.drop_caches, "delay_accounting": self.delayacct,
                 "network": self.network or "loopback",
                 "capabilities": asdict(self.caps)}
@@ -268,10 +320,13 @@ class Testbed:
     def deviation_list(self) -> list[dict]:
         return [{"step": k, "reason": v} for k, v in self.deviations.items()]
 
-    def before_point(self) -> None:
-        """Drop the page cache so every point starts cold, as after the paper's reboots."""
+    def drop_page_cache(self) -> bool:
+        """sync and drop the page cache (once per series, before it is pre-warmed); False when
+        the parameters or the machine do not allow it (a recorded deviation)."""
         if self.drop_caches and "drop_caches" not in self.caps.problems():
             drop_caches()
+            return True
+        return False
 
     def new_cgroup(self, label: str) -> Cgroup | None:
         """A fresh cgroup for the server of one point, or None (recorded) when not allowed."""
@@ -306,7 +361,7 @@ class Testbed:
 
     @contextlib.contextmanager
     def point_cgroup(self, label: str) -> Iterator[Cgroup | None]:
-        """The server's cgroup for one point, removed (processes killed) when the point ends."""
+        """The server's cgroup for one series of points, removed (processes killed) at the end."""
         cg = self.new_cgroup(label)
         try:
             yield cg

@@ -1,0 +1,56 @@
+"""Was a data point measured in steady state? The paper's points were (1 min warm-up, 2 min of
+measurement, iterations back to back); ours must say whether they were, point by point.
+
+Three checks, each recorded in points.parquet beside the verdict `steady`:
+- throughput settled: the mean of the second half of the per-second reply rates is within
+  DRIFT_PCT of the first half's (a cold or filling cache, or a load still climbing, drifts);
+- cache at the cap: the server's cgroup held at least CAP_FILL of its memory cap in every
+  measured sample (a cache still filling is a transient, not the paper's disk-bound regime);
+- offered load settled: the warm-up lasted at least settle_s (SPECweb99's heavy-tailed hold
+  times: after 2 s the clients offer ~19 % more than the stationary load, after >= 10 s < 1 %).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+DRIFT_PCT = 10.0
+CAP_FILL = 0.90
+
+
+def drift_pct(rates: np.ndarray) -> float:
+    """(second-half mean / first-half mean - 1) x 100 of per-second rates; NaN under 2 s."""
+    if len(rates) < 2:
+        return math.nan
+    half = len(rates) // 2
+    first, second = rates[:half].mean(), rates[len(rates) - half:].mean()
+    return 100.0 * (second / first - 1.0) if first > 0 else (0.0 if second == 0 else math.inf)
+
+
+def cache_fill(samples: pd.DataFrame, cap_bytes: float | None) -> float:
+    """The lowest memory charged to the server's cgroup over the samples, as a share of its cap."""
+    if not cap_bytes or "memory_bytes" not in samples or samples.empty:
+        return math.nan
+    used = pd.to_numeric(samples["memory_bytes"], errors="coerce").dropna()
+    return float(used.min()) / cap_bytes if len(used) else math.nan
+
+
+def checks(rates: np.ndarray, samples: pd.DataFrame, cap_bytes: float | None, warmup_s: float,
+           settle_s: float) -> dict:
+    """The steadiness columns of one point: the three checks, `steady` and why not."""
+    drift = drift_pct(rates)
+    fill = cache_fill(samples, cap_bytes)
+    failed = []
+    if not abs(drift) <= DRIFT_PCT:
+        failed.append(f"throughput drifts {drift:+.0f} %")
+    if not math.isnan(fill) and fill < CAP_FILL:
+        failed.append(f"cache at {fill:.0%} of the cap")
+    if warmup_s < settle_s:
+        failed.append(f"warm-up {warmup_s:g} s < {settle_s:g} s")
+    return {"throughput_drift_pct": drift, "cache_fill_of_cap": fill,
+            "cache_at_cap": bool(fill >= CAP_FILL) if not math.isnan(fill) else None,
+            "offered_settled": warmup_s >= settle_s,
+            "steady": not failed, "steady_reason": "; ".join(failed)}
