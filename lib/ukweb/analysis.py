@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ukweb import logs, paths
+from ukweb import logs, paths, steady
 from ukweb.testbed import parse_cpus
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,30 @@ def throughput(requests: pd.DataFrame, measure_s: float) -> dict:
            "ops_per_s": len(ok) / measure_s,
            "mbit_per_s": float(ok["bytes"].sum()) * 8 / measure_s / 1e6}
     row.update(_latencies(ok))
+    row.update(per_second_spread(measured, ok, measure_s))
     return row
+
+
+def per_second_rates(measured: pd.DataFrame, ok: pd.DataFrame, measure_s: float) -> np.ndarray:
+    """ok replies completed in each whole second of the measurement phase (by t_end_us).
+
+    [I] The phase starts with its first request (loadgen logs the phase a request started in),
+    so the bins count from the earliest measured t_start_us; a reply finishing in the last
+    fraction of a second goes into the last bin."""
+    bins = int(math.floor(measure_s + 1e-9))
+    if bins < 1 or measured.empty:
+        return np.zeros(0)
+    start = int(measured["t_start_us"].min())
+    index = ((ok["t_end_us"].to_numpy() - start) // 1_000_000).clip(0, bins - 1)
+    return np.bincount(index.astype(int), minlength=bins).astype(float)
+
+
+def per_second_spread(measured: pd.DataFrame, ok: pd.DataFrame, measure_s: float) -> dict:
+    """The within-point spread of throughput: the standard deviation of the per-second rates
+    and how many seconds it rests on (a point with n = 1 has no other measure of noise)."""
+    rates = per_second_rates(measured, ok, measure_s)
+    sd = float(rates.std(ddof=1)) if len(rates) > 1 else math.nan
+    return {"seconds_1s": len(rates), "ops_per_s_sd_1s": sd}
 
 
 def counter_total(series: pd.Series) -> float:
@@ -100,13 +123,20 @@ def counter_total(series: pd.Series) -> float:
 
 
 def _measured_samples(system: pd.DataFrame, warmup_s: float) -> pd.DataFrame:
-    """The 1 s samples of the measurement phase: [I] samples in the first warmup_s seconds of
-    the point are dropped (t counts from the sampler's start, which precedes loadgen's by a
-    fraction of a second); all are kept if that leaves none."""
+    """The 1 s samples of the measurement phase; all are kept if that leaves none.
+
+    [I] A sample at t covers the interval since the previous sample, so it is measured only
+    when that interval starts at or after the warm-up's end: the sample closing the last
+    warm-up second (t = warmup_s + a few ms) is warm-up, not measurement. t counts from the
+    sampler's start, which precedes loadgen's by a fraction of a second; a tenth of a step of
+    slack absorbs the sampler's own jitter."""
     if system.empty or "t" not in system:
         return system
     t = pd.to_numeric(system["t"], errors="coerce")
-    kept = system[t > warmup_s]
+    step = float(t.diff().median()) if len(t) > 1 else 1.0
+    step = step if step > 0 else 1.0
+    starts = t.shift(1).fillna(t - step)
+    kept = system[starts >= warmup_s - 0.1 * step]
     return kept if len(kept) else system
 
 
@@ -127,7 +157,7 @@ def _blocked_s(samples: pd.DataFrame) -> float:
 
 
 def system_metrics(system: pd.DataFrame, warmup_s: float, capacity_pct: float = 100.0,
-                   server_cpus: int = 1) -> dict:
+                   server_cpus: int = 1, cpu_method: str = "quota") -> dict:
     """Server CPU idle/iowait/busy %, blocked %, listen drops and overflows of one point.
 
     capacity_pct is the share of the server's CPUs it may use (its CPU quota; 100 without one):
@@ -157,13 +187,61 @@ def system_metrics(system: pd.DataFrame, warmup_s: float, capacity_pct: float = 
         # quota, a saturated server is ~100 % busy, as the paper's slower CPU was.
         row["cpu_busy_of_capacity"] = min(100.0, 100.0 * busy / capacity_pct)
         row["cpu_unused_of_capacity"] = 100.0 - row["cpu_busy_of_capacity"]
+    if cpu_method == "thief" and "cpu_unused" in row:
+        # The thief spins through (1 - share) of the CPU and never idles, so every idle or
+        # iowait moment of the CPU is the emulated CPU's own: unused = idle / share, directly
+        # measured (NO_HZ idle time is exact), as vmstat's idle was on the paper's server.
+        row["cpu_unused_of_capacity"] = min(100.0, 100.0 * row["cpu_unused"] / capacity_pct)
+        row["cpu_busy_of_capacity"] = 100.0 - row["cpu_unused_of_capacity"]
     for col in ("listen_drops", "listen_overflows", "ctx_switches", "disk_read_bytes"):
         if col in s:
             row[col] = counter_total(s[col])
-    # [I] The paper's "blocked for x % of the experiment": blocked seconds (summed over the
-    # server's threads, so it can pass 100 % with several processes) over the measured span.
-    row["blocked_pct"] = 100.0 * _blocked_s(s) / _span_s(s)
+    span = _span_s(s)
+    row.update(_blocked(s, span))
+    row.update(_disk(s, span))
     return row
+
+
+def _blocked(s: pd.DataFrame, span: float) -> dict:
+    """The paper's "blocked for x % of the experiment", per server process.
+
+    [I] blocked_pct is the mean over the server's processes of the share of time each was
+    blocked on I/O (delay accounting), io_uring's io-wq threads excluded: they are TUX's async
+    I/O threads, blocking so that the worker does not (blocked_iowq_pct, summed over them).
+    blocked_max_pct is the most blocked process. Runs sampled before these columns existed sum
+    every thread (which can pass 100 % with several processes)."""
+    if "blocked_iowq_s" not in s:
+        return {"blocked_pct": 100.0 * _blocked_s(s) / span}
+    procs = pd.to_numeric(s["procs"], errors="coerce").clip(lower=1)
+    own = (pd.to_numeric(s["blocked_s"], errors="coerce").clip(lower=0)
+           - pd.to_numeric(s["blocked_iowq_s"], errors="coerce").clip(lower=0)).clip(lower=0)
+    step = pd.to_numeric(s["t"], errors="coerce").diff().fillna(1.0).clip(lower=0.5)
+    per_proc = (own / procs).clip(upper=step)  # ticks are sampled: never more than the interval
+    return {"blocked_pct": 100.0 * float(per_proc.sum()) / span,
+            "blocked_max_pct": 100.0 * counter_total(s["blocked_max_s"]) / span,
+            "blocked_iowq_pct": 100.0 * counter_total(s["blocked_iowq_s"]) / span,
+            "server_procs": float(procs.mean())}
+
+
+def _disk(s: pd.DataFrame, span: float) -> dict:
+    """Misses that reached the disk model, and how busy it was (disk_* columns, when sampled)."""
+    if "disk_reads" not in s:
+        return {}
+    return {"misses_per_s": counter_total(s["disk_reads"]) / span,
+            "disk_seeks_per_s": counter_total(s["disk_seeks"]) / span,
+            "disk_mb_per_s": counter_total(s["disk_bytes"]) / span / 1e6,
+            "disk_busy_pct": 100.0 * counter_total(s["disk_busy_s"]) / span}
+
+
+def system_seconds(point: Path, server_cpus: int = 1, capacity_pct: float = 100.0,
+                   **options) -> pd.DataFrame:
+    """system_metrics of each measured 1 s sample of one point, a row per second: the
+    within-point spread of CPU use and blocked time when the point was measured once.
+    options go to system_metrics as they are (the run's method)."""
+    measured = _measured_samples(logs.read_system(point),
+                                 float(logs.read_summary(point).get("warmup_s", 0)))
+    return pd.DataFrame([system_metrics(measured.iloc[[i]], -math.inf, capacity_pct, server_cpus,
+                                        **options) for i in range(len(measured))])
 
 
 def _status_counters(status: dict) -> dict:
@@ -185,33 +263,47 @@ def _status_counters(status: dict) -> dict:
             "event_waits_per_request": delta("event_waits") / served if served else math.nan}
 
 
-def point_row(point: Path, server_cpus: int = 1, capacity_pct: float = 100.0) -> dict:
-    """One row of the tidy table for one point directory (failed points keep NaN metrics)."""
+def point_row(point: Path, server_cpus: int = 1, capacity_pct: float = 100.0,
+              testbed: dict | None = None) -> dict:
+    """One row of the tidy table for one point directory (failed points keep NaN metrics).
+
+    testbed: what the run's manifest says of the method (cpu_method, memory cap, settle_s)."""
     row = point_key(point)
     row["status"], row["reason"] = point_status(point)
     row["path"] = str(point)
     if row["status"] != DONE:
         return row
     try:
-        return _measured_row(point, row, server_cpus, capacity_pct)
+        return _measured_row(point, row, server_cpus, capacity_pct, testbed or {})
     except (ValueError, KeyError) as err:  # logs.LogError is a ValueError
         # A corrupt or truncated log is listed with the failed points, never silently dropped.
         log.error("%s: unreadable point: %s", point, err)
         return {**row, "status": UNREADABLE, "reason": f"unreadable log: {err}"}
 
 
-def _measured_row(point: Path, row: dict, server_cpus: int, capacity_pct: float) -> dict:
+def _measured_row(point: Path, row: dict, server_cpus: int, capacity_pct: float,
+                  testbed: dict) -> dict:
     summary = logs.read_summary(point)
     measure_s = float(summary["measure_s"])
-    row.update(throughput(logs.read_requests(point / "requests.csv.gz"), measure_s))
+    warmup_s = float(summary.get("warmup_s", 0))
+    requests = logs.read_requests(point / "requests.csv.gz")
+    row.update(throughput(requests, measure_s))
     row["measure_s"] = measure_s
     row["summary_ops_per_s"] = summary.get("measure", {}).get("ops_per_s", math.nan)
     row["conforming_connections"] = summary.get("conforming_connections", math.nan)
     row["conforming_pct"] = summary.get("conforming_pct", math.nan)
     row["client_cpu_us_per_request"] = summary.get("cpu_us_per_request", math.nan)
+    samples = pd.DataFrame()
     if (point / "system.csv").exists():
-        row.update(system_metrics(logs.read_system(point), float(summary.get("warmup_s", 0)),
-                                  capacity_pct, server_cpus))
+        system = logs.read_system(point)
+        samples = _measured_samples(system, warmup_s)
+        row.update(system_metrics(system, warmup_s, capacity_pct, server_cpus,
+                                  testbed.get("cpu_method", "quota")))
+    if testbed.get("steadiness"):
+        measured = requests[requests["phase"].astype(str) == "measure"]
+        rates = per_second_rates(measured, measured[measured["ok"].astype(int) == 1], measure_s)
+        row.update(steady.checks(rates, samples, testbed.get("memory_bytes"), warmup_s,
+                                 testbed.get("settle_s", 10.0)))
     if (point / "server-status.json").exists():
         row.update(_status_counters(json.loads((point / "server-status.json").read_text())))
     if "server_cpu_s" in row and row["requests"]:
@@ -258,12 +350,25 @@ def server_cpu_count(manifest: dict) -> int:
 
 
 def cpu_capacity_pct(manifest: dict, server_cpus: int) -> float:
-    """The share of its CPU set the server could use, in percent: its CPU quota (percent of
-    one CPU, spread over the set) when the testbed applied one, else 100."""
-    quota = manifest.get("testbed", {}).get("cpu_quota_pct")
+    """The share of its CPU set the server could use, in percent: the CPU thief's share or the
+    CPU quota (percent of one CPU, spread over the set) when the testbed applied one, else 100."""
+    tb = manifest.get("testbed", {})
+    share = tb.get("cpu_share")
+    quota = share * 100 if share else tb.get("cpu_quota_pct")
     if not quota or quota <= 0:
         return 100.0
     return min(100.0, float(quota) / max(server_cpus, 1))
+
+
+def method_of(manifest: dict) -> dict:
+    """What the analysis must know of a run's method: the CPU method, the memory cap, the
+    warm-up steadiness needs; steadiness is judged for runs made with warm series."""
+    tb, params = manifest.get("testbed", {}), manifest.get("params", {})
+    memory_mb = tb.get("memory_mb", params.get("memory_mb"))
+    return {"cpu_method": tb.get("cpu_method", "quota"),
+            "memory_bytes": memory_mb * 1024 * 1024 if memory_mb else None,
+            "settle_s": params.get("settle_s", 10.0),
+            "steadiness": "settle_s" in params}
 
 
 def points_table(run: Path) -> pd.DataFrame:
@@ -274,7 +379,8 @@ def points_table(run: Path) -> pd.DataFrame:
     manifest = read_manifest(run)
     cpus = server_cpu_count(manifest)
     capacity = cpu_capacity_pct(manifest, cpus)
-    rows = [point_row(p, cpus, capacity) for p in point_dirs(run)]
+    method = method_of(manifest)
+    rows = [point_row(p, cpus, capacity, method) for p in point_dirs(run)]
     if not rows:
         raise ValueError(f"{run} has no data points under points/")
     table = pd.DataFrame(rows).sort_values(KEYS, ignore_index=True)
@@ -319,18 +425,60 @@ def mean_ci(values: pd.Series, confidence: float = CONFIDENCE) -> tuple[float, f
     return float(values.mean()), float(half)
 
 
+# How a curve row's standard error was obtained: from repetitions (n >= 2), from the
+# per-second rates of its single point (n = 1), or not at all (older runs, points < 2 s).
+REPETITIONS, SECONDS, NO_SPREAD = "repetitions", "seconds", "none"
+CURVE_COLUMNS = ["workload", "server", "connections", "n", "throughput", "ci95", "std",
+                 "mbit_per_s", "se", "dof", "basis", "half95", "steady"]
+
+
+def _standard_error(group: pd.DataFrame) -> tuple[float, int, str]:
+    """(standard error of the mean throughput, its degrees of freedom, basis) of one curve row.
+
+    [I] With one repetition the per-second rates stand in for repetitions: their standard
+    error with k - 1 degrees of freedom. Consecutive seconds are correlated (and a point that
+    is still warming up trends), so this is a rough, usually optimistic, measure of noise."""
+    n = len(group)
+    if n >= 2:
+        return float(group["ops_per_s"].std(ddof=1)) / math.sqrt(n), n - 1, REPETITIONS
+    sd = float(group["ops_per_s_sd_1s"].iloc[0]) if "ops_per_s_sd_1s" in group else math.nan
+    k = int(group["seconds_1s"].iloc[0]) if "seconds_1s" in group and pd.notna(
+        group["seconds_1s"].iloc[0]) else 0
+    if k >= 2 and not math.isnan(sd):
+        return sd / math.sqrt(k), k - 1, SECONDS
+    return math.nan, 0, NO_SPREAD
+
+
+def _steady(group: pd.DataFrame) -> object:
+    """True/False when the run says whether every repetition was steady, else None."""
+    if "steady" not in group or group["steady"].isna().all():
+        return None
+    return bool(group["steady"].dropna().astype(bool).all())
+
+
 def curves(points: pd.DataFrame) -> pd.DataFrame:
-    """Mean throughput per (workload, server, connections) over the completed repetitions."""
+    """Mean throughput per (workload, server, connections) over the completed repetitions.
+
+    ci95 is the repetitions' 95 % t interval (NaN with n = 1, so figures draw no error bar);
+    se/dof/basis/half95 are the uncertainty verdicts use, per-second for n = 1."""
     done = points[points["status"] == DONE]
     rows = []
     for (workload, server, conns), group in done.groupby(KEYS[:3], sort=True):
         mean, half = mean_ci(group["ops_per_s"])
+        se, dof, basis = _standard_error(group)
         rows.append({"workload": workload, "server": server, "connections": conns,
                      "n": len(group), "throughput": mean, "ci95": half,
                      "std": float(group["ops_per_s"].std(ddof=1)) if len(group) > 1 else math.nan,
-                     "mbit_per_s": float(group["mbit_per_s"].mean())})
-    return pd.DataFrame(rows, columns=["workload", "server", "connections", "n", "throughput",
-                                       "ci95", "std", "mbit_per_s"])
+                     "mbit_per_s": float(group["mbit_per_s"].mean()),
+                     "se": se, "dof": dof, "basis": basis,
+                     "half95": t_quantile(dof) * se if dof else math.nan,
+                     "steady": _steady(group)})
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+
+
+def t_quantile(dof: float, confidence: float = CONFIDENCE) -> float:
+    """The two-sided t quantile for a confidence interval (NaN without degrees of freedom)."""
+    return float(stats.t.ppf((1 + confidence) / 2, dof)) if dof and dof >= 1 else math.nan
 
 
 def curve(table: pd.DataFrame, workload: str, server: str) -> pd.DataFrame:
@@ -341,11 +489,18 @@ def curve(table: pd.DataFrame, workload: str, server: str) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class Estimate:
-    """A measured value with its 95 % interval (low/high NaN without repetitions)."""
+    """A measured value with its 95 % interval (low/high NaN when there is no spread).
+
+    n is the fewest repetitions behind it, basis how the interval was obtained (REPETITIONS,
+    SECONDS for n = 1, NO_SPREAD), se and dof its standard error for combining estimates."""
 
     value: float
     low: float = math.nan
     high: float = math.nan
+    n: int = 0
+    basis: str = NO_SPREAD
+    se: float = math.nan
+    dof: int = 0
 
     def __str__(self) -> str:
         if math.isnan(self.low):
@@ -353,21 +508,41 @@ class Estimate:
         return f"{self.value:.1f} [{self.low:.1f}, {self.high:.1f}]"
 
 
+def _se_dof(row: pd.Series) -> tuple[float, int, str]:
+    """A curve row's standard error, degrees of freedom and basis (older tables: from std)."""
+    if "se" in row and pd.notna(row["se"]):
+        return float(row["se"]), int(row["dof"]), str(row["basis"])
+    if row["n"] >= 2 and pd.notna(row["std"]):
+        return float(row["std"]) / math.sqrt(row["n"]), int(row["n"]) - 1, REPETITIONS
+    return math.nan, 0, NO_SPREAD
+
+
+def weaker_basis(*bases: str) -> str:
+    """The basis of an estimate combining others: the weakest of theirs."""
+    for basis in (NO_SPREAD, SECONDS):
+        if basis in bases:
+            return basis
+    return REPETITIONS
+
+
 def gap(a: pd.Series, b: pd.Series) -> Estimate:
-    """Gap of A over B in %, (A/B - 1) x 100, from two curve rows (throughput, std, n).
+    """Gap of A over B in %, (A/B - 1) x 100, from two curve rows (throughput, se, dof, n).
 
     [I] The interval uses the delta method for a ratio of two independent means and a t
-    quantile with min(nA, nB) - 1 degrees of freedom (conservative); none when n < 2.
+    quantile with the smaller of the two rows' degrees of freedom (conservative); with n = 1
+    the rows' per-second standard errors stand in (see curves); none without either.
     """
     ratio = a["throughput"] / b["throughput"]
     value = (ratio - 1) * 100
-    n = min(a["n"], b["n"])
-    if n < 2 or math.isnan(a["std"]) or math.isnan(b["std"]):
-        return Estimate(value)
-    rel = math.sqrt((a["std"] ** 2 / a["n"]) / a["throughput"] ** 2
-                    + (b["std"] ** 2 / b["n"]) / b["throughput"] ** 2)
-    half = stats.t.ppf((1 + CONFIDENCE) / 2, n - 1) * ratio * rel * 100
-    return Estimate(value, value - half, value + half)
+    n = int(min(a["n"], b["n"]))
+    (se_a, dof_a, basis_a), (se_b, dof_b, basis_b) = _se_dof(a), _se_dof(b)
+    basis = weaker_basis(basis_a, basis_b)
+    if math.isnan(se_a) or math.isnan(se_b):
+        return Estimate(value, n=n, basis=NO_SPREAD)
+    se = ratio * math.sqrt((se_a / a["throughput"]) ** 2 + (se_b / b["throughput"]) ** 2) * 100
+    dof = min(dof_a, dof_b)
+    half = t_quantile(dof) * se
+    return Estimate(value, value - half, value + half, n=n, basis=basis, se=se, dof=dof)
 
 
 def peak(table: pd.DataFrame, workload: str, server: str) -> pd.Series:

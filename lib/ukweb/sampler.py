@@ -181,6 +181,7 @@ class Sampler:
         self._blk_total = 0.0                # clamped sum of the increments, in ticks
         self._blk_iowq = 0.0                 # the part of it in io-wq worker threads
         self._blk_max = 0.0                  # sum over intervals of the most blocked process
+        self._last_t: float | None = None    # when the counters were last read
         self._cpu_seen: dict[int, int] = {}  # tid -> its last schedstat run time (ns)
         self._cpu_total = 0                  # sum of the increments, ns
         self._started = False                # True once the baseline sample is taken
@@ -207,7 +208,12 @@ class Sampler:
             self._read[pid] = max(self._read.get(pid, 0), read_bytes(pid))
             most = max(most, self._add_blocked(thread_blkio(pid)))
             self._add_cpu(thread_cpu_ns(pid))
-        self._blk_max += most
+        # One process cannot be blocked longer than the interval (ticks are sampled, so a
+        # process's threads together can show a little more).
+        now = time.monotonic()
+        elapsed = now - self._last_t if self._last_t is not None else self.interval
+        self._last_t = now
+        self._blk_max += min(most, elapsed * CLK_TCK)
         out = {"ctx_switches": context_switches(), "listen_overflows": overflows,
                "listen_drops": drops, "disk_read_bytes": sum(self._read.values()),
                "blocked": self._blk_total, "cpu_ns": self._cpu_total,
