@@ -22,24 +22,31 @@ HEADER = "t_start_us,t_end_us,conn,type,class,dir,file,status,bytes,ok,error,pha
 REPLY_BYTES = 1000
 
 
-def _requests(ops_per_s: float, types: tuple[str, ...], errors: int) -> str:
-    """A request log with exactly ops_per_s x MEASURE_S ok measured replies."""
+def _requests(ops_per_s: float, types: tuple[str, ...], errors: int, wobble: float = 0.0) -> str:
+    """A request log with ops_per_s x MEASURE_S ok measured replies spread over the measured
+    seconds: each second gets ops_per_s x (1 +/- wobble), alternating, so the per-second rates
+    have a known spread (none by default) around the same mean."""
     rows = [f"{i * 1000},{i * 1000 + 500},0,static,1,0,1,200,{REPLY_BYTES},1,,warmup" for i in range(5)]
-    start = int(WARMUP_S * 1e6)
-    for i in range(round(ops_per_s * MEASURE_S)):
-        kind = types[i % len(types)]
-        latency = 1000 * (1 + i % 10)  # 1..10 ms
-        rows.append(f"{start + i},{start + i + latency},{i % 4},{kind},1,0,1,200,{REPLY_BYTES},1,,measure")
+    start, i = int(WARMUP_S * 1e6), 0
+    for second in range(int(MEASURE_S)):
+        count = round(ops_per_s * (1 + wobble * (-1) ** second))
+        for j in range(count):
+            kind = types[i % len(types)]
+            t0 = start + second * 1_000_000 + j * 980_000 // max(count, 1)
+            latency = 1000 * (1 + i % 10)  # 1..10 ms, so every reply ends within its second
+            rows.append(f"{t0},{t0 + latency},{i % 4},{kind},1,0,1,200,{REPLY_BYTES},1,,measure")
+            i += 1
     rows += [f"{start},{start + 9000},1,static,1,0,1,0,0,0,timeout,measure"] * errors
     return HEADER + "\n".join(rows) + "\n"
 
 
-def _system(idle: float, drops: int, blocked_s: float, iowait: float) -> str:
-    """system.csv in ukweb.sampler's form: per-interval counters, one row per second."""
+def _system(idle: float, drops: int, blocked_s: float, iowait: float, drift_s: float = 0.0) -> str:
+    """system.csv in ukweb.sampler's form: per-interval counters, one row per second; the
+    k-th sample at k x (1 + drift_s) s, as the real sampler drifts a few ms per second."""
     head = ("t,cpu_user,cpu_sys,cpu_idle,cpu_iowait,ctx_switches,listen_overflows,listen_drops,"
             "disk_read_bytes,page_cache_bytes,blocked_s\n")
     busy = 100 - idle - iowait
-    rows = [f"{t}.0,{busy / 2},{busy / 2},{idle},{iowait},100,{drops},{drops},0,0,{blocked_s}"
+    rows = [f"{t * (1 + drift_s):.3f},{busy / 2},{busy / 2},{idle},{iowait},100,{drops},{drops},0,0,{blocked_s}"
             for t in range(1, int(WARMUP_S + MEASURE_S) + 1)]
     return head + "\n".join(rows) + "\n"
 
@@ -53,18 +60,19 @@ def _status(accepts: int, rounds: int, served: int) -> dict:
 
 def write_point(run: Path, workload: str, server: str, conns: int, rep: int, ops: float, *,
                 idle: float = 20.0, iowait: float = 0.0, drops: int = 0, blocked_s: float = 0.0,
-                types: tuple[str, ...] = ("static",), status: str = "DONE") -> Path:
+                types: tuple[str, ...] = ("static",), status: str = "DONE", wobble: float = 0.0,
+                drift_s: float = 0.0) -> Path:
     """One point directory; status DONE, FAILED (with a reason) or '' (interrupted)."""
     point = run / "points" / workload / server / f"c{conns}" / f"r{rep}"
     point.mkdir(parents=True)
     with gzip.open(point / "requests.csv.gz", "wt") as f:
-        f.write(_requests(ops, types, errors=2))
+        f.write(_requests(ops, types, errors=2, wobble=wobble))
     summary = {"loadgen_version": 1, "connections": conns, "warmup_s": WARMUP_S, "measure_s": MEASURE_S,
                "measure": {"requests": round(ops * MEASURE_S) + 2, "ok": round(ops * MEASURE_S),
                            "errors": 2, "ops_per_s": ops},
                "conforming_connections": conns, "conforming_pct": 100.0, "cpu_us_per_request": 5.0}
     (point / "summary.json").write_text(json.dumps(summary))
-    (point / "system.csv").write_text(_system(idle, drops, blocked_s, iowait))
+    (point / "system.csv").write_text(_system(idle, drops, blocked_s, iowait, drift_s))
     (point / "server-status.json").write_text(json.dumps(_status(40, 10, round(ops * MEASURE_S))))
     if status == "DONE":
         (point / "DONE").write_text("")
@@ -163,7 +171,8 @@ def test_peaks_and_gaps_are_the_known_ones(static_run: Path):
     est, at = analysis.gap_at(table, "static", "ktux", "userver-16", 390)
     assert at == 400 and est.value == pytest.approx(50.0)
     assert analysis.max_gap(table, "static", "ktux", "userver-16") == (pytest.approx(50.0), 400)
-    assert math.isnan(est.low)  # one repetition: no interval
+    # one repetition: the interval is the per-second one, here none (every second alike)
+    assert est.n == 1 and est.basis == analysis.SECONDS and est.low == pytest.approx(est.high)
 
 
 def test_confidence_interval_uses_t_distribution(tmp_path: Path):
@@ -212,3 +221,35 @@ def test_a_corrupt_log_is_listed_as_unreadable(tmp_path: Path):
     bad = analysis.failed_points(points)
     assert list(bad["status"]) == [analysis.UNREADABLE] and "requests.csv.gz" in bad["reason"].iloc[0]
     assert len(points[points["status"] == analysis.DONE]) == 8
+
+
+def test_the_sample_closing_the_last_warmup_second_is_not_measured(tmp_path: Path):
+    """The sampler's k-th sample lands at k x 1.003 s: the one at 1.003 s closes the warm-up's
+    last second (t > warmup_s, but its interval starts at 0), so only 2 samples are measured."""
+    run = make_run(tmp_path, {("dynamic", "userver-1"): {500: [40.0]}},
+                   {("dynamic", "userver-1"): {"drops": 3, "blocked_s": 0.25, "drift_s": 0.003}})
+    row = analysis.points_table(run).iloc[0]
+    assert row["listen_drops"] == 6  # 2 measured samples x 3, not 3 x 3
+    assert row["blocked_pct"] == pytest.approx(25.0, rel=0.01)
+
+
+def test_one_repetition_gets_a_per_second_interval(tmp_path: Path):
+    """n = 1: the per-second rates (t_end_us bins) give the spread; seconds alternate +/-20 %."""
+    run = make_run(tmp_path, {("static", "ktux"): {100: [100.0]}, ("static", "userver-8"): {100: [50.0]}},
+                   {("static", "ktux"): {"wobble": 0.2}})
+    points = analysis.points_table(run).set_index("server")
+    assert points.loc["ktux", "ops_per_s"] == pytest.approx(100.0)
+    assert points.loc["ktux", "seconds_1s"] == MEASURE_S
+    assert points.loc["ktux", "ops_per_s_sd_1s"] == pytest.approx(20 * math.sqrt(2))
+    row = analysis.curve(analysis.curves(points.reset_index()), "static", "ktux").loc[100]
+    assert row["basis"] == analysis.SECONDS and math.isnan(row["ci95"])  # no repetition CI
+    assert row["half95"] == pytest.approx(12.7062 * 20 * math.sqrt(2) / math.sqrt(2), rel=1e-4)
+    est = analysis.peak_gap(analysis.curves(points.reset_index()), "static", "ktux", "userver-8")
+    assert est.n == 1 and est.low < 100 < est.high
+
+
+def test_repetitions_beat_per_second_spread(tmp_path: Path):
+    run = make_run(tmp_path, {("static", "ktux"): {100: [90.0, 110.0]}}, {("static", "ktux"): {"wobble": 0.5}})
+    row = analysis.curve(analysis.curves(analysis.points_table(run)), "static", "ktux").loc[100]
+    assert row["basis"] == analysis.REPETITIONS and row["n"] == 2
+    assert row["half95"] == pytest.approx(row["ci95"])

@@ -2,7 +2,8 @@
 
 One function per figure. Figures are built on matplotlib.figure.Figure (no pyplot state), so
 the library never depends on a display; `save` writes PNG and PDF. Every figure carries the
-run's deviations from the paper's testbed (manifest.json) as a footnote.
+run's deviations from the paper's testbed (manifest.json) as a footnote, Figures 2-6 also the
+paper's numbers they are judged on. Error bars only where there are repetitions (n > 1).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -75,15 +77,63 @@ def failed_notes(points: pd.DataFrame, work: str) -> list[str]:
             for r in bad.itertuples()]
 
 
-def _footnote(fig: Figure, notes: list[str]) -> None:
-    """Deviations under the axes, wrapped, in small type."""
-    if not notes:
+def _footnote(fig: Figure, notes: list[str], marks: list[str] | None = None,
+              remark: str = "") -> None:
+    """The paper's numbers against ours, a remark on the markers, then the deviations, under
+    the axes in small type; the figure grows to hold them so the axes keep their size."""
+    blocks = []
+    if marks:
+        blocks.append("The paper's numbers this figure is judged on (claims.json):\n"
+                      + "\n".join(line for m in marks for line in textwrap.wrap("• " + m, 125)))
+    if remark:
+        blocks.append(remark)
+    if notes:
+        blocks.append("Deviations from the paper's testbed:\n"
+                      + "\n".join(line for n in notes for line in textwrap.wrap("• " + n, 125)))
+    if not blocks:
         return
-    lines = [line for note in notes for line in textwrap.wrap("• " + note, 120)]
-    fig.text(0.01, 0.01, "Deviations from the paper's testbed:\n" + "\n".join(lines),
-             fontsize=6, va="bottom", ha="left", color="0.3")
-    # Room for the x label (~0.6 in) plus one 6-pt line (~0.11 in) per note line.
-    fig.subplots_adjust(bottom=(0.6 + 0.11 * (len(lines) + 1)) / fig.get_figheight())
+    text = "\n".join(blocks)
+    axes_in = fig.get_figheight()
+    # Room for the x label (~0.6 in) plus one 6-pt line (~0.11 in) per line of text.
+    extra = 0.6 + 0.11 * (text.count("\n") + 1)
+    fig.set_figheight(axes_in + extra)
+    fig.text(0.01, 0.01, text, fontsize=6, va="bottom", ha="left", color="0.3")
+    height = fig.get_figheight()
+    fig.subplots_adjust(bottom=extra / height, top=1 - 0.5 / height)
+
+
+def _n_label(n: pd.Series) -> str:
+    """'n = 1 per point (no error bars)' or 'n = 3 per point; error bars: 95 % CI'."""
+    lo, hi = int(n.min()), int(n.max())
+    said = f"n = {lo}" if lo == hi else f"n = {lo}-{hi}"
+    return f"{said} per point" + ("; error bars: 95 % CI over repetitions" if hi > 1
+                                  else " (no repetitions, so no error bars)")
+
+
+def _unsteady(c: pd.DataFrame) -> pd.DataFrame:
+    """The curve rows the run marked as not steady (none when it did not say)."""
+    if "steady" not in c:
+        return c.iloc[0:0]
+    return c[c["steady"].map(lambda v: v is False or v is np.False_)]
+
+
+def paper_marks(table: pd.DataFrame | None, figure: str) -> tuple[dict[int, list[str]], list[str]]:
+    """For one figure: connection counts the paper names (claim ids at each) and one line per
+    claim, paper against ours, from the evaluated claims table."""
+    if table is None or table.empty:
+        return {}, []
+    at: dict[int, list[str]] = {}
+    lines = []
+    paper = claims.load_claims().set_index("id")
+    for _, row in table[table["figure"] == figure].iterrows():
+        conns = paper.loc[row["id"], "at_connections"] if row["id"] in paper.index else ""
+        if conns:
+            at.setdefault(int(conns), []).append(row["id"])
+        ours = claims.ours_text(row) or "-"
+        lines.append(f"{row['id']} ({row['servers']}, {row['metric']}): paper {row['paper_value']}, "
+                     f"ours {ours} {row['unit']} (n = {row['n']}), band {row['band']} -> "
+                     f"{row['verdict']}")
+    return at, lines
 
 
 def figure_servers(curves: pd.DataFrame, work: str) -> list[str]:
@@ -96,24 +146,46 @@ def figure_servers(curves: pd.DataFrame, work: str) -> list[str]:
     return paper + others
 
 
-def throughput_figure(curves: pd.DataFrame, work: str, title: str, notes: list[str] | None = None) -> Figure:
-    """Throughput (replies/s) against simultaneous connections, one line per server, with 95 %
-    confidence intervals as error bars when there are repetitions."""
+def throughput_figure(curves: pd.DataFrame, work: str, title: str, notes: list[str] | None = None,
+                      marks: tuple[dict[int, list[str]], list[str]] | None = None) -> Figure:
+    """Throughput (replies/s) against simultaneous connections, one line per server: 95 %
+    error bars only where there are repetitions, hollow markers for points not steady, and
+    the paper's connection counts (marks: paper_marks) as dotted lines."""
     fig = Figure(figsize=(7, 5))
     ax = fig.add_subplot()
-    for server in figure_servers(curves, work):
+    shown = figure_servers(curves, work)
+    unsteady = 0
+    for server in shown:
         c = analysis.curve(curves, work, server)
         color, marker = STYLE.get(server, (None, "x"))
-        ax.errorbar(c.index, c["throughput"], yerr=c["ci95"].fillna(0), label=server_label(server),
-                    color=color, marker=marker, capsize=3)
+        if c["n"].max() > 1:
+            ax.errorbar(c.index, c["throughput"], yerr=c["ci95"].fillna(0), label=server_label(server),
+                        color=color, marker=marker, capsize=3)
+        else:
+            ax.plot(c.index, c["throughput"], label=server_label(server), color=color, marker=marker)
+        bad = _unsteady(c)
+        if len(bad):
+            unsteady += len(bad)
+            ax.plot(bad.index, bad["throughput"], linestyle="none", marker=marker, markersize=9,
+                    markerfacecolor="white", markeredgecolor=color)
+    at, lines = marks or ({}, [])
+    for conns, ids in sorted(at.items()):
+        ax.axvline(conns, color="0.5", linestyle=":", linewidth=1)
+        ax.annotate("paper: " + ", ".join(ids), (conns, 1), xycoords=("data", "axes fraction"),
+                    xytext=(2, -10), textcoords="offset points", fontsize=7, color="0.35")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("Simultaneous connections")
     ax.set_ylabel("Throughput (replies/s)")
     ax.set_title(title, fontsize=10)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.legend()
-    _footnote(fig, notes or [])
+    ax.legend(loc="lower right")
+    sel = curves[(curves["workload"] == work) & curves["server"].isin(shown)]
+    if len(sel):
+        ax.text(0.01, 0.01, _n_label(sel["n"]), transform=ax.transAxes, fontsize=7, color="0.3")
+    remark = (f"Hollow markers: {unsteady} point(s) not steady (points.parquet: steady, "
+              "steady_reason)." if unsteady else "")
+    _footnote(fig, notes or [], lines, remark)
     return fig
 
 
@@ -129,9 +201,17 @@ def peak_gap_figure(curves: pd.DataFrame, notes: list[str] | None = None) -> Fig
         ax.annotate(row.text, (row.dynamic_share * 100, row.gap_pct), textcoords="offset points",
                     xytext=(6, 6), fontsize=8)
     if len(ours):
-        err = [(ours["gap_pct"] - ours["low"]).fillna(0), (ours["high"] - ours["gap_pct"]).fillna(0)]
-        ax.errorbar(ours["dynamic_share"] * 100, ours["gap_pct"], yerr=err, fmt="-s", color="tab:red",
-                    capsize=3, label="ours (ktux vs userver)")
+        # Error bars only from repetitions; n = 1 intervals are per-second noise (claims.json).
+        reps = ours["n"] > 1
+        x, label = ours["dynamic_share"] * 100, "ours (ktux vs userver)"
+        if reps.any():
+            err = [(ours["gap_pct"] - ours["low"]).where(reps, 0).fillna(0),
+                   (ours["high"] - ours["gap_pct"]).where(reps, 0).fillna(0)]
+            ax.errorbar(x, ours["gap_pct"], yerr=err, fmt="-s", color="tab:red", capsize=3, label=label)
+        else:
+            ax.plot(x, ours["gap_pct"], "-s", color="tab:red", label=label)
+        ax.text(0.99, 0.01, _n_label(ours["n"]), transform=ax.transAxes, fontsize=7, color="0.3",
+                ha="right")
     ax.axhline(0, color="0.5", lw=0.8)
     ax.set_xlabel("Dynamic requests in the workload (%)")
     ax.set_ylabel("Peak throughput gap, kernel over user space (%)")
@@ -151,7 +231,11 @@ def process_sweep_figure(curves: pd.DataFrame, work: str, notes: list[str] | Non
     sel = sel.sort_values("procs")
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot()
-    ax.errorbar(sel["procs"], sel["throughput"], yerr=sel["ci95"].fillna(0), marker="o", capsize=3)
+    if sel["n"].max() > 1:
+        ax.errorbar(sel["procs"], sel["throughput"], yerr=sel["ci95"].fillna(0), marker="o", capsize=3)
+    else:
+        ax.plot(sel["procs"], sel["throughput"], marker="o")
+    ax.text(0.01, 0.01, _n_label(sel["n"]), transform=ax.transAxes, fontsize=7, color="0.3")
     ax.set_xscale("log", base=2)
     ax.set_xticks(sel["procs"], [str(p) for p in sel["procs"]])
     ax.set_xlabel("userver processes")
@@ -172,10 +256,23 @@ def save(fig: Figure, out: Path, name: str) -> list[Path]:
     return targets
 
 
-def write_all(points: pd.DataFrame, manifest: dict, out: Path) -> list[Path]:
-    """Every figure the run has data for; a workload the run lacks is logged, not drawn."""
+def _verdicts(points: pd.DataFrame, manifest: dict) -> pd.DataFrame | None:
+    """The claims table for the figures' marks; None (and a warning) when the rules are bad,
+    so a figure is still drawn and the claims notebook reports the rule table's error."""
+    try:
+        return claims.evaluate(points, manifest)
+    except claims.RulesError as err:
+        log.warning("figures drawn without the paper's numbers: %s", err)
+        return None
+
+
+def write_all(points: pd.DataFrame, manifest: dict, out: Path,
+              table: pd.DataFrame | None = None) -> list[Path]:
+    """Every figure the run has data for; a workload the run lacks is logged, not drawn.
+    table: the evaluated claims (claims.evaluate) whose paper numbers the figures mark."""
     curves = analysis.curves(points)
     notes = deviation_notes(manifest)
+    table = _verdicts(points, manifest) if table is None else table
     written: list[Path] = []
     measured = set(curves["workload"])
     for name, (work, caption) in FIGURES.items():
@@ -183,7 +280,8 @@ def write_all(points: pd.DataFrame, manifest: dict, out: Path) -> list[Path]:
             log.info("%s not drawn: the run has no %s points", name, work)
             continue
         title = f"{name.replace('fig', 'Figure ')}: {caption}: userver vs. ktux"
-        fig = throughput_figure(curves, work, title, notes + failed_notes(points, work))
+        fig = throughput_figure(curves, work, title, notes + failed_notes(points, work),
+                                paper_marks(table, name))
         written += save(fig, out, name)
     written += save(peak_gap_figure(curves, notes), out, "peak_gap_by_dynamic_share")
     for work in workload.WORKLOADS:

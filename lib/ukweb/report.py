@@ -1,14 +1,16 @@
 """`ukweb report DIR`: figures, claims and report.html from an existing run, without servers.
 
-The report is the analysis notebooks (03-figures, 04-claims, 05-why) executed with papermill on
-the run directory, so the HTML shows exactly the code that produced every number; the executed
-notebooks are kept beside it for JupyterLab.
+report.html opens with a front page (ukweb.frontpage: verdicts, the claim table, the run's
+provenance, the figures), followed by the analysis notebooks (03-figures, 04-claims, 05-why)
+executed with papermill on the run directory, so the HTML shows exactly the code that produced
+every number; the executed notebooks are kept beside it for JupyterLab.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +21,7 @@ from jupyter_client.manager import AsyncKernelManager
 from nbconvert import HTMLExporter
 from traitlets import CaselessStrEnum
 
-from ukweb import analysis, claims, paths
+from ukweb import analysis, claims, frontpage, manifest, paths, readme, rules
 
 log = logging.getLogger(__name__)
 
@@ -51,21 +53,39 @@ def execute(name: str, out: Path, parameters: dict, notebooks: Path | None = Non
 
 
 def combine(executed: list[Path], title: str) -> nbformat.NotebookNode:
-    """One notebook holding every executed notebook in order, each under its own heading."""
+    """One notebook holding every executed notebook in order, each under its own heading.
+
+    The notebooks' own parameters cells (the smoke profile's defaults) are left out: the
+    values used are in the cell papermill injected after each, and on the front page."""
     book = nbformat.v4.new_notebook()
     book.cells.append(nbformat.v4.new_markdown_cell(f"# {title}"))
     for path in executed:
         nb = nbformat.read(path, as_version=4)
         book.cells.append(nbformat.v4.new_markdown_cell(f"---\n# Notebook {path.stem}"))
-        book.cells += nb.cells
+        book.cells += [c for c in nb.cells if "parameters" not in c.get("metadata", {}).get("tags", [])]
     return book
 
 
-def write_html(executed: list[Path], target: Path, title: str) -> Path:
-    """report.html: the executed notebooks as one page, figures embedded."""
+def write_html(executed: list[Path], target: Path, title: str, front: str = "") -> Path:
+    """report.html: the front page, then the executed notebooks, figures embedded."""
     body, _ = HTMLExporter().from_notebook_node(combine(executed, title))
+    if front:
+        # After the opening <main> (or <body>) tag, so the front page is the first thing read.
+        for tag in ("<main>", "<body"):
+            at = body.find(tag)
+            if at >= 0:
+                at = body.index(">", at) + 1
+                body = body[:at] + front + body[at:]
+                break
     target.write_text(body)
     return target
+
+
+def front_page(run: Path, out: Path, title: str) -> str:
+    """The front page from what 04-claims and 03-figures wrote (claims.json, figures/)."""
+    table = claims.load_written(out)
+    return frontpage.page(table, analysis.read_manifest(run), run, out / "figures", title,
+                          manifest.git_state())
 
 
 def build(run: Path, out: Path | None = None, parameters: dict | None = None,
@@ -80,20 +100,41 @@ def build(run: Path, out: Path | None = None, parameters: dict | None = None,
     values = {**(parameters or {}), "run_dir": str(run), "out_dir": str(out)}
     executed = list(earlier or [])
     executed += [execute(name, out / "notebooks", values) for name in ANALYSIS_NOTEBOOKS]
-    return write_html(executed, out / "report.html", f"Reproduction report: run {run.name}")
+    title = f"Reproduction report: run {run.name}"
+    return write_html(executed, out / "report.html", title, front_page(run, out, title))
+
+
+def use_rules(path: Path | None) -> None:
+    """Check the rule table (RulesError, one line) and make the notebooks' kernels use it."""
+    if path is not None:
+        os.environ[rules.ENV] = str(Path(path).resolve())
+    claims.load_rules()
 
 
 def cli(argv: list[str]) -> int:
-    """`ukweb report DIR [--out DIR]`."""
+    """`ukweb report DIR [--out DIR] [--rules CSV] [--update-readme]`."""
     parser = argparse.ArgumentParser(prog="ukweb report",
                                      description="figures, claims and report.html from a run directory")
     parser.add_argument("run", type=Path, help="run directory, e.g. data/reference/<run-id>")
     parser.add_argument("--out", type=Path, help="output directory (default data/processed/<run-id>)")
+    parser.add_argument("--rules", type=Path, help="rule table (default data/paper/rules.csv)")
+    parser.add_argument("--update-readme", action="store_true",
+                        help="rewrite the README's claim table from this run (the reference run)")
     args = parser.parse_args(argv)
     if not (args.run / "points").is_dir():
         print(f"ukweb report: {args.run} is not a run directory (no points/ inside)", file=sys.stderr)
         return 2
-    return run_and_summarise("ukweb report", lambda: build(args.run, args.out))
+    try:
+        use_rules(args.rules)
+    except rules.RulesError as err:
+        print(f"ukweb report: {err}", file=sys.stderr)
+        return 2
+    status = run_and_summarise("ukweb report", lambda: build(args.run, args.out))
+    if status == 0 and args.update_readme:
+        out = (args.out or analysis.processed_dir(args.run.resolve())).resolve()
+        readme.update(claims.load_written(out))
+        print(f"updated {readme.README}")
+    return status
 
 
 def run_and_summarise(prog: str, make: Callable[[], Path]) -> int:
@@ -112,6 +153,7 @@ def run_and_summarise(prog: str, make: Callable[[], Path]) -> int:
 def print_claims(out: Path) -> None:
     """The claims table on stdout, as the last thing a user sees."""
     table = claims.load_written(out)
-    print(table[["id", "workload", "metric", "paper_value", "ours", "verdict"]].to_string(
-        index=False, float_format=lambda v: f"{v:.1f}"))
+    shown = table.assign(ours=table.apply(claims.ours_text, axis=1),
+                         n=table["n"].map(lambda n: str(int(n)) if n else "-"))
+    print(shown[["id", "servers", "paper_value", "ours", "n", "band", "verdict"]].to_string(index=False))
     print(claims.summary_line(table))
