@@ -80,10 +80,14 @@ def test_profiles_validate_and_cover_the_paper() -> None:
     assert quick.workloads == ["static", "dynamic", "mix30", "mix50", "mix80"]
     assert quick.servers["static"] == ["userver-1", "userver-16", "ktux"]
     assert quick.servers["dynamic"] == ["userver-1", "userver-8", "ktux"]
-    assert paper.warmup_s == 60 and paper.duration_s == 120 and paper.memory_mb == 512
+    assert paper.warmup_s >= paper.settle_s and paper.memory_mb == 512 and paper.repetitions >= 3
     assert paper.connections == list(range(100, 1501, 200))
-    labels = {p.server for p in runs.plan(quick) if p.connections == 700}
+    labels = {p.server for p in runs.plan(paper) if p.connections == 700}
     assert {f"userver-{n}" for n in (1, 2, 4, 8, 16, 32)} <= labels
+    for prof in (quick, paper):  # the whole method, in the profile's time
+        assert prof.cpu_method == "thief" and prof.disk_model and prof.prewarm and prof.netns
+        assert runs.estimate_minutes(prof) <= prof.max_minutes
+    assert paper.max_minutes <= 100 and quick.max_minutes <= 15
     assert load_params(PARAMS / "smoke.yaml").max_connections() <= 10
 
 
@@ -99,7 +103,9 @@ def test_plan_has_no_duplicate_points() -> None:
     ("connections", [100, -1], "connections[1]"),
     ("workloads", ["static", "nope"], "workloads"),
     ("memory_mb", 4, "memory_mb"),
-    ("cpu_quota_pct", 250, "cpu_quota_pct"),
+    ("cpu_share", 1.5, "cpu_share"),
+    ("cpu_method", "fast", "cpu_method"),
+    ("duraton_s", 60, "unknown key.*'duraton_s'.*known keys:.*duration_s"),
     ("server_cpus", "x", "bad CPU list"),
     ("drop_caches", "yes", "drop_caches"),
     ("process_sweep", {"procs": [1]}, "process_sweep"),
@@ -108,6 +114,52 @@ def test_plan_has_no_duplicate_points() -> None:
 def test_bad_params_name_the_value(key: str, value: object, words: str) -> None:
     with pytest.raises(ParamsError, match=words.replace("[", r"\[").replace("]", r"\]")):
         validate({**SMOKE, key: value})
+
+
+def test_series_are_ascending_and_keep_repetitions_together() -> None:
+    p = load_params(PARAMS / "paper.yaml")
+    series = runs.series_plan(p)
+    for pts in series:
+        assert len({(x.workload, x.server) for x in pts}) == 1
+        assert [x.connections for x in pts] == sorted(x.connections for x in pts)
+    fig2 = next(s for s in series if (s[0].workload, s[0].server) == ("static", "ktux"))
+    assert [(x.connections, x.repetition) for x in fig2[:4]] == [(100, 1), (100, 2), (100, 3), (300, 1)]
+    assert sum(len(s) for s in series) == len(runs.plan(p)) == len(set(runs.plan(p)))
+
+
+def test_a_profile_that_cannot_finish_in_its_time_is_refused(tmp_path: Path) -> None:
+    raw = {**SMOKE, "duration_s": 600, "max_minutes": 5}
+    with pytest.raises(ParamsError, match="over max_minutes=5"):
+        runs.check_budget(validate(raw))
+    path = tmp_path / "long.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    res = subprocess.run([sys.executable, "-m", "ukweb.cli", "run", "-f", str(path), "--root",
+                          str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "max_minutes" in res.stderr
+    assert not list(tmp_path.glob("*/manifest.json"))
+
+
+@pytest.mark.parametrize("run_id", ["../../etc", "..", "a/b", "/etc"])
+def test_a_run_id_stays_inside_its_root(tmp_path: Path, run_id: str) -> None:
+    path = tmp_path / "smoke.yaml"
+    path.write_text(yaml.safe_dump(SMOKE))
+    root = tmp_path / "root"
+    res = subprocess.run([sys.executable, "-m", "ukweb.cli", "run", "-f", str(path), "--root",
+                          str(root), "--run-id", run_id], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "run id" in res.stderr and res.stderr.count("\n") == 1
+    assert not root.exists() and not (tmp_path / "etc").exists()
+    with pytest.raises(ParamsError, match="run id"):
+        runs.run_path(root, run_id)
+
+
+def test_a_misspelt_set_key_is_refused_naming_the_known_ones(tmp_path: Path) -> None:
+    path = tmp_path / "smoke.yaml"
+    path.write_text(yaml.safe_dump(SMOKE))
+    res = subprocess.run([sys.executable, "-m", "ukweb.cli", "run", "-f", str(path), "--root",
+                          str(tmp_path / "root"), "--set", "duraton_s=60"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "'duraton_s'" in res.stderr and "duration_s" in res.stderr
+    assert not (tmp_path / "root").exists()
 
 
 def test_cli_bad_params_exit_2_with_one_line(tmp_path: Path) -> None:
@@ -229,7 +281,7 @@ def test_server_page_cache_stays_under_its_memory_limit(tmp_path: Path) -> None:
     dirs = fileset.read_manifest(root)["dirs"]
     limit = 64 << 20
     with testbed.Testbed(memory_mb=64, drop_caches=CAPS.drop_caches, prefix="ukweb-test") as tb:
-        tb.before_point()
+        tb.drop_page_cache()
         with tb.point_cgroup("serve") as cg:
             assert cg.memory_limit() == limit
             with Server(named_config("userver-1"), root.parent, tmp_path,
@@ -275,41 +327,23 @@ def test_calibration_targets_the_papers_peak() -> None:
     from ukweb import calibrate
 
     assert calibrate.target_replies() == pytest.approx(700 * 400_000 / 122_000)  # ~2,295/s
-    assert calibrate.propose_quota(22_950, calibrate.target_replies()) == 10.0
-    assert calibrate.propose_quota(1_000, calibrate.target_replies()) == 100.0  # slow machine
-    assert calibrate.equivalent_line_speed(2295.1) == pytest.approx(400_000, rel=1e-3)
-    with pytest.raises(ValueError, match="zero"):
-        calibrate.propose_quota(0, 2295)
+    assert calibrate.clamp(2.0) == calibrate.MAX_SHARE and calibrate.clamp(0) == calibrate.MIN_SHARE
 
 
-@needs_binaries
-def test_calibration_brackets_and_interpolates() -> None:
-    from ukweb import calibrate
-
-    target = 2000.0
-    one = [{"cpu_quota_pct": 10.0, "replies_per_s": 1000.0}]
-    assert calibrate.next_quota(one, target) == 20.0  # in proportion while one-sided
-    two = one + [{"cpu_quota_pct": 30.0, "replies_per_s": 5000.0}]
-    assert calibrate.next_quota(two, target) == 15.0  # between the brackets
-
-
-def test_calibrate_writes_a_quota_sweeps_use(tmp_path: Path) -> None:
-    from ukweb import calibrate
-
+def test_calibration_share_is_what_the_sweep_uses(tmp_path: Path) -> None:
     out = tmp_path / "calibration.yaml"
-    assert calibrate.cli(["--seconds", "1", "--connections", "16", "-o", str(out),
-                          "--overload-connections", "40", "--root", str(tmp_path)]) == 0
-    cal = yaml.safe_load(out.read_text())
-    if "cpu" in CAPS.cgroup_controllers:
-        assert 1 <= cal["cpu_quota_pct"] <= 100 and cal["steps"]
-    params = validate(smoke(calibration=str(out), cpu_quota_pct=None))
+    out.write_text(yaml.safe_dump({"cpu_method": "thief", "cpu_share": 0.21}))
+    params = validate(smoke(calibration=str(out), cpu_share=None, cpu_method="thief"))
     loaded = runs.load_calibration(params)
     assert loaded["path"] == str(out)
-    assert runs.effective_quota(params, loaded) == cal["cpu_quota_pct"]
+    assert runs.effective_share(params, loaded) == 0.21
+    quota = validate(smoke(calibration=str(out), cpu_share=None, cpu_method="quota"))
+    with pytest.raises(ParamsError, match="calibrate"):  # a share is only good for its method
+        runs.effective_share(quota, runs.load_calibration(quota))
 
 
 def test_calibrate_bad_arguments_exit_2() -> None:
-    res = subprocess.run([sys.executable, "-m", "ukweb.cli", "calibrate", "--seconds", "100"],
+    res = subprocess.run([sys.executable, "-m", "ukweb.cli", "calibrate", "--seconds", "500"],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "--seconds" in res.stderr
 
@@ -344,6 +378,6 @@ def test_resuming_with_other_parameters_is_refused(tmp_path: Path) -> None:
 
 def test_bad_calibration_file_is_a_params_error(tmp_path: Path) -> None:
     cal = tmp_path / "calibration.yaml"
-    cal.write_text("cpu_quota_pct: 500\n")
-    with pytest.raises(ParamsError, match="cpu_quota_pct=500"):
+    cal.write_text("cpu_share: 5\n")
+    with pytest.raises(ParamsError, match="cpu_share=5"):
         runs.load_calibration(validate(smoke(calibration=str(cal))))

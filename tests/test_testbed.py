@@ -72,7 +72,7 @@ def test_unprivileged_machine_becomes_deviations() -> None:
     assert "client_cpus" in tb.deviations and tb.client_cpu_list == [0]
     assert "pinning" in tb.deviations  # server and clients now share CPU 0
     assert tb.new_cgroup("x") is None
-    tb.before_point()  # must not try to drop caches
+    assert tb.drop_page_cache() is False  # must not try to drop caches
     steps = {d["step"] for d in tb.deviation_list()}
     assert {"client_cpus", "pinning"} <= steps
 
@@ -158,7 +158,7 @@ def test_page_cache_stays_under_the_memory_limit(big_files: Path, tmp_path: Path
     waits show up in delay accounting; system.csv samples it."""
     limit = 64 * MB
     with Testbed(memory_mb=64, prefix="ukweb-test") as tb, tb.point_cgroup("cache") as cg:
-        tb.before_point()  # cold cache: every byte comes from disk
+        tb.drop_page_cache()  # cold cache: every byte comes from disk
         reader = subprocess.Popen([sys.executable, "-c", READER, str(big_files)],
                                   preexec_fn=tb.server_preexec(cg), stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, text=True)
@@ -222,7 +222,7 @@ print(time.monotonic() - t)
 
 def _cold_read_s(tb: Testbed, label: str, files: list[Path]) -> float:
     with tb.point_cgroup(label) as cg:
-        tb.before_point()
+        tb.drop_page_cache()
         out = subprocess.run([sys.executable, "-c", COLD_READ, *map(str, files)], check=True,
                              preexec_fn=tb.server_preexec(cg), capture_output=True, text=True,
                              timeout=60)

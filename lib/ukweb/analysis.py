@@ -230,7 +230,8 @@ def _disk(s: pd.DataFrame, span: float) -> dict:
     return {"misses_per_s": counter_total(s["disk_reads"]) / span,
             "disk_seeks_per_s": counter_total(s["disk_seeks"]) / span,
             "disk_mb_per_s": counter_total(s["disk_bytes"]) / span / 1e6,
-            "disk_busy_pct": 100.0 * counter_total(s["disk_busy_s"]) / span}
+            "disk_busy_pct": 100.0 * counter_total(s["disk_busy_s"]) / span,
+            "disk_overruns": counter_total(s["disk_overruns"]) if "disk_overruns" in s else math.nan}
 
 
 def system_seconds(point: Path, server_cpus: int = 1, capacity_pct: float = 100.0,

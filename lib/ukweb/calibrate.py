@@ -142,7 +142,8 @@ def calibrate(profile: Path = PARAMS / "paper.yaml", out: Path = PARAMS / "calib
         try:
             runner = PointRunner(testbed, disk.mountpoint if disk else docroot, params.warmup_s,
                                  params.duration_s, params.line_speed, params.seed,
-                                 params.loadgen_threads, net, disk=disk, prewarm=params.prewarm)
+                                 params.loadgen_threads, net, disk=disk, prewarm=params.prewarm,
+                                 max_connections=max(params.max_connections(), connections))
             with runner.series("calibrate", connections):
                 result = search(runner, run, server, connections, target)
         finally:

@@ -55,7 +55,7 @@ class TestbedDied(PointFailed):
 
 
 # The disk model's counters sampled once a second into system.csv (as disk_<name>).
-DISK_COUNTERS = ("reads", "bytes", "seeks", "busy_s", "wait_s")
+DISK_COUNTERS = ("reads", "bytes", "seeks", "busy_s", "queue_wait_s", "overruns")
 
 
 class DiskFull(OSError):
@@ -128,6 +128,7 @@ class PointRunner:
     net: Topology | None = None  # None: clients reach the server over loopback
     disk: object | None = None   # the mounted ukweb.diskmodel.DiskModel serving docroot, if any
     prewarm: bool = True
+    max_connections: int = 1500  # the largest point: the file set to evict between series
     cg: Cgroup | None = field(default=None, init=False)  # the current series' cgroup
     in_series: bool = field(default=False, init=False)
 
@@ -135,8 +136,12 @@ class PointRunner:
     def series(self, label: str, connections: int) -> Iterator[dict]:
         """One series: drop the cache, make the server's cgroup, pre-warm it for a file set of
         `connections`; points run inside until the block ends. Yields what was done."""
-        info: dict = {"series": label, "start": now(),
-                      "dropped_cache": self.testbed.drop_page_cache()}
+        info: dict = {"series": label, "start": now()}
+        if self.disk is not None:  # the server's cache is the mount's: empty just that
+            info["evicted_files"] = prewarm_mod.evict(self.docroot, workload.ndirs(self.max_connections))
+            info["dropped_cache"] = "disk model mount"
+        else:
+            info["dropped_cache"] = self.testbed.drop_page_cache()
         with self.testbed.point_cgroup(label) as cg:
             if self.prewarm and cg is not None and cg.memory_bytes:
                 with self._model_off():

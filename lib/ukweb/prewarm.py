@@ -65,6 +65,29 @@ print(done)
 """
 
 
+def evict(docroot: Path, dirs: int) -> int:
+    """Drop the file set's pages from the page cache, file by file (POSIX_FADV_DONTNEED), and
+    return how many files. Through the disk model's mount this empties exactly the server's
+    cache and keeps the daemon's backing files in the host cache, so a miss costs the modelled
+    disk and not this machine's (a machine-wide drop_caches would make every later backing read
+    a real disk read, an overrun of the model)."""
+    os.sync()
+    n = 0
+    for d in range(dirs):
+        for c in range(workload.CLASSES):
+            for f in range(workload.FILES_PER_CLASS):
+                try:
+                    fd = os.open(docroot / workload.file_path(d, c, f), os.O_RDONLY)
+                except FileNotFoundError:
+                    continue
+                try:
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                finally:
+                    os.close(fd)
+                n += 1
+    return n
+
+
 def prewarm(cg: Cgroup | None, docroot: Path, dirs: int, cap_bytes: int,
             cpus: list[int]) -> dict:
     """Read the warm set of a file set of `dirs` directories under docroot, in cg's memory
