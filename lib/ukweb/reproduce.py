@@ -5,7 +5,7 @@ Runs the notebooks in order with papermill, all with the profile's parameters
 01-testbed (machine, build, file set, calibration) -> 02-run (the sweep, raw logs under
 data/raw/<run-id>/) -> 03-figures, 04-claims, 05-why (ukweb.report). Executed notebooks,
 figures, claims.json and report.html land in data/processed/<run-id>/; the claims table is
-printed last.
+printed last. While 02-run sweeps, its progress (ukweb.progress) is shown on the terminal.
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ import datetime as dt
 import logging
 import subprocess
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import yaml
 
-from ukweb import paths, report
+from ukweb import paths, progress, report
+from ukweb.rules import RulesError
 from ukweb.sweep_params import ParamsError, SweepParams, validate
 
 log = logging.getLogger(__name__)
@@ -57,12 +59,18 @@ def new_run_id(profile: str) -> str:
 
 
 def reproduce(profile: str, run_id: str | None = None) -> Path:
-    """Run every notebook for a profile; returns data/processed/<run-id>/report.html."""
+    """Run every notebook for a profile; returns data/processed/<run-id>/report.html.
+
+    02-run writes data/raw/<run_id> (run_sweep with run_dir None); while papermill runs it,
+    nothing in the notebook reaches the terminal, so its progress.jsonl is followed here."""
     raw = load_profile(profile)
     run_id = run_id or raw.get("run_id") or new_run_id(profile)
     out = paths.PROCESSED / run_id
     values = {**raw, "run_id": run_id, "run_dir": None, "out_dir": str(out)}
-    executed = [report.execute(name, out / "notebooks", values) for name in RUN_NOTEBOOKS]
+    executed = []
+    for name in RUN_NOTEBOOKS:
+        with progress.following(paths.RAW / run_id) if name == "02-run" else nullcontext():
+            executed.append(report.execute(name, out / "notebooks", values))
     return report.build(paths.RAW / run_id, out, parameters=values, earlier=executed)
 
 
@@ -75,7 +83,8 @@ def cli(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         load_profile(args.profile)
-    except ParamsError as err:
+        report.use_rules(None)  # a malformed rule table must stop us before the sweep, not after
+    except (ParamsError, RulesError) as err:
         print(f"ukweb reproduce: {err}", file=sys.stderr)
         return 2
     return report.run_and_summarise("ukweb reproduce", lambda: reproduce(args.profile, args.run_id))
