@@ -6,7 +6,8 @@
  * through FUSE instead, and every read that reaches the daemon (a page-cache miss: cache hits
  * never leave the kernel) is one request to a modelled disk:
  *
- *   - FIFO, one at a time: start = max(arrival, when the disk became free);
+ *   - one at a time: start = max(arrival, when the disk became free); the next request is the
+ *     one continuing the last read when it is queued (an elevator), else the oldest (FIFO);
  *   - service = positioning (--seek-ms, unless the read continues the previous one: same file,
  *     offset == the previous read's end) + bytes / rate (--mbps, 1 MB = 10^6 bytes);
  *   - the backing pread is done at start, then the reply waits until start + service; a backing
@@ -23,7 +24,7 @@
  *
  *   diskmodel --source DIR --mountpoint DIR [--seek-ms 12] [--mbps 40] [--stats FILE]
  *             [--stats-interval-ms 100] [--model off] [--cache-timeout-s 86400]
- *             [--max-background 64] [--readahead-kb N]
+ *             [--max-background 64] [--readahead-kb N] [--elevator on|off]
  *
  * Prints "ready" on stdout once the mount is live.  SIGUSR1 switches the latency model off
  * (reads are served at once, for pre-warming a cache), SIGUSR2 back on.  The counters go to
@@ -61,16 +62,16 @@ static struct {
 	const char *source, *mountpoint, *stats;
 	double seek_ms, mbps, cache_timeout_s, stats_interval_ms;
 	double max_background, readahead_kb;
-	bool start_off;
+	bool start_off, elevator;
 } opt = {
 	.seek_ms = 12, .mbps = 40, .cache_timeout_s = 86400, .stats_interval_ms = 100,
-	.max_background = 64, .readahead_kb = 0,
+	.max_background = 64, .readahead_kb = 0, .elevator = true,
 };
 
 static const char USAGE[] =
 	"usage: diskmodel --source DIR --mountpoint DIR [--seek-ms MS (0..1000, default 12)] "
 	"[--mbps R (0.01..100000, default 40)] [--stats FILE] [--stats-interval-ms 10..10000] "
-	"[--model on|off] [--cache-timeout-s S] [--max-background 1..65535] "
+	"[--model on|off] [--elevator on|off] [--cache-timeout-s S] [--max-background 1..65535] "
 	"[--readahead-kb 0..65536 (0 = kernel default)]";
 
 static int usage(const char *why, const char *arg)
@@ -123,6 +124,10 @@ static int parse_args(int argc, char **argv)
 			if (strcmp(v, "on") && strcmp(v, "off"))
 				return usage("--model takes on or off, not", v);
 			opt.start_off = !strcmp(v, "off");
+		} else if (!strcmp(a, "--elevator")) {
+			if (strcmp(v, "on") && strcmp(v, "off"))
+				return usage("--elevator takes on or off, not", v);
+			opt.elevator = !strcmp(v, "on");
 		} else {
 			size_t k = 0, n = sizeof nums / sizeof nums[0];
 			while (k < n && strcmp(a, nums[k].name))
@@ -175,7 +180,7 @@ static void sleep_until(int64_t until)
 
 static pthread_mutex_t stats_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct counters {
-	uint64_t reads, bytes, seeks, sequential, overruns, direct_reads, read_errors;
+	uint64_t reads, bytes, seeks, sequential, overruns, direct_reads, read_errors, elevator_picks;
 	uint64_t unmodelled_reads, unmodelled_bytes, model_switches;
 	uint64_t lookups, negative_lookups, forgets, getattrs, opens, readdirs, inodes;
 	uint64_t queue_depth, max_queue_depth, max_read_bytes, late_wakeups;
@@ -243,7 +248,8 @@ static void write_stats(bool final)
 		"{\"pid\": %d, \"t\": %.6f, \"mono\": %.6f, \"final\": %s, \"model_on\": %s"
 		", \"model_switches\": %" PRIu64
 		", \"reads\": %" PRIu64 ", \"bytes\": %" PRIu64 ", \"seeks\": %" PRIu64
-		", \"sequential\": %" PRIu64 ", \"busy_s\": %.6f, \"service_s\": %.6f"
+		", \"sequential\": %" PRIu64 ", \"elevator_picks\": %" PRIu64
+		", \"busy_s\": %.6f, \"service_s\": %.6f"
 		", \"queue_wait_s\": %.6f, \"overruns\": %" PRIu64 ", \"overrun_s\": %.6f"
 		", \"late_wakeups\": %" PRIu64 ", \"late_s\": %.6f"
 		", \"queue_depth\": %" PRIu64 ", \"max_queue_depth\": %" PRIu64
@@ -260,7 +266,7 @@ static void write_stats(bool final)
 		", \"congestion_threshold\": %u}}\n",
 		(int)getpid(), (at - t0) / 1e9, at / 1e9, final ? "true" : "false",
 		atomic_load(&model_on) ? "true" : "false", c.model_switches, c.reads, c.bytes, c.seeks,
-		c.sequential, c.busy_s, c.service_s, c.queue_wait_s, c.overruns, c.overrun_s,
+		c.sequential, c.elevator_picks, c.busy_s, c.service_s, c.queue_wait_s, c.overruns, c.overrun_s,
 		c.late_wakeups, c.late_s,
 		c.queue_depth, c.max_queue_depth, c.direct_reads, c.read_errors, c.unmodelled_reads,
 		c.unmodelled_bytes, c.max_read_bytes, sizes, c.lookups, c.negative_lookups, c.forgets,
@@ -680,7 +686,34 @@ static void dm_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	pthread_mutex_unlock(&disk_mu);
 }
 
-/* The modelled disk: FIFO, one request at a time, replies sent from here. */
+/* The next job, under disk_mu: one that continues the last read if it is queued (an elevator
+ * puts the request adjacent to the head next, and the 2.4 kernel's merged adjacent requests
+ * the same way; without it, readahead streams of several readers interleave and every 128 KB
+ * would pay a positioning a real disk does not pay), else the oldest.  --no-elevator: FIFO. */
+static struct job *take_next(const struct node *last_node, off_t last_end)
+{
+	struct job **link = &q_head, *prev = NULL;
+	if (opt.elevator)
+		for (struct job **l = &q_head, *p = NULL; *l; p = *l, l = &(*l)->next)
+			if ((*l)->node == last_node && (*l)->off == last_end) {
+				link = l, prev = p;
+				break;
+			}
+	struct job *j = *link;
+	if (!j)
+		return NULL;
+	if (j != q_head) {
+		pthread_mutex_lock(&stats_mu);
+		ctr.elevator_picks++;
+		pthread_mutex_unlock(&stats_mu);
+	}
+	*link = j->next;
+	if (q_tail == j)
+		q_tail = prev;
+	return j;
+}
+
+/* The modelled disk: one request at a time, replies sent from here. */
 static void *disk_thread(void *arg)
 {
 	(void)arg;
@@ -693,12 +726,7 @@ static void *disk_thread(void *arg)
 		pthread_mutex_lock(&disk_mu);
 		while (!q_head && !atomic_load(&disk_stop))
 			pthread_cond_wait(&disk_cv, &disk_mu);
-		struct job *j = q_head;
-		if (j) {
-			q_head = j->next;
-			if (!q_head)
-				q_tail = NULL;
-		}
+		struct job *j = take_next(last_node, last_end);
 		pthread_mutex_unlock(&disk_mu);
 		if (!j)
 			break; /* stopping, queue empty */

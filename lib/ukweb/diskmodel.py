@@ -39,7 +39,7 @@ BINARY = "diskmodel"
 READY_TIMEOUT_S = 10.0
 STOP_GRACE_S = 5.0
 # Counters that only grow (stats() minus stats() is the activity in between; see delta()).
-COUNTERS = ("reads", "bytes", "seeks", "sequential", "busy_s", "service_s", "queue_wait_s",
+COUNTERS = ("reads", "bytes", "seeks", "sequential", "elevator_picks", "busy_s", "service_s", "queue_wait_s",
             "overruns", "overrun_s", "late_wakeups", "late_s", "direct_reads", "read_errors",
             "unmodelled_reads", "unmodelled_bytes", "model_switches", "lookups", "negative_lookups", "forgets",
             "getattrs", "opens", "readdirs")
@@ -58,7 +58,9 @@ class DiskParams:
     readahead requests the kernel lets queue at the daemon (its default, 12, would cap the
     queue); readahead_kb: lower the kernel's readahead window (0 = its default, 128 KB);
     cache_timeout_s: how long the kernel caches lookups and attributes; nice: the daemon's
-    nice value, so that a busy client CPU does not delay its replies (late wake-ups are counted).
+    nice value, so that a busy client CPU does not delay its replies (late wake-ups are counted);
+    elevator: serve a queued read that continues the last one before older ones (as an elevator
+    and the 2.4 kernel's request merging did), else strictly first come, first served.
     """
 
     seek_ms: float = 12.0
@@ -67,6 +69,7 @@ class DiskParams:
     readahead_kb: int = 0
     cache_timeout_s: float = 86400.0
     nice: int = -10
+    elevator: bool = True
 
     def validate(self) -> None:
         checks = [("seek_ms", 0 <= self.seek_ms <= 1000, "0..1000"),
@@ -90,6 +93,8 @@ class DiskParams:
                "--cache-timeout-s", f"{self.cache_timeout_s:g}"]
         if self.readahead_kb:
             out += ["--readahead-kb", str(self.readahead_kb)]
+        if not self.elevator:
+            out += ["--elevator", "off"]
         return out
 
 

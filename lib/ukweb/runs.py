@@ -165,7 +165,8 @@ def make_testbed(params: SweepParams, share: float | None) -> Testbed:
                    cpu_quota_pct=share * 100 if params.cpu_method == "quota" and share else None,
                    thief_share=share if params.cpu_method == "thief" else None,
                    drop_caches=params.drop_caches, disk_read_mbps=params.disk_read_mbps,
-                   disk_read_iops=params.disk_read_iops, disk_path=params.fileset_path().parent)
+                   disk_read_iops=params.disk_read_iops, disk_path=params.fileset_path().parent,
+                   shield=params.cpu_method != "none")
 
 
 def check_methods(params: SweepParams) -> None:

@@ -190,6 +190,7 @@ class Testbed:
     disk_read_iops: int | None = None
     disk_path: Path | None = None        # a path on that disk (the file set)
     prefix: str = "ukweb"
+    shield: bool = False                 # move every other process off the server's CPUs
     caps: Capabilities = field(default_factory=probe)
     deviations: dict[str, str] = field(default_factory=dict, init=False)
     delayacct: bool = field(default=False, init=False)
@@ -201,6 +202,7 @@ class Testbed:
     thief: CpuThief | None = field(default=None, init=False)  # running while entered
     thief_report: dict | None = field(default=None, init=False)  # what it said when stopped
     disk_model: dict | None = field(default=None, init=False)  # the mounted disk model, described
+    shielded: dict | None = field(default=None, init=False)  # what the shield moved
 
     def deviate(self, step: str, reason: str) -> None:
         """Record, once per step, that the paper's method could not be followed here."""
@@ -239,6 +241,8 @@ class Testbed:
         if not self.drop_caches:
             self.deviate("drop_caches", "drop_caches: false in the parameters")
         self.disk = self._disk_limit()
+        if self.shield:
+            self._shield()
         self._start_thief()
         load = os.getloadavg()[0]
         if load > BUSY_LOAD:
@@ -253,6 +257,37 @@ class Testbed:
         for cg in list(self._cgroups):
             self._remove(cg)
         self._stack.close()
+
+    def _shield(self) -> None:
+        """Keep the rest of the machine off the server's CPUs while the testbed runs (as `cset
+        shield` does): every other process's affinity loses those CPUs, and gets it back on
+        exit. On the paper's server nothing else ran; here anything unpinned would run in the
+        emulated CPU's share and slow the server. Per-CPU kernel threads cannot move."""
+        server = set(self.server_cpu_list)
+        keep = set(self.caps.cpus) - server
+        if not keep:
+            return
+        moved: dict[int, set[int]] = {}
+        refused = 0
+        for proc in psutil.process_iter(["pid"]):
+            if proc.pid == os.getpid():
+                continue
+            try:
+                old = set(proc.cpu_affinity())
+                if old & server and old - server:
+                    proc.cpu_affinity(sorted(old - server))
+                    moved[proc.pid] = old
+            except (psutil.Error, OSError, ValueError):
+                refused += 1  # kernel threads, processes confined to a cpuset, races
+        self.shielded = {"moved": len(moved), "not_movable": refused}
+        log.info("shield: %d processes moved off CPUs %s (%d could not move)", len(moved),
+                 format_cpus(sorted(server)), refused)
+
+        def restore() -> None:
+            for pid, cpus in moved.items():
+                with contextlib.suppress(psutil.Error, OSError, ValueError):
+                    psutil.Process(pid).cpu_affinity(sorted(cpus))
+        self._stack.callback(restore)
 
     def _start_thief(self) -> None:
         """The CPU thief on the server's first CPU (one CPU: the paper's uniprocessor)."""
@@ -312,7 +347,7 @@ class Testbed:
                               self.cpu_quota_pct / 100 if self.cpu_quota_pct else None),
                 "cpu_thief_period_us": cpuemul.PERIOD_US if self.thief_share is not None else None,
                 "disk": asdict(self.disk) if self.disk else None,
-                "disk_model": self.disk_model,
+                "disk_model": self.disk_model, "shield": self.shielded,
                 "drop_caches": self.drop_caches, "delay_accounting": self.delayacct,
                 "network": self.network or "loopback",
                 "capabilities": asdict(self.caps)}
