@@ -97,21 +97,23 @@ def build_binaries() -> list[Path]:
 
 
 def ensure_calibration(params: SweepParams) -> dict | None:
-    """The CPU quota the sweep will use: from the profile, from its calibration file, or
-    measured now (ukweb.calibrate) when the file is named but missing; None without one."""
-    if params.cpu_quota_pct is not None:
-        return {"cpu_quota_pct": params.cpu_quota_pct, "source": "profile"}
+    """The CPU share the sweep will use: from the profile, from its calibration file, or
+    measured now (ukweb.calibrate, in the profile's own regime) when the file is named but
+    missing; None when the profile emulates no slower CPU."""
+    if params.cpu_method == "none":
+        log.info("profile %s uses cpu_method none: the server runs at full CPU speed", params.profile)
+        return None
+    if params.cpu_share is not None:
+        return {"cpu_method": params.cpu_method, "cpu_share": params.cpu_share, "source": "profile"}
     path = params.calibration_path()
     if path is None:
-        log.info("profile %s uses no calibration: the server runs at full CPU speed", params.profile)
+        log.info("profile %s names no calibration: the server runs at full CPU speed", params.profile)
         return None
     if not path.is_file():
         from ukweb import calibrate  # late: it starts servers, only needed here
 
         log.info("%s missing: calibrating now", path)
-        calibrate.calibrate(out=path, fileset_dir=params.fileset_path(),
-                            server_cpus=params.server_cpus, client_cpus=params.client_cpus,
-                            memory_mb=params.memory_mb)
+        calibrate.calibrate(profile=profile_path(params.profile), out=path)
     return yaml.safe_load(path.read_text())
 
 
