@@ -45,7 +45,8 @@ class Context:
     def note(self, work: str, server: str, rows: pd.DataFrame | pd.Series) -> None:
         rows = rows.to_frame().T if isinstance(rows, pd.Series) else rows
         for conns, row in rows.iterrows():
-            if row.get("steady") is False:
+            steady = row.get("steady")
+            if steady is not None and not pd.isna(steady) and not bool(steady):
                 self.unsteady.add(f"{work}/{server}/c{conns}")
 
     def row(self, work: str, server: str, conns: int) -> pd.Series:
