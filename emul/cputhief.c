@@ -9,22 +9,58 @@
  *
  *   cputhief --cpu N --share S [--period-us P] [--priority R]
  *
+ * One thief per CPU: a second one (another sweep on the same machine) would take the first's
+ * share too, so each holds a lock, LOCK_DIR/cpu<N>.lock, and a second exits 1 naming the first.
+ *
  * Prints "ready" on stdout once it runs as SCHED_FIFO on its CPU; on SIGTERM/SIGINT it prints
  * one JSON line of what it did (periods, seconds spun, late wake-ups) and exits 0.  Any setup
  * failure is one line on stderr naming the cause, exit 2 (bad argument) or 1 (refused).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#define LOCK_DIR "/run/ukweb"
+
 static volatile sig_atomic_t stop;
+
+/* Hold LOCK_DIR/cpu<cpu>.lock for the life of the process; -1 (after one line) if held. */
+static int lock_cpu(int cpu)
+{
+	char path[64];
+	mkdir(LOCK_DIR, 0755);
+	snprintf(path, sizeof path, LOCK_DIR "/cpu%d.lock", cpu);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		fprintf(stderr, "cputhief: cannot open %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		char owner[32] = "";
+		ssize_t n = pread(fd, owner, sizeof owner - 1, 0);
+		owner[n > 0 ? n : 0] = 0;
+		owner[strcspn(owner, "\n")] = 0;
+		fprintf(stderr, "cputhief: CPU %d is already slowed by another cputhief (pid %s): "
+			"one sweep at a time per machine; wait for it or use other server CPUs\n",
+			cpu, *owner ? owner : "?");
+		return -1;
+	}
+	char me[32];
+	int len = snprintf(me, sizeof me, "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) == 0) /* the pid is only for the message above */
+		(void)!pwrite(fd, me, (size_t)len, 0);
+	return fd;
+}
 
 static void on_signal(int sig)
 {
@@ -84,6 +120,8 @@ int main(int argc, char **argv)
 	if (cpu < 0 || share < 0)
 		return usage("--cpu and --share are required");
 
+	if (lock_cpu((int)cpu) < 0)
+		return 1;
 	cpu_set_t set;
 	CPU_ZERO(&set);
 	CPU_SET((int)cpu, &set);

@@ -62,3 +62,11 @@ def test_cputhief_bad_arguments_exit_2() -> None:
     for args in ([], ["--cpu", "0"], ["--cpu", "0", "--share", "2"], ["--what"]):
         res = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=10)
         assert res.returncode == 2 and res.stderr.startswith("cputhief: "), args
+
+
+@needs_thief
+def test_a_second_thief_on_the_same_cpu_is_refused() -> None:
+    """Two sweeps on one machine would slow the server's CPU twice: the second is refused."""
+    with CpuThief(0, 0.5):
+        with pytest.raises(CpuEmulationError, match="already slowed by another cputhief"):
+            CpuThief(0, 0.5).start()

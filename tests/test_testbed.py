@@ -326,9 +326,9 @@ def test_blocked_time_is_clamped_to_the_interval(tmp_path: Path) -> None:
     the sampler counts at most one interval per thread per sample."""
     s = Sampler(tmp_path / "system.csv", [0], list, interval=1.0)
     tick = os.sysconf("SC_CLK_TCK")
-    s._add_blocked({10: 500})           # baseline: earlier waits are not this point's
+    s._add_blocked({10: (False, 500)})  # baseline: earlier waits are not this point's
     s._started = True
-    s._add_blocked({10: 530, 11: 20})   # 30 ticks more; a new io-wq thread with 20
-    assert s._blk_total == 50
-    s._add_blocked({10: 530 + 10**7, 11: 20})  # the artefact
+    own = s._add_blocked({10: (False, 530), 11: (True, 20)})  # 30 more; a new io-wq thread: 20
+    assert s._blk_total == 50 and s._blk_iowq == 20 and own == 30
+    s._add_blocked({10: (False, 530 + 10**7), 11: (True, 20)})  # the artefact
     assert s._blk_total == 50 + 1.5 * tick
