@@ -183,9 +183,10 @@ def test_page_cache_stays_under_the_memory_limit(big_files: Path, tmp_path: Path
     assert rows and list(rows[0]) == COLUMNS
     assert sum(int(r["disk_read_bytes"]) for r in rows) > 16 * MB
     assert max(int(r["page_cache_bytes"]) for r in rows) <= limit
-    for r in rows:
+    tick_pct = 100 / (0.2 * os.sysconf("SC_CLK_TCK"))  # one tick of a 0.2 s sample
+    for r in rows:  # shares of the wall-clock interval, so one tick of slack either way
         total = sum(float(r[k]) for k in ("cpu_user", "cpu_sys", "cpu_idle", "cpu_iowait"))
-        assert total <= 100.5
+        assert total <= 100 + 2 * tick_pct
     assert not cgroups.leftovers(f"ukweb-test-{os.getpid()}")
 
 
@@ -236,7 +237,7 @@ def test_disk_throttle_slows_the_servers_cold_reads(big_files: Path) -> None:
     the same read unthrottled much less; the limit reads back from the kernel."""
     with Testbed(memory_mb=64, prefix="ukweb-test") as free:
         fast = _cold_read_s(free, "free", [big_files / "f02", big_files / "f03"])
-        assert free.disk is None and "disk" in free.deviations
+        assert free.disk is None  # no throttle: the disk model (when mounted) is the disk
     with Testbed(memory_mb=64, disk_read_mbps=8, disk_path=big_files,
                  prefix="ukweb-test") as tb:
         assert tb.disk is not None and tb.disk.read_bps == 8_000_000

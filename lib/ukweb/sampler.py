@@ -5,7 +5,8 @@ disk, listen-queue overflows, page-cache misses). These samples record exactly t
 Counters are written as the change over the interval ending at `t`, gauges as their value at `t`:
 
   t                  seconds since the sampler started (end of the interval)
-  cpu_user/sys/idle/iowait   percent of the server's CPU set over the interval (/proc/stat)
+  cpu_user/sys/idle/iowait   percent of the server's CPU set over the interval (/proc/stat; idle
+                     and iowait are exact, user and sys sampled on ticks)
   ctx_switches       context switches on the whole machine in the interval (/proc/stat ctxt)
   listen_overflows, listen_drops   TcpExt ListenOverflows / ListenDrops in the interval
   disk_read_bytes    bytes the server's processes caused to be read from disk in the interval
@@ -265,25 +266,31 @@ class Sampler:
             log.error("system sampler stopped: %s", exc)
 
     def _run(self) -> None:
-        start = time.monotonic()
+        start = last = time.monotonic()
         cpu0, cnt0 = cpu_times(self.cpus), self._counters()
         self._started = True
         with open(self.out, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(COLUMNS + self._extra_cols)
             while not self._stop.wait(self.interval):
+                now = time.monotonic()
                 cpu1, cnt1 = cpu_times(self.cpus), self._counters()
-                writer.writerow(self._row(time.monotonic() - start, cpu0, cpu1, cnt0, cnt1))
+                writer.writerow(self._row(now - start, cpu0, cpu1, cnt0, cnt1, now - last))
+                last = now
                 f.flush()
                 self.rows += 1
                 cpu0, cnt0 = cpu1, cnt1
 
-    def _row(self, t: float, cpu0: dict, cpu1: dict, cnt0: dict, cnt1: dict) -> list:
-        span = max(1, cpu1["all"] - cpu0["all"])
-        pct = {k: round(100.0 * (cpu1[k] - cpu0[k]) / span, 2)
+    def _row(self, t: float, cpu0: dict, cpu1: dict, cnt0: dict, cnt1: dict,
+             wall: float) -> list:
+        # Idle and iowait are exact (NO_HZ idle time); user and sys are sampled on ticks,
+        # which alias with the CPU thief's 1 ms period. So all are taken over the wall-clock
+        # interval, not over their sum (an aliased user share would squeeze idle).
+        span = max(1.0, wall * CLK_TCK * len(self.cpus))
+        pct = {k: round(min(100.0, 100.0 * (cpu1[k] - cpu0[k]) / span), 2)
                for k in ("user", "sys", "idle", "iowait")}
         d = {k: cnt1[k] - cnt0.get(k, 0) for k in cnt1}
-        softirq = round(100.0 * (cpu1["softirq"] - cpu0["softirq"]) / span, 2)
+        softirq = round(min(100.0, 100.0 * (cpu1["softirq"] - cpu0["softirq"]) / span), 2)
         memory = self.cgroup.memory_usage_bytes() if self.cgroup is not None and self.cgroup.dirs else 0
         return [round(t, 3), pct["user"], pct["sys"], pct["idle"], pct["iowait"],
                 d["ctx_switches"], d["listen_overflows"], d["listen_drops"],
