@@ -60,7 +60,7 @@ def test_blocked_and_idle_time_of_a_known_blocking_process(mounted: DiskModel,
                                                            tmp_path: Path) -> None:
     latency_ms = SEEK_MS + 4096 / (MBPS * 1e6) * 1e3
     model = latency_ms / (X_MS / SHARE + latency_ms)  # ~0.75
-    with testbed.Testbed(memory_mb=256, thief_share=SHARE, prefix="ukweb-test") as tb, \
+    with testbed.Testbed(memory_mb=256, thief_share=SHARE, shield=True, prefix="ukweb-test") as tb, \
             tb.point_cgroup("blocker") as cg:
         proc = subprocess.Popen([sys.executable, "-c", WORKER, str(mounted.mountpoint / "big")],
                                 preexec_fn=tb.server_preexec(cg), stdin=subprocess.PIPE,

@@ -104,7 +104,7 @@ def listen_drops(points: pd.DataFrame) -> pd.DataFrame:
 
 def method(manifest: dict) -> dict:
     """The emulation as the run recorded it: CPU method and share, disk model, cap, shield."""
-    tb = manifest.get("testbed", {})
+    tb = manifest.get("testbed") or {}
     dm = tb.get("disk_model") or {}
     cal = manifest.get("calibration") or {}
     return {"cpu_method": tb.get("cpu_method"), "cpu_share": tb.get("cpu_share"),
@@ -115,4 +115,5 @@ def method(manifest: dict) -> dict:
             "network": (tb.get("network") or {}).get("rps_cpus") if isinstance(
                 tb.get("network"), dict) else tb.get("network"),
             "shield": tb.get("shield"),
-            "deviations": [d["step"] for d in manifest.get("deviations", [])]}
+            "deviations": [d.get("step", str(d)) if isinstance(d, dict) else str(d)
+                           for d in manifest.get("deviations") or []]}
