@@ -381,3 +381,100 @@ def test_bad_calibration_file_is_a_params_error(tmp_path: Path) -> None:
     cal.write_text("cpu_share: 5\n")
     with pytest.raises(ParamsError, match="cpu_share=5"):
         runs.load_calibration(validate(smoke(calibration=str(cal))))
+
+
+# --- the method: warm series, disk model, CPU thief ------------------------------------------
+
+needs_method = pytest.mark.skipif(
+    bool(runs.cpuemul.check("thief") or runs.diskmodel.check() or CAPS.problems().get("cgroup")),
+    reason=f"{runs.cpuemul.check('thief') or runs.diskmodel.check() or CAPS.problems().get('cgroup')}")
+
+
+@needs_binaries
+@needs_method
+def test_smoke_uses_the_whole_method_and_a_series_keeps_its_cgroup_and_cache(tmp_path: Path) -> None:
+    from ukweb import analysis
+
+    params = validate(smoke(connections=[4, 6, 8]))
+    run = runs.sweep(params, "method", root=tmp_path, progress=False)
+    man = json.loads((run / "manifest.json").read_text())
+    tb = man["testbed"]
+    assert tb["cpu_method"] == "thief" and tb["cpu_share"] == SMOKE["cpu_share"]
+    assert tb["disk_model"]["params"]["seek_ms"] == SMOKE["disk_seek_ms"]
+    events = [json.loads(line) for line in (run / "progress.jsonl").read_text().splitlines()]
+    series = [e for e in events if e["event"] == "series"]
+    assert len(series) == 1 and series[0]["prewarm"]["files"] > 0  # one series, pre-warmed
+    done = [json.loads((runs.point_dir(run, "static", "userver-1", c, 1) / "DONE").read_text())
+            for c in (4, 6, 8)]
+    assert len({d["cgroup"] for d in done}) == 1  # the same cgroup for the whole series
+    cache = [logs_cache(runs.point_dir(run, "static", "userver-1", c, 1)) for c in (4, 6, 8)]
+    for (_, last), (first, _) in zip(cache, cache[1:]):  # the cache survives between points
+        assert first >= 0.9 * last
+    table = analysis.points_table(run)
+    assert {"steady", "cache_at_cap", "misses_per_s", "disk_busy_pct"} <= set(table.columns)
+    assert table["cache_at_cap"].all()  # pre-warmed to the 96 MB cap of a ~150 MB file set
+    assert [e["index"] for e in events if e["event"] == "end"] == [1, 2, 3]
+    assert not list(Path("/run/ukweb").glob(f"disk-{os.getpid()}*"))
+
+
+def logs_cache(point: Path) -> tuple[int, int]:
+    """The server cgroup's page cache at a point's first and last sample."""
+    rows = list(csv_rows(point / "system.csv"))
+    return int(rows[0]["page_cache_bytes"]), int(rows[-1]["page_cache_bytes"])
+
+
+def csv_rows(path: Path):
+    import csv
+    with open(path) as f:
+        yield from csv.DictReader(f)
+
+
+@needs_binaries
+@needs_method
+def test_disk_model_killed_mid_point_fails_it_and_leaves_no_mount(tmp_path: Path) -> None:
+    params = validate(smoke(duration_s=4))
+    killed: list[int] = []
+
+    def killer() -> None:
+        def measuring() -> bool:
+            daemons = [p for p in psutil.process_iter(["cmdline", "pid"])
+                       if "diskmodel" in " ".join(p.info["cmdline"] or [])
+                       and f"disk-{os.getpid()}" in " ".join(p.info["cmdline"] or [])]
+            loadgens = [p for p in our_processes(str(tmp_path)) if "loadgen" in p.info["cmdline"][0]]
+            if daemons and loadgens:
+                killed.append(daemons[0].pid)
+                os.kill(daemons[0].pid, signal.SIGKILL)
+                return True
+            return False
+        wait_for(measuring, 60)
+
+    t = threading.Thread(target=killer)
+    t.start()
+    with pytest.raises(runs.SweepError, match="disk model died"):
+        runs.sweep(params, "diskdies", root=tmp_path, progress=False)
+    t.join()
+    assert killed
+    failed = json.loads((runs.point_dir(tmp_path / "diskdies", "static", "userver-1", 4, 1)
+                         / "FAILED").read_text())
+    assert failed["reason"] == "disk model died" and "signal 9" in failed["detail"]
+    mounts = Path("/proc/self/mountinfo").read_text()
+    assert f"disk-{os.getpid()}" not in mounts  # no stale mount
+    assert not our_processes(str(tmp_path))
+    assert not cgroups.leftovers(f"ukweb-{os.getpid()}-")
+
+
+def test_a_method_this_machine_cannot_run_is_one_line(tmp_path: Path) -> None:
+    """No disk model binary (or no FUSE): one line naming the cause, non-zero, nothing written."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for name in ("userver", "ktux", "loadgen", "cputhief"):
+        if (REPO / "build" / name).is_file():
+            (bindir / name).symlink_to(REPO / "build" / name)
+    path = tmp_path / "smoke.yaml"
+    path.write_text(yaml.safe_dump(SMOKE))
+    res = subprocess.run([sys.executable, "-m", "ukweb.cli", "run", "-f", str(path), "--root",
+                          str(tmp_path / "root")], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "UKWEB_BIN": str(bindir)})
+    assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
+    assert "diskmodel" in res.stderr or "cputhief" in res.stderr or "root" in res.stderr
+    assert not (tmp_path / "root").exists()

@@ -257,7 +257,8 @@ class PointRunner:
                 "reset": reset.query(), "server_pids": self._ask(server, "pids", server.pids),
                 "ops_per_s": summary.get("measure", {}).get("ops_per_s"),
                 "system_samples": sampler.rows,
-                "memory_limit_bytes": cg.memory_bytes if cg is not None else None}
+                "memory_limit_bytes": cg.memory_bytes if cg is not None else None,
+                "cgroup": cg.name if cg is not None else None}
         write_json(d / "DONE", done)
         return done
 
