@@ -10,8 +10,9 @@ userver-16 at 700 connections in the final regime (the profile's CPU method, the
 memory cap, one warm series: cache dropped once, pre-warmed, every step in the same cgroup,
 paced clients, a warm-up long enough to settle). The CPU per reply counts everything the
 emulated CPU did (server, its softirq and kernel threads): the share minus what stayed idle.
-It is measured again at the new share until two agree within TOLERANCE (a slower CPU batches
-more work per event, so the cost shifts a little).
+It is measured again at each new share (a slower CPU batches more work per event, so the cost
+shifts a little), at least three times and until two proposals agree; the share is the mean of
+the proposals after the first (one step's CPU per reply is noisy by a few percent).
 
 [I] Why the CPU alone, and not "the peak lands at 700": with the disk model the server is
 disk-bound past a few hundred connections (the paper's regime), and there the throughput at a
@@ -52,8 +53,8 @@ ANCHOR_SERVER = "userver-16"
 ANCHOR_CONNECTIONS = PAPER_PEAK_CONNECTIONS
 MIN_SHARE, MAX_SHARE = 0.02, 0.95
 FIRST_SHARE = 0.15   # near where the previous session's pilots put the anchor
-MAX_STEPS = 6
-TOLERANCE = 0.02     # two successive shares this close end the search
+MIN_STEPS, MAX_STEPS = 3, 6
+TOLERANCE = 0.02     # two successive proposals this close end the search
 STEP_WARMUP_S, STEP_SECONDS = 10.0, 10.0
 
 
@@ -93,24 +94,28 @@ def _step(runner: PointRunner, run: Path, server: str, connections: int, i: int,
 
 def search(runner: PointRunner, run: Path, server: str, connections: int,
            target: float) -> dict:
-    """share <- target x CPU per reply, measured at the last share, until two agree."""
+    """share <- target x CPU per reply measured at the last share, at least MIN_STEPS times and
+    until the last two proposals agree within TOLERANCE; the result is the mean of the
+    proposals made from steps near the answer (all but the first), which averages out the
+    few-percent noise of one step's CPU per reply."""
     share, steps = FIRST_SHARE, []
     for i in range(MAX_STEPS):
         step = _step(runner, run, server, connections, i + 1, share)
         steps.append(step)
         if not step["cpu_us_per_reply"]:
             raise CalibrationError(f"{server} answered nothing at share {share:.3f}")
-        proposed = clamp(target * step["cpu_us_per_reply"] / 1e6)
-        step["proposed_share"] = proposed
+        step["proposed_share"] = clamp(target * step["cpu_us_per_reply"] / 1e6)
         log.info("calibrate: share %.4f -> %.0f replies/s, %.1f µs/reply -> share %.4f",
-                 share, step["replies_per_s"], step["cpu_us_per_reply"], proposed)
-        if abs(proposed / share - 1) <= TOLERANCE:
-            share = proposed
+                 share, step["replies_per_s"], step["cpu_us_per_reply"], step["proposed_share"])
+        share = step["proposed_share"]
+        last = [s["proposed_share"] for s in steps[-2:]]
+        if len(steps) >= MIN_STEPS and abs(last[1] / last[0] - 1) <= TOLERANCE:
             break
-        share = proposed
     else:
-        log.warning("calibrate: no two successive shares within %.0f %% in %d steps",
-                    100 * TOLERANCE, MAX_STEPS)
+        log.warning("calibrate: the last two proposals differ by more than %.0f %% after %d "
+                    "steps", 100 * TOLERANCE, MAX_STEPS)
+    near = [s["proposed_share"] for s in steps[1:]] or [share]
+    share = round(sum(near) / len(near), 4)
     if share >= MAX_SHARE:
         raise CalibrationError(f"{server} needs more than {MAX_SHARE:.0%} of this CPU to serve "
                                f"{target:.0f} replies/s: this machine is slower than the paper's")
