@@ -3,6 +3,7 @@ SIGTERM, a server killed mid-point, the memory cap while serving. Plus the param
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -61,6 +62,27 @@ def ukweb_run(params: dict, tmp: Path, run_id: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "ukweb.cli", "run", "-f", str(path),
                              "--run-id", run_id, "--root", str(tmp / "raw"), "--no-progress"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@contextlib.contextmanager
+def killing_while_measuring(victims, tmp_path: Path):
+    """SIGKILL the first of victims() as soon as loadgen runs (a point is measuring), from a
+    thread, while the block runs; yields the list of killed pids."""
+    killed: list[int] = []
+
+    def kill() -> bool:
+        procs = victims()
+        if procs and any("loadgen" in p.info["cmdline"][0] for p in our_processes(str(tmp_path))):
+            killed.append(procs[0].pid)
+            os.kill(procs[0].pid, signal.SIGKILL)
+            return True
+        return False
+    t = threading.Thread(target=wait_for, args=(kill, 60))
+    t.start()
+    try:
+        yield killed
+    finally:
+        t.join()
 
 
 def wait_for(pred, timeout: float) -> bool:
@@ -240,24 +262,9 @@ def test_sigterm_then_rerun_finishes_without_redoing_points(tmp_path: Path) -> N
 @needs_binaries
 def test_server_killed_mid_point_fails_that_point_only(tmp_path: Path) -> None:
     params = validate(smoke(duration_s=4))
-    killed: list[int] = []
-
-    def killer() -> None:
-        """Kill the first server as soon as its point is measuring."""
-        def server_up() -> bool:
-            procs = [p for p in our_processes(str(tmp_path)) if "userver" in p.info["cmdline"][0]]
-            loadgens = [p for p in our_processes(str(tmp_path)) if "loadgen" in p.info["cmdline"][0]]
-            if procs and loadgens:
-                killed.append(procs[0].pid)
-                os.kill(procs[0].pid, signal.SIGKILL)
-                return True
-            return False
-        wait_for(server_up, 60)
-
-    t = threading.Thread(target=killer)
-    t.start()
-    run = runs.sweep(params, "crash", root=tmp_path, progress=False)
-    t.join()
+    victims = lambda: [p for p in our_processes(str(tmp_path)) if "userver" in p.info["cmdline"][0]]  # noqa: E731
+    with killing_while_measuring(victims, tmp_path) as killed:
+        run = runs.sweep(params, "crash", root=tmp_path, progress=False)
     assert killed, "the test never saw the server and loadgen running"
     failed = json.loads((runs.point_dir(run, "static", "userver-1", 4, 1) / "FAILED").read_text())
     assert "server died" in failed["reason"]
@@ -408,7 +415,7 @@ def test_smoke_uses_the_whole_method_and_a_series_keeps_its_cgroup_and_cache(tmp
             for c in (4, 6, 8)]
     assert len({d["cgroup"] for d in done}) == 1  # the same cgroup for the whole series
     cache = [logs_cache(runs.point_dir(run, "static", "userver-1", c, 1)) for c in (4, 6, 8)]
-    for (_, last), (first, _) in zip(cache, cache[1:]):  # the cache survives between points
+    for (_, last), (first, _) in zip(cache, cache[1:], strict=False):  # kept between points
         assert first >= 0.9 * last
     table = analysis.points_table(run)
     assert {"steady", "cache_at_cap", "misses_per_s", "disk_busy_pct"} <= set(table.columns)
@@ -433,26 +440,14 @@ def csv_rows(path: Path):
 @needs_method
 def test_disk_model_killed_mid_point_fails_it_and_leaves_no_mount(tmp_path: Path) -> None:
     params = validate(smoke(duration_s=4))
-    killed: list[int] = []
 
-    def killer() -> None:
-        def measuring() -> bool:
-            daemons = [p for p in psutil.process_iter(["cmdline", "pid"])
-                       if "diskmodel" in " ".join(p.info["cmdline"] or [])
-                       and f"disk-{os.getpid()}" in " ".join(p.info["cmdline"] or [])]
-            loadgens = [p for p in our_processes(str(tmp_path)) if "loadgen" in p.info["cmdline"][0]]
-            if daemons and loadgens:
-                killed.append(daemons[0].pid)
-                os.kill(daemons[0].pid, signal.SIGKILL)
-                return True
-            return False
-        wait_for(measuring, 60)
-
-    t = threading.Thread(target=killer)
-    t.start()
-    with pytest.raises(runs.SweepError, match="disk model died"):
+    def victims() -> list[psutil.Process]:
+        return [p for p in psutil.process_iter(["cmdline", "pid"])
+                if "diskmodel" in " ".join(p.info["cmdline"] or [])
+                and f"disk-{os.getpid()}" in " ".join(p.info["cmdline"] or [])]
+    with killing_while_measuring(victims, tmp_path) as killed, \
+            pytest.raises(runs.SweepError, match="disk model died"):
         runs.sweep(params, "diskdies", root=tmp_path, progress=False)
-    t.join()
     assert killed
     failed = json.loads((runs.point_dir(tmp_path / "diskdies", "static", "userver-1", 4, 1)
                          / "FAILED").read_text())

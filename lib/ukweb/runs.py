@@ -37,8 +37,15 @@ from ukweb.cpuemul import CpuEmulationError
 from ukweb.diskmodel import DiskModelError
 from ukweb.netns import NetnsError, Topology
 from ukweb.paths import RAW
-from ukweb.point import (DiskFull, Point, PointFailed, PointRunner, TestbedDied, mark_failed,
-                         point_dir)
+from ukweb.point import (
+    DiskFull,
+    Point,
+    PointFailed,
+    PointRunner,
+    TestbedDied,
+    mark_failed,
+    point_dir,
+)
 from ukweb.servers import ServerConfig, named_config
 from ukweb.sweep_params import LABEL, ParamsError, SweepParams, load_params, validate
 from ukweb.testbed import Testbed, pin

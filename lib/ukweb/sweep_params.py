@@ -16,8 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from ukweb.paths import REPO
 from ukweb.cpuemul import METHODS as CPU_METHODS
+from ukweb.paths import REPO
 from ukweb.testbed import parse_cpus
 from ukweb.workload import MIXES, WORKLOADS
 
