@@ -69,15 +69,20 @@ static const int ERROR_STATUS[SE_COUNT] = {
 	[SE_LENGTH_REQUIRED] = 411, [SE_PAYLOAD_TOO_LARGE] = 413, [SE_TIMEOUT] = 408,
 	[SE_RESET] = 400, [SE_INTERNAL] = 500};
 
-static void fail(struct site *s, const struct http_request *req, int e, struct response *r)
+static void fail_as(struct site *s, int keep_alive, int minor_version, int e, struct response *r)
 {
 	s->mine->errors[e]++;
-	int keep = req->keep_alive && (e == SE_NOT_FOUND || e == SE_FORBIDDEN);
-	response_error(r, req->minor_version, ERROR_STATUS[e], s->cfg.server_name);
+	int keep = keep_alive && (e == SE_NOT_FOUND || e == SE_FORBIDDEN);
+	response_error(r, minor_version, ERROR_STATUS[e], s->cfg.server_name);
 	r->keep_alive = keep; /* a clean miss may keep the connection; anything else closes */
 	if (keep)
-		response_set_head(r, req->minor_version, r->status, "text/html", r->body.len, "",
+		response_set_head(r, minor_version, r->status, "text/html", r->body.len, "",
 				  s->cfg.server_name);
+}
+
+static void fail(struct site *s, const struct http_request *req, int e, struct response *r)
+{
+	fail_as(s, req->keep_alive, req->minor_version, e, r);
 }
 
 static int respond_status(struct site *s, const struct http_request *req, struct response *r)
@@ -106,23 +111,54 @@ static int respond_static(struct site *s, const struct http_request *req, struct
 				 s->cfg.server_name) < 0 ? SE_INTERNAL : -1;
 }
 
-void site_respond(struct site *s, const struct http_request *req, const char *remote_addr,
-		  struct response *r)
+static int is_dynamic(const struct http_request *req)
 {
-	int dynamic = path_is(req, "/specweb99") || path_is(req, "/cgi-bin/specweb99");
+	return path_is(req, "/specweb99") || path_is(req, "/cgi-bin/specweb99");
+}
+
+/* Count the request; the module's answer (or SW99_NEEDS_FILE with p filled), or a static or
+ * status response when p is NULL. */
+static int respond(struct site *s, const struct http_request *req, const char *remote_addr,
+		   struct response *r, struct sw99_pending *p)
+{
+	int dynamic = is_dynamic(req);
 	enum req_type type = dynamic ? sw99_classify(req)
 			     : path_is(req, "/server-status") ? RT_STATUS : RT_STATIC;
-	int e;
 	response_free(r);
 	s->mine->requests[type]++;
 	if (dynamic)
-		e = sw99_handle(&s->module, req, remote_addr, r);
-	else if (req->method != HTTP_GET)
-		e = SE_METHOD; /* POST to a static path or /server-status: 405 */
-	else
-		e = type == RT_STATUS ? respond_status(s, req, r) : respond_static(s, req, r);
+		return p ? sw99_begin(&s->module, req, remote_addr, r, p)
+			 : sw99_handle(&s->module, req, remote_addr, r);
+	if (req->method != HTTP_GET)
+		return SE_METHOD; /* POST to a static path or /server-status: 405 */
+	return type == RT_STATUS ? respond_status(s, req, r) : respond_static(s, req, r);
+}
+
+void site_respond(struct site *s, const struct http_request *req, const char *remote_addr,
+		  struct response *r)
+{
+	int e = respond(s, req, remote_addr, r, NULL);
 	if (e >= 0)
 		fail(s, req, e, r);
+	stats_response(s->mine, r->status);
+}
+
+int site_respond_begin(struct site *s, const struct http_request *req, const char *remote_addr,
+		       struct response *r, struct sw99_pending *p)
+{
+	int e = respond(s, req, remote_addr, r, p);
+	if (e == SW99_NEEDS_FILE)
+		return 1;
+	if (e >= 0)
+		fail(s, req, e, r);
+	stats_response(s->mine, r->status);
+	return 0;
+}
+
+void site_respond_finish(struct site *s, struct sw99_pending *p, struct response *r, int e)
+{
+	if (e >= 0)
+		fail_as(s, p->keep_alive, p->minor_version, e, r);
 	stats_response(s->mine, r->status);
 }
 

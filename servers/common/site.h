@@ -45,6 +45,15 @@ void site_close(struct site *s);
 void site_respond(struct site *s, const struct http_request *req, const char *remote_addr,
 		  struct response *r);
 
+/* The same for a server that reads a dynamic request's file itself (ktux, through io_uring):
+ * 0 when r is complete (counted, as site_respond); 1 when the module needs the file described
+ * by p first (specweb99.h: open p->url, read it into sw99_file_dst), after which
+ * site_respond_finish completes r.  e: sw99_open_error() of a failed open, or sw99_finish()'s
+ * result (-1 when the response is good). */
+int site_respond_begin(struct site *s, const struct http_request *req, const char *remote_addr,
+		       struct response *r, struct sw99_pending *p);
+void site_respond_finish(struct site *s, struct sw99_pending *p, struct response *r, int e);
+
 /* A parse error → its error response, counted. */
 void site_respond_error(struct site *s, enum http_error e, int minor_version, struct response *r);
 

@@ -70,7 +70,7 @@ static int read_fd(int fd, size_t size, struct buf *out)
 }
 
 /* Map a docroot_open() failure to a stat_error. */
-static int open_error(int rc)
+int sw99_open_error(int rc)
 {
 	return rc == -404 ? SE_NOT_FOUND : rc == -400 ? SE_BAD_REQUEST : SE_FORBIDDEN;
 }
@@ -133,49 +133,78 @@ static int parse_cookie(const struct http_request *req, long *user, long *last_a
 	return *user < 0 ? -1 : 0;
 }
 
-/* Wrap the file named by url (a docroot path) into r's body; substitute ads when ad >= 0. */
-static int wrap_file(struct sw99 *m, const struct http_request *req, const char *remote_addr,
-		     const char *url, size_t url_len, int ad, struct response *r)
+/* The wrapper up to where the file goes (§4.2), and the file to put there: url (a docroot
+ * path), with ads substituted when ad >= 0.  SW99_NEEDS_FILE, or SE_INTERNAL. */
+static int wrap_begin(struct sw99 *m, const struct http_request *req, const char *remote_addr,
+		      const char *url, size_t url_len, int ad, struct response *r,
+		      struct sw99_pending *p)
 {
-	struct stat st;
-	int fd = docroot_open(m->docroot, url, url_len, &st);
-	if (fd < 0)
-		return open_error(fd);
+	if (url_len > SW99_MAX_URL)
+		return SE_BAD_REQUEST; /* cannot happen: the request line is shorter */
+	memcpy(p->url, url, url_len);
+	p->url[url_len] = '\0';
+	p->url_len = url_len;
+	p->ad = ad;
+	p->size = 0;
+	p->keep_alive = req->keep_alive;
+	p->minor_version = req->minor_version;
 	struct buf *b = &r->body;
 	if (sw99_wrap(b, m->server_name, remote_addr, req->path.p, req->path.len, req->query.p,
-		      req->query.len, NULL, 0) < 0) {
-		close(fd);
+		      req->query.len, NULL, 0) < 0)
 		return SE_INTERNAL;
-	}
-	size_t at = b->len - strlen(WRAP_SUFFIX);
-	b->len = at; /* drop the suffix, read the file in its place, put it back */
-	int rc = read_fd(fd, (size_t)st.st_size, b);
-	close(fd);
-	if (rc)
-		return SE_INTERNAL;
-	if (ad >= 0)
-		substitute_ads(b->data + at, (size_t)st.st_size, ad);
-	return buf_puts(b, WRAP_SUFFIX) ? SE_INTERNAL : -1;
+	b->len -= strlen(WRAP_SUFFIX); /* drop the suffix: the file goes in its place */
+	b->data[b->len] = '\0';
+	p->at = b->len;
+	return SW99_NEEDS_FILE;
 }
 
-static int finish(const struct http_request *req, struct sw99 *m, struct response *r,
+char *sw99_file_dst(struct response *r, struct sw99_pending *p, size_t size)
+{
+	p->size = size;
+	if (buf_reserve(&r->body, size + strlen(WRAP_SUFFIX)) < 0)
+		return NULL;
+	return r->body.data + p->at;
+}
+
+static int finish(int keep_alive, int minor_version, struct sw99 *m, struct response *r,
 		  const char *cookie_header)
 {
 	r->kind = BODY_BUF;
-	r->keep_alive = req->keep_alive;
-	return response_set_head(r, req->minor_version, 200, "text/html", r->body.len, cookie_header,
+	r->keep_alive = keep_alive;
+	return response_set_head(r, minor_version, 200, "text/html", r->body.len, cookie_header,
 				 m->server_name) < 0 ? SE_INTERNAL : -1;
 }
 
-static int handle_get(struct sw99 *m, const struct http_request *req, const char *remote_addr,
-		      struct response *r)
+int sw99_finish(struct sw99 *m, struct sw99_pending *p, struct response *r, long got)
 {
-	int rc = wrap_file(m, req, remote_addr, req->query.p, req->query.len, -1, r);
-	return rc >= 0 ? rc : finish(req, m, r, "");
+	struct buf *b = &r->body;
+	if (got < 0 || (size_t)got != p->size)
+		return SE_INTERNAL; /* a read error, or the file changed size under us */
+	b->len = p->at + p->size;
+	b->data[b->len] = '\0';
+	if (p->ad >= 0)
+		substitute_ads(b->data + p->at, p->size, p->ad);
+	if (buf_puts(b, WRAP_SUFFIX))
+		return SE_INTERNAL;
+	if (p->post) {
+		struct postlog_entry e = {(int)p->dir, (int)p->cls, (int)p->num, p->client, p->user,
+					  p->name, m->pid};
+		long recno;
+		if (postlog_append(m->postlog, &e, &recno) < 0)
+			return SE_INTERNAL;
+	}
+	return finish(p->keep_alive, p->minor_version, m, r, p->cookie);
+}
+
+static int handle_get(struct sw99 *m, const struct http_request *req, const char *remote_addr,
+		      struct response *r, struct sw99_pending *p)
+{
+	p->cookie[0] = '\0';
+	return wrap_begin(m, req, remote_addr, req->query.p, req->query.len, -1, r, p);
 }
 
 static int handle_cad(struct sw99 *m, const struct http_request *req, const char *remote_addr,
-		      struct response *r)
+		      struct response *r, struct sw99_pending *p)
 {
 	long user, last_ad;
 	struct ad_choice ad;
@@ -188,17 +217,15 @@ static int handle_cad(struct sw99 *m, const struct http_request *req, const char
 	/* Substitution only in class1/class2 files, decided from the query as S1 does. */
 	int subst = memmem(req->query.p, req->query.len, "class1", 6) ||
 		    memmem(req->query.p, req->query.len, "class2", 6);
-	int rc = wrap_file(m, req, remote_addr, req->query.p, req->query.len, subst ? ad.ad_id : -1, r);
-	if (rc >= 0)
-		return rc;
-	char cookie[96];
-	snprintf(cookie, sizeof(cookie), "Set-Cookie: found_cookie=Ad_id=%d&Ad_weight=%d&Expired=%d\r\n",
-		 ad.ad_id, ad.weight, ad.expired);
-	return finish(req, m, r, cookie);
+	snprintf(p->cookie, sizeof(p->cookie),
+		 "Set-Cookie: found_cookie=Ad_id=%d&Ad_weight=%d&Expired=%d\r\n", ad.ad_id, ad.weight,
+		 ad.expired);
+	return wrap_begin(m, req, remote_addr, req->query.p, req->query.len, subst ? ad.ad_id : -1,
+			  r, p);
 }
 
 static int handle_post(struct sw99 *m, const struct http_request *req, const char *remote_addr,
-		       struct response *r)
+		       struct response *r, struct sw99_pending *p)
 {
 	const char *b = req->body.p;
 	size_t len = req->body.len;
@@ -209,20 +236,14 @@ static int handle_post(struct sw99 *m, const struct http_request *req, const cha
 	if (parse_cookie(req, &user, &last_ad) < 0 || root.len == 0 || root.len > 200 || dir < 0 ||
 	    cls < 0 || num < 0 || client < 0)
 		return SE_BAD_REQUEST;
-	char name[256];
-	int n = snprintf(name, sizeof(name), "%.*sdir%05ld/class%ld_%ld", (int)root.len, root.p, dir,
-			 cls, num);
-	/* Build the response first: a POST naming a missing file is rejected and never logged. */
-	int rc = wrap_file(m, req, remote_addr, name, (size_t)n, -1, r);
-	if (rc >= 0)
-		return rc;
-	struct postlog_entry e = {(int)dir, (int)cls, (int)num, client, user, name, m->pid};
-	long recno;
-	if (postlog_append(m->postlog, &e, &recno) < 0)
-		return SE_INTERNAL;
-	char cookie[64];
-	snprintf(cookie, sizeof(cookie), "Set-Cookie: my_cookie=%ld\r\n", user);
-	return finish(req, m, r, cookie);
+	int n = snprintf(p->name, sizeof(p->name), "%.*sdir%05ld/class%ld_%ld", (int)root.len, root.p,
+			 dir, cls, num);
+	/* The record is appended once the file is read (sw99_finish): a POST naming a missing
+	 * file is rejected and never logged. */
+	p->post = 1;
+	p->dir = dir, p->cls = cls, p->num = num, p->client = client, p->user = user;
+	snprintf(p->cookie, sizeof(p->cookie), "Set-Cookie: my_cookie=%ld\r\n", user);
+	return wrap_begin(m, req, remote_addr, p->name, (size_t)n, -1, r, p);
 }
 
 static int handle_command(struct sw99 *m, const struct http_request *req, const char *remote_addr,
@@ -249,17 +270,36 @@ static int handle_command(struct sw99 *m, const struct http_request *req, const 
 				req->query.p, req->query.len, log.data, log.len) < 0)
 		rc = SE_INTERNAL;
 	buf_free(&log);
-	return rc >= 0 ? rc : finish(req, m, r, "");
+	return rc >= 0 ? rc : finish(req->keep_alive, req->minor_version, m, r, "");
+}
+
+int sw99_begin(struct sw99 *m, const struct http_request *req, const char *remote_addr,
+	       struct response *r, struct sw99_pending *p)
+{
+	response_free(r);
+	p->post = 0;
+	switch (sw99_classify(req)) {
+	case RT_POST: return handle_post(m, req, remote_addr, r, p);
+	case RT_COMMAND: return handle_command(m, req, remote_addr, r);
+	case RT_CAD_GET: return handle_cad(m, req, remote_addr, r, p);
+	default: return handle_get(m, req, remote_addr, r, p);
+	}
 }
 
 int sw99_handle(struct sw99 *m, const struct http_request *req, const char *remote_addr,
 		struct response *r)
 {
-	response_free(r);
-	switch (sw99_classify(req)) {
-	case RT_POST: return handle_post(m, req, remote_addr, r);
-	case RT_COMMAND: return handle_command(m, req, remote_addr, r);
-	case RT_CAD_GET: return handle_cad(m, req, remote_addr, r);
-	default: return handle_get(m, req, remote_addr, r);
-	}
+	struct sw99_pending p;
+	int rc = sw99_begin(m, req, remote_addr, r, &p);
+	if (rc != SW99_NEEDS_FILE)
+		return rc;
+	struct stat st;
+	int fd = docroot_open(m->docroot, p.url, p.url_len, &st);
+	if (fd < 0)
+		return sw99_open_error(fd);
+	long got = -1;
+	if (sw99_file_dst(r, &p, (size_t)st.st_size) && read_fd(fd, p.size, &r->body) == 0)
+		got = (long)p.size; /* read_fd appends at body.len == p.at, blocking */
+	close(fd);
+	return sw99_finish(m, &p, r, got);
 }

@@ -104,10 +104,14 @@ static void stats_sum(const struct stats *s, struct stats_counters *sum)
 		sum->cache.evictions += c->cache.evictions;
 		sum->cache.bytes += c->cache.bytes;
 		sum->cache.entries += c->cache.entries;
+		sum->cache.limit += c->cache.limit;
+		if (c->cache.entry_max > sum->cache.entry_max)
+			sum->cache.entry_max = c->cache.entry_max;
 		sum->ring.submissions += c->ring.submissions;
 		sum->ring.enters += c->ring.enters;
 		sum->ring.iowq_punts += c->ring.iowq_punts;
 		sum->ring.sqpoll |= c->ring.sqpoll;
+		sum->ring.no_iowait |= c->ring.no_iowait;
 	}
 }
 
@@ -132,13 +136,15 @@ static int json_batches(struct buf *o, const uint64_t *v)
 static int json_ktux(struct buf *o, const struct stats_counters *c)
 {
 	return buf_printf(o, ", \"cache\": {\"hits\": %llu, \"misses\": %llu, \"evictions\": %llu, "
-			  "\"bytes\": %llu, \"entries\": %llu}, \"ring\": {\"submissions\": %llu, "
-			  "\"enters\": %llu, \"iowq_punts\": %llu, \"sqpoll\": %s}",
+			  "\"bytes\": %llu, \"entries\": %llu, \"limit\": %llu, \"entry_max\": %llu}, "
+			  "\"ring\": {\"submissions\": %llu, \"enters\": %llu, \"iowq_punts\": %llu, "
+			  "\"sqpoll\": %s, \"no_iowait\": %s}",
 			  (unsigned long long)c->cache.hits, (unsigned long long)c->cache.misses,
 			  (unsigned long long)c->cache.evictions, (unsigned long long)c->cache.bytes,
-			  (unsigned long long)c->cache.entries, (unsigned long long)c->ring.submissions,
+			  (unsigned long long)c->cache.entries, (unsigned long long)c->cache.limit,
+			  (unsigned long long)c->cache.entry_max, (unsigned long long)c->ring.submissions,
 			  (unsigned long long)c->ring.enters, (unsigned long long)c->ring.iowq_punts,
-			  c->ring.sqpoll ? "true" : "false");
+			  c->ring.sqpoll ? "true" : "false", c->ring.no_iowait ? "true" : "false");
 }
 
 static int json_counters(struct buf *o, const struct stats_counters *c, int ktux)

@@ -39,8 +39,8 @@ struct stats_counters {
 	uint64_t event_waits; /* select/poll/epoll_wait calls (userver), io_uring_enter calls (ktux) */
 	uint64_t paused_accepting;
 	/* ktux only (emitted when stats.ktux is set) */
-	struct { uint64_t hits, misses, evictions, bytes, entries; } cache;
-	struct { uint64_t submissions, enters, iowq_punts; int sqpoll; } ring;
+	struct { uint64_t hits, misses, evictions, bytes, entries, limit, entry_max; } cache;
+	struct { uint64_t submissions, enters, iowq_punts; int sqpoll, no_iowait; } ring;
 };
 
 struct stats {

@@ -1,16 +1,21 @@
-/* cache.c — TUX's pinned cache of complete static responses (headers + body).
+/* cache.c — TUX's pinned cache of static responses, made of the page cache itself.
  *
- * Each entry is its own page-aligned mapping, mlock'd and registered with the ring as a fixed
- * buffer (a sparse table of CACHE_SLOTS), so a hit is sent straight from pinned memory with
- * send_zc (or send) and a fill is a read_fixed into it.  Size is bounded by --cache-bytes,
- * counted in whole pages because that is what is pinned; eviction is LRU, skipping entries
- * that an in-flight send still uses (refs > 0).
+ * An entry is the file mapped (MAP_SHARED, read-only) and mlock'd: its pages are the page
+ * cache's own, pinned, so nothing is cached twice — the bytes are charged once to the memory
+ * cgroup (as unevictable page cache) and a hit is sent from them without a disk read or a
+ * system call besides the send.  The response head is built per request (it depends on the
+ * HTTP version and keep-alive), so one entry serves every variant of a file.  TUX's cache
+ * likewise held page-cache pages.
  *
- * An evicted entry becomes a spare: still mapped, pinned and registered, so that the next
- * miss of the same size in pages (SPECweb99 has few distinct sizes) reuses it without a
- * system call [I]; spares count as used bytes and are unmapped first when room is needed.
- * With a disk-bound file set most misses evict, so this keeps mmap/mlock/register off the
- * worker's path.
+ * Filling never blocks the worker: the mapping is locked with MLOCK_ONFAULT (nothing is read
+ * yet) and the pages are faulted in by MADV_POPULATE_READ submitted through the ring, which
+ * runs on an io-wq worker (TUX's disk-I/O threads); pages are locked as they arrive.
+ *
+ * Size is bounded by --cache-bytes, counted in whole pages because that is what is pinned; one
+ * entry holds at most --cache-entry-max bytes (and a quarter of the cache): by default the
+ * small, hot files, while larger ones are spliced from the (unpinned) page cache.  Eviction is
+ * LRU, skipping entries that an in-flight send still uses (refs > 0); an evicted entry is
+ * unmapped (the pages stay in the page cache, unpinned, for the kernel's LRU to keep or drop).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -23,30 +28,30 @@
 
 #include "ktux.h"
 
-#define CACHE_SLOTS 16384 /* the kernel's limit on registered buffers (IORING_MAX_REG_BUFFERS) */
-#define HASH_BUCKETS 32768
-#define ENTRY_SHARE 4 /* [I] one entry may use at most 1/4 of the cache; larger files are spliced */
+#define CACHE_SLOTS 65536 /* entries at most; an id fits in user_data's 24-bit aux */
+#define HASH_BUCKETS 65536
+#define ENTRY_SHARE 4 /* [I] one entry may use at most 1/4 of the cache */
 
 struct cache_entry {
 	char *key;
-	char *data;
+	char *data; /* the mapping */
 	size_t len, map_len;
 	int refs, filling, dead;
 	uint32_t id;
 	struct cache_entry *prev, *next; /* LRU: head is the least recently used */
-	struct cache_entry *hnext;       /* hash chain, or the spare list */
+	struct cache_entry *hnext;       /* hash chain */
 };
 
 struct cache {
-	struct ring *ring;
 	struct stats_counters *st;
 	size_t cap, used;
+	size_t entry_max; /* the largest file held: --cache-entry-max, at most cap / ENTRY_SHARE */
+	size_t page;
 	struct cache_entry *slots[CACHE_SLOTS];
 	uint32_t free_ids[CACHE_SLOTS];
 	int nfree;
 	struct cache_entry *buckets[HASH_BUCKETS];
 	struct cache_entry *lru_head, *lru_tail;
-	struct cache_entry *spare; /* evicted, still mapped, pinned and registered */
 };
 
 static unsigned hash_key(const char *k)
@@ -57,18 +62,17 @@ static unsigned hash_key(const char *k)
 	return h % HASH_BUCKETS;
 }
 
-struct cache *cache_create(struct ring *r, size_t bytes, struct stats_counters *st)
+struct cache *cache_create(size_t bytes, size_t entry_max, struct stats_counters *st)
 {
 	struct cache *c = calloc(1, sizeof *c);
 	if (!c)
 		return NULL;
-	if (io_uring_register_buffers_sparse(&r->uring, CACHE_SLOTS) < 0) {
-		free(c);
-		return NULL;
-	}
-	c->ring = r;
 	c->st = st;
 	c->cap = bytes;
+	c->entry_max = entry_max < bytes / ENTRY_SHARE ? entry_max : bytes / ENTRY_SHARE;
+	c->page = (size_t)sysconf(_SC_PAGESIZE);
+	st->cache.limit = bytes;
+	st->cache.entry_max = c->entry_max;
 	for (int i = 0; i < CACHE_SLOTS; i++)
 		c->free_ids[i] = (uint32_t)(CACHE_SLOTS - 1 - i);
 	c->nfree = CACHE_SLOTS;
@@ -108,63 +112,37 @@ static void hash_remove(struct cache *c, struct cache_entry *e)
 		*pp = e->hnext;
 }
 
-/* Unregister, unpin, unmap.  Only for entries no send uses any more. */
+/* Unpin and unmap.  Only for entries no send uses any more. */
 static void entry_unmap(struct cache *c, struct cache_entry *e)
 {
-	struct iovec none = {NULL, 0};
-	__u64 tag = 0;
-	io_uring_register_buffers_update_tag(&c->ring->uring, e->id, &none, &tag, 1);
-	munlock(e->data, e->map_len);
-	munmap(e->data, e->map_len);
+	munmap(e->data, e->map_len); /* also unlocks; the pages stay in the page cache */
 	c->used -= e->map_len;
 	c->slots[e->id] = NULL;
 	c->free_ids[c->nfree++] = e->id;
 	c->st->cache.bytes = c->used;
+	if (!e->dead)
+		c->st->cache.entries--;
 	free(e->key);
 	free(e);
 }
 
-/* No longer a cache entry (and no send uses it): keep its pinned memory as a spare. */
-static void entry_retire(struct cache *c, struct cache_entry *e)
-{
-	free(e->key);
-	e->key = NULL;
-	e->dead = 0;
-	e->hnext = c->spare;
-	c->spare = e;
-	c->st->cache.entries--;
-}
-
-/* A spare of exactly map_len bytes, taken off the spare list; NULL if none. */
-static struct cache_entry *take_spare(struct cache *c, size_t map_len)
-{
-	for (struct cache_entry **pp = &c->spare; *pp; pp = &(*pp)->hnext) {
-		struct cache_entry *e = *pp;
-		if (e->map_len == map_len) {
-			*pp = e->hnext;
-			e->hnext = NULL;
-			return e;
-		}
-	}
-	return NULL;
-}
-
-/* Take e out of the cache; its memory goes when the last send lets go of it. */
+/* Take e out of the cache; its mapping goes when the last send lets go of it. */
 static void entry_kill(struct cache *c, struct cache_entry *e)
 {
 	hash_remove(c, e);
 	lru_unlink(c, e);
 	e->dead = 1;
+	c->st->cache.entries--;
 	if (e->refs == 0)
-		entry_retire(c, e);
+		entry_unmap(c, e);
 }
 
 void cache_destroy(struct cache *c)
 {
 	if (!c)
 		return;
-	/* at exit: every mapping — entries, spares, and entries a send still held, whose
-	 * completions will never be reaped */
+	/* at exit: every mapping, also those a send still held, whose completions will never be
+	 * reaped */
 	for (uint32_t id = 0; id < CACHE_SLOTS; id++)
 		if (c->slots[id])
 			entry_unmap(c, c->slots[id]);
@@ -194,80 +172,55 @@ struct cache_entry *cache_lookup(struct cache *c, const char *key)
 	return e;
 }
 
-/* Map, pin and register map_len bytes in a free slot; NULL when the kernel refuses (memlock). */
-static struct cache_entry *entry_new(struct cache *c, size_t map_len)
-{
-	struct cache_entry *e = calloc(1, sizeof *e);
-	if (!e)
-		return NULL;
-	e->id = c->free_ids[c->nfree - 1];
-	e->map_len = map_len;
-	e->data = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	struct iovec iov = {e->data, map_len};
-	__u64 tag = 0;
-	if (e->data == MAP_FAILED || mlock(e->data, map_len) < 0 ||
-	    io_uring_register_buffers_update_tag(&c->ring->uring, e->id, &iov, &tag, 1) < 0) {
-		if (e->data != MAP_FAILED)
-			munmap(e->data, map_len); /* also unlocks */
-		free(e);
-		return NULL;
-	}
-	c->nfree--;
-	c->slots[e->id] = e;
-	c->used += map_len;
-	c->st->cache.bytes = c->used;
-	return e;
-}
-
-/* Memory for a new entry: a spare of that size, or a fresh mapping once spares and least
- * recently used idle entries have made room.  NULL when busy entries fill the cache. */
-static struct cache_entry *make_room(struct cache *c, size_t map_len)
+/* Evict least recently used idle entries until map_len more bytes fit; 0, or -1 when busy
+ * entries fill the cache. */
+static int make_room(struct cache *c, size_t map_len)
 {
 	struct cache_entry *lru = c->lru_head;
-	for (;;) {
-		struct cache_entry *e = take_spare(c, map_len);
-		if (e)
-			return e;
-		if (c->used + map_len <= c->cap && c->nfree > 0)
-			return entry_new(c, map_len);
-		if (c->spare) { /* a spare of another size: give its memory back */
-			e = c->spare;
-			c->spare = e->hnext;
-			entry_unmap(c, e);
-			continue;
-		}
+	while (c->used + map_len > c->cap || c->nfree == 0) {
 		while (lru && (lru->refs || lru->filling))
 			lru = lru->next;
 		if (!lru)
-			return NULL;
-		e = lru;
+			return -1;
+		struct cache_entry *e = lru;
 		lru = lru->next;
-		entry_kill(c, e); /* idle: it becomes a spare at once */
+		entry_kill(c, e); /* idle: unmapped at once */
 		c->st->cache.evictions++;
 	}
+	return 0;
 }
 
-struct cache_entry *cache_reserve(struct cache *c, const char *key, size_t len)
+struct cache_entry *cache_reserve(struct cache *c, const char *key, int fd, size_t len)
 {
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	size_t map_len = (len + page - 1) / page * page;
-	if (len == 0 || len > cache_max_entry(c) || find(c, key))
+	size_t map_len = (len + c->page - 1) / c->page * c->page;
+	if (len == 0 || len > c->entry_max || find(c, key) || make_room(c, map_len) < 0)
 		return NULL;
-	struct cache_entry *e = make_room(c, map_len);
-	if (!e)
-		return NULL;
-	if (!(e->key = strdup(key))) {
-		e->hnext = c->spare;
-		c->spare = e;
+	struct cache_entry *e = calloc(1, sizeof *e);
+	if (!e || !(e->key = strdup(key))) {
+		free(e);
 		return NULL;
 	}
+	e->data = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+	/* pin the pages as they are faulted in (by the populate), without reading any now */
+	if (e->data == MAP_FAILED || mlock2(e->data, len, MLOCK_ONFAULT) < 0) {
+		if (e->data != MAP_FAILED)
+			munmap(e->data, len);
+		free(e->key);
+		free(e);
+		return NULL;
+	}
+	e->id = c->free_ids[--c->nfree];
+	c->slots[e->id] = e;
 	e->len = len;
+	e->map_len = map_len;
 	e->filling = 1;
 	e->refs = 1; /* the filler's */
 	unsigned h = hash_key(key);
 	e->hnext = c->buckets[h];
 	c->buckets[h] = e;
 	lru_push(c, e);
+	c->used += map_len;
+	c->st->cache.bytes = c->used;
 	c->st->cache.entries++;
 	return e;
 }
@@ -286,12 +239,11 @@ void cache_discard(struct cache *c, struct cache_entry *e)
 	cache_put(c, e);
 }
 
-int cache_filling(const struct cache_entry *e) { return e->filling; }
 char *cache_data(struct cache_entry *e) { return e->data; }
 size_t cache_len(const struct cache_entry *e) { return e->len; }
-int cache_buf_index(const struct cache_entry *e) { return (int)e->id; }
+size_t cache_map_len(const struct cache_entry *e) { return e->map_len; }
 uint32_t cache_id(const struct cache_entry *e) { return e->id; }
-size_t cache_max_entry(const struct cache *c) { return c->cap / ENTRY_SHARE; }
+size_t cache_max_entry(const struct cache *c) { return c->entry_max; }
 
 struct cache_entry *cache_by_id(struct cache *c, uint32_t id)
 {
@@ -303,5 +255,5 @@ void cache_get(struct cache_entry *e) { e->refs++; }
 void cache_put(struct cache *c, struct cache_entry *e)
 {
 	if (--e->refs == 0 && e->dead)
-		entry_retire(c, e);
+		entry_unmap(c, e);
 }

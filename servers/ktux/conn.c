@@ -47,7 +47,7 @@ void conn_open(struct server *s, int fd)
 
 static void cancel_file_ops(struct server *s, struct conn *c)
 {
-	static const enum op ops[] = {OP_OPEN, OP_READ, OP_SPLICE_IN};
+	static const enum op ops[] = {OP_OPEN, OP_READ, OP_FILL, OP_SPLICE_IN};
 	for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
 		struct io_uring_sqe *sqe = ring_sqe(&s->ring);
 		io_uring_prep_cancel64(sqe, ud_pack(ops[i], 0, c->fd), IORING_ASYNC_CANCEL_ALL);
@@ -70,7 +70,9 @@ static void conn_free(struct server *s, struct conn *c)
 	response_free(&c->resp);
 	free(c->in);
 	free(c->bounce);
+	free(c->dyn);
 	c->in = c->bounce = NULL;
+	c->dyn = NULL;
 	c->entry = c->fill = NULL;
 	c->used = 0; /* the slot's fd may be handed out again by the very next accept */
 	stats_conn_closed(s->st);
@@ -125,8 +127,7 @@ static void handle_request(struct server *s, struct conn *c, const struct http_r
 		static_begin(s, c, req);
 		return;
 	}
-	site_respond(&s->site, req, remote_addr(c), &c->resp);
-	conn_send_response(s, c);
+	dyn_begin(s, c, req, remote_addr(c)); /* the module, /server-status, or an error */
 }
 
 /* Parse and handle requests at buf[0..len) while no response is in flight; returns the bytes

@@ -24,14 +24,16 @@ struct ktux_config {
 	size_t cache_bytes;
 	int iowq_workers;
 	int sqpoll, sqpoll_cpu; /* sqpoll_cpu -1: not pinned */
+	size_t cache_entry_max;
 	int no_cache, no_multishot_accept, no_zerocopy;
+	int ring_iowait; /* waits count as iowait, as the kernel does by default (no NO_IOWAIT) */
 	int probe;
 };
 
 /* ---- user_data: op (8 bits) | aux (24 bits, e.g. cache entry) | fd (32 bits) ---- */
 enum op {
 	OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_SEND_ZC, OP_OPEN, OP_READ, OP_SPLICE_IN, OP_SPLICE_OUT,
-	OP_TIMER, OP_CANCEL, OP_FILES_UPDATE,
+	OP_TIMER, OP_CANCEL, OP_FILES_UPDATE, OP_FILL,
 };
 
 static inline uint64_t ud_pack(enum op op, uint32_t aux, int fd)
@@ -53,6 +55,8 @@ struct ring {
 	char *recv_mem;               /* RECV_BUFS * RECV_BUF_SIZE */
 	size_t br_len;
 	int sqpoll;
+	int no_iowait; /* waits enter with IORING_ENTER_NO_IOWAIT (the kernel offers it, not --ring-iowait) */
+	int reg_ring;  /* the ring fd is registered: enter by its index */
 	uint64_t enter_seq; /* io_uring_enter calls so far: dates submissions for punt counting */
 	struct stats_counters *stats;
 };
@@ -68,22 +72,24 @@ int ring_submit_wait(struct ring *r);
 char *ring_recv_buf(struct ring *r, unsigned bid);
 void ring_recycle(struct ring *r, unsigned bid);
 
-/* ---- the pinned response cache (cache.c) ---- */
+/* ---- the pinned cache (cache.c): files mapped and mlock'd, the page cache's own pages ---- */
 struct cache_entry;
 struct cache;
 
-struct cache *cache_create(struct ring *r, size_t bytes, struct stats_counters *stats);
+/* bytes: the pinned memory; entry_max: the largest file it holds (at most bytes / 4). */
+struct cache *cache_create(size_t bytes, size_t entry_max, struct stats_counters *stats);
 void cache_destroy(struct cache *c);
-/* key: variant byte + decoded path.  NULL on a miss (counted). */
+/* key: decoded path.  NULL on a miss (counted). */
 struct cache_entry *cache_lookup(struct cache *c, const char *key);
-/* Reserve an entry of len bytes (evicting LRU entries); NULL when it cannot fit. */
-struct cache_entry *cache_reserve(struct cache *c, const char *key, size_t len);
-void cache_ready(struct cache *c, struct cache_entry *e);   /* the bytes are complete */
+/* Map and lock (on fault) len bytes of the open file fd, evicting LRU entries; NULL when it
+ * cannot (too big, busy entries fill the cache, mmap/mlock refused).  The pages are then
+ * faulted in by the filler (MADV_POPULATE_READ through the ring). */
+struct cache_entry *cache_reserve(struct cache *c, const char *key, int fd, size_t len);
+void cache_ready(struct cache *c, struct cache_entry *e);   /* the pages are in */
 void cache_discard(struct cache *c, struct cache_entry *e); /* a fill failed */
-int cache_filling(const struct cache_entry *e);
 char *cache_data(struct cache_entry *e);
 size_t cache_len(const struct cache_entry *e);
-int cache_buf_index(const struct cache_entry *e); /* registered-buffer index */
+size_t cache_map_len(const struct cache_entry *e);
 uint32_t cache_id(const struct cache_entry *e);
 struct cache_entry *cache_by_id(struct cache *c, uint32_t id);
 void cache_get(struct cache_entry *e); /* pin against eviction while a send uses it */
@@ -98,7 +104,7 @@ struct conn_list {
 
 enum conn_phase {
 	PH_IDLE,    /* waiting for (the rest of) a request */
-	PH_FILE,    /* a static miss: open/read/splice in flight */
+	PH_FILE,    /* a static miss or a dynamic request's file: open/read in flight */
 	PH_SENDING, /* a response is being sent */
 };
 
@@ -122,8 +128,8 @@ struct conn {
 	struct iovec iov[2];
 	struct msghdr msg;
 	size_t sent, total;
-	struct cache_entry *entry; /* sending from a cache entry */
-	struct cache_entry *fill;  /* filling a cache entry (a miss being read) */
+	struct cache_entry *entry; /* sending from a cache entry (after the head in resp.head) */
+	struct cache_entry *fill;  /* filling a cache entry (a miss being faulted in) */
 	char *bounce;              /* --no-zerocopy: file bytes copied through user memory */
 	size_t chunk_len, chunk_sent;
 	int file_fd;               /* static miss: the open file */
@@ -131,6 +137,8 @@ struct conn {
 	size_t file_left, pipe_bytes, pipe_cap;
 	off_t file_off;
 	uint64_t file_seq;         /* enter_seq when the file op was submitted (punt counting) */
+	struct sw99_pending *dyn;  /* a dynamic GET/POST's plan (allocated on first use) */
+	int dyn_active;            /* its file is being opened or read (PH_FILE) */
 	char key[DOCROOT_MAX_PATH + 2];
 	struct open_how how;
 	char remote[48];
@@ -187,8 +195,15 @@ int static_route(const struct http_request *req);
 void static_begin(struct server *s, struct conn *c, const struct http_request *req);
 void static_open_done(struct server *s, struct io_uring_cqe *cqe);
 void static_read_done(struct server *s, struct io_uring_cqe *cqe);
+void static_fill_done(struct server *s, struct io_uring_cqe *cqe);
 void static_error(struct server *s, struct conn *c, int status);
+void static_submit_open(struct server *s, struct conn *c, const char *rel);
 void static_count_punt(struct server *s, struct conn *c);
+
+/* dynamic.c: dynamic GETs/POSTs — the module plans, the file is read through the ring */
+void dyn_begin(struct server *s, struct conn *c, const struct http_request *req, const char *remote);
+void dyn_open_done(struct server *s, struct conn *c, int fd);
+void dyn_read_done(struct server *s, struct conn *c, int res);
 
 /* sendfile.c: file → pipe → socket with splice */
 void splice_start(struct server *s, struct conn *c);

@@ -59,6 +59,7 @@ static void dispatch(struct server *s, struct io_uring_cqe *cqe)
 		break;
 	case OP_OPEN: static_open_done(s, cqe); break;
 	case OP_READ: static_read_done(s, cqe); break;
+	case OP_FILL: static_fill_done(s, cqe); break;
 	case OP_SPLICE_IN:
 	case OP_SPLICE_OUT: splice_done(s, cqe); break;
 	case OP_TIMER:

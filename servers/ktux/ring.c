@@ -11,9 +11,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "ktux.h"
+
+/* Linux 6.15 (include/uapi/linux/io_uring.h); liburing 2.3 predates them.  A wait entered with
+ * NO_IOWAIT does not set current->in_iowait, so the worker waiting for completions is idle,
+ * not "blocked on I/O" (iowait, delay accounting's blkio ticks) — io_uring otherwise marks
+ * every wait with requests in flight, and ktux always has some (multishot accept/receive). */
+#ifndef IORING_ENTER_NO_IOWAIT
+#define IORING_ENTER_NO_IOWAIT (1U << 7)
+#endif
+#ifndef IORING_FEAT_NO_IOWAIT
+#define IORING_FEAT_NO_IOWAIT (1U << 17)
+#endif
 
 #define RING_ENTRIES 4096 /* [I] SQ size; the CQ is twice that, and overflow is handled by the kernel */
 #define SQPOLL_IDLE_MS 1000
@@ -86,7 +98,9 @@ static int setup_uring(struct ring *r, const struct ktux_config *cfg, char *err,
 		return -1;
 	}
 	r->sqpoll = cfg->sqpoll;
-	io_uring_register_ring_fd(&r->uring); /* best effort: saves a file lookup per enter */
+	r->no_iowait = (p.features & IORING_FEAT_NO_IOWAIT) && !cfg->ring_iowait;
+	/* best effort: saves a file lookup per enter */
+	r->reg_ring = io_uring_register_ring_fd(&r->uring) == 1;
 	return 0;
 }
 
@@ -94,9 +108,9 @@ static int setup_uring(struct ring *r, const struct ktux_config *cfg, char *err,
 static int check_ops(struct ring *r, char *err, size_t errlen)
 {
 	static const int need[] = {IORING_OP_ACCEPT, IORING_OP_RECV, IORING_OP_SEND,
-				   IORING_OP_SEND_ZC, IORING_OP_OPENAT2, IORING_OP_READ_FIXED,
-				   IORING_OP_SPLICE, IORING_OP_TIMEOUT, IORING_OP_ASYNC_CANCEL,
-				   IORING_OP_SENDMSG};
+				   IORING_OP_SEND_ZC, IORING_OP_OPENAT2, IORING_OP_READ,
+				   IORING_OP_MADVISE, IORING_OP_SPLICE, IORING_OP_TIMEOUT,
+				   IORING_OP_ASYNC_CANCEL, IORING_OP_SENDMSG};
 	struct io_uring_probe *probe = io_uring_get_probe_ring(&r->uring);
 	if (!probe) {
 		snprintf(err, errlen, "io_uring unavailable: IORING_REGISTER_PROBE failed; fix: use Linux 6.0 or newer");
@@ -222,6 +236,38 @@ struct io_uring_sqe *ring_sqe(struct ring *r)
 	return sqe;
 }
 
+/* What liburing's submit does before entering (its flush is internal): publish the queued
+ * SQEs in the SQ ring; the number the kernel has not consumed yet. */
+static unsigned flush_sq(struct ring *r)
+{
+	struct io_uring_sq *sq = &r->uring.sq;
+	unsigned tail = sq->sqe_tail;
+	if (sq->sqe_head != tail) {
+		for (unsigned i = sq->sqe_head; i != tail; i++) /* identity, as liburing sets it up */
+			sq->array[i & sq->ring_mask] = i & sq->ring_mask;
+		sq->sqe_head = tail;
+		io_uring_smp_store_release(sq->ktail, tail);
+	}
+	return tail - IO_URING_READ_ONCE(*sq->khead);
+}
+
+/* Submit and wait for one completion in one io_uring_enter, with IORING_ENTER_NO_IOWAIT
+ * (liburing 2.3 cannot pass the flag). */
+static int submit_and_wait_no_iowait(struct ring *r)
+{
+	unsigned submit = flush_sq(r);
+	unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_NO_IOWAIT;
+	int fd = r->uring.ring_fd;
+	if (r->sqpoll && (IO_URING_READ_ONCE(*r->uring.sq.kflags) & IORING_SQ_NEED_WAKEUP))
+		flags |= IORING_ENTER_SQ_WAKEUP;
+	if (r->reg_ring) {
+		flags |= IORING_ENTER_REGISTERED_RING;
+		fd = r->uring.enter_ring_fd;
+	}
+	long ret = syscall(__NR_io_uring_enter, fd, submit, 1, flags, NULL, 0);
+	return ret < 0 ? -errno : (int)ret;
+}
+
 int ring_submit_wait(struct ring *r)
 {
 	unsigned pending = io_uring_sq_ready(&r->uring);
@@ -232,7 +278,8 @@ int ring_submit_wait(struct ring *r)
 		ret = io_uring_submit(&r->uring);
 		count_submit(r, ret, entered);
 	} else {
-		ret = io_uring_submit_and_wait(&r->uring, 1); /* always one io_uring_enter */
+		/* always one io_uring_enter */
+		ret = r->no_iowait ? submit_and_wait_no_iowait(r) : io_uring_submit_and_wait(&r->uring, 1);
 		count_submit(r, ret, 1);
 	}
 	return ret < 0 ? ret : 0;

@@ -1,6 +1,7 @@
-/* send.c — moving a response out: a site response (head + buffer) in one sendmsg, a cache
- * entry from its registered buffer (send_zc from ZC_MIN, send below), a file body by splice
- * or copy (sendfile.c); then keep-alive, pipelined input, or linger-and-close.
+/* send.c — moving a response out: a site response (head + buffer) in one sendmsg; a cache
+ * entry as head + the pinned file pages in one sendmsg (bodies from ZC_MIN: the head, then the
+ * pages by send_zc, without a copy); a file body by splice or copy (sendfile.c); then
+ * keep-alive, pipelined input, or linger-and-close.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -12,38 +13,52 @@
 
 #define ZC_MIN 16384 /* [I] below this a copy is cheaper than pinning pages and a notification */
 
-static void submit_send(struct server *s, struct conn *c)
+/* iov over head[0..head_len) then body[0..body_len), from byte off; the number of pieces. */
+static int fill_iov(struct conn *c, size_t off, const char *body, size_t body_len)
+{
+	int n = 0;
+	size_t head = c->resp.head_len;
+	if (off < head)
+		c->iov[n++] = (struct iovec){c->resp.head + off, head - off};
+	if (body_len > 0 && off < head + body_len) {
+		size_t b = off > head ? off - head : 0;
+		c->iov[n++] = (struct iovec){(char *)body + b, body_len - b};
+	}
+	return n;
+}
+
+static void submit_sendmsg(struct server *s, struct conn *c, int n, int flags)
 {
 	struct io_uring_sqe *sqe = ring_sqe(&s->ring);
-	size_t left = c->total - c->sent;
+	memset(&c->msg, 0, sizeof c->msg);
+	c->msg.msg_iov = c->iov;
+	c->msg.msg_iovlen = (size_t)n;
+	io_uring_prep_sendmsg(sqe, c->fd, &c->msg, flags);
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_SEND, 0, c->fd));
+}
+
+static void submit_send(struct server *s, struct conn *c)
+{
 	if (c->entry) {
-		char *p = cache_data(c->entry) + c->sent;
-		if (!s->cfg->no_zerocopy && left >= ZC_MIN) {
-			io_uring_prep_send_zc_fixed(sqe, c->fd, p, left, MSG_WAITALL, 0,
-						    (unsigned)cache_buf_index(c->entry));
+		size_t head = c->resp.head_len, body = cache_len(c->entry);
+		char *p = cache_data(c->entry);
+		if (!s->cfg->no_zerocopy && body >= ZC_MIN && c->sent >= head) {
+			struct io_uring_sqe *sqe = ring_sqe(&s->ring);
+			size_t b = c->sent - head;
+			io_uring_prep_send_zc(sqe, c->fd, p + b, body - b, MSG_WAITALL, 0);
 			io_uring_sqe_set_data64(sqe, ud_pack(OP_SEND_ZC, cache_id(c->entry), c->fd));
 			cache_get(c->entry); /* held until the kernel's notification */
+		} else if (!s->cfg->no_zerocopy && body >= ZC_MIN) {
+			c->iov[0] = (struct iovec){c->resp.head + c->sent, head - c->sent};
+			submit_sendmsg(s, c, 1, MSG_WAITALL | MSG_MORE); /* the head; the pages follow */
 		} else {
-			io_uring_prep_send(sqe, c->fd, p, left, MSG_WAITALL);
-			io_uring_sqe_set_data64(sqe, ud_pack(OP_SEND, 0, c->fd));
+			submit_sendmsg(s, c, fill_iov(c, c->sent, p, body), MSG_WAITALL);
 		}
 	} else {
 		/* head and body buffer in one sendmsg; iov advanced past what was sent */
-		size_t off = c->sent;
-		int n = 0;
-		size_t head = c->resp.head_len;
-		size_t body = c->resp.kind == BODY_BUF ? c->resp.body.len : 0;
-		if (off < head)
-			c->iov[n++] = (struct iovec){c->resp.head + off, head - off};
-		if (body > 0 && off < head + body) {
-			size_t b = off > head ? off - head : 0;
-			c->iov[n++] = (struct iovec){c->resp.body.data + b, body - b};
-		}
-		memset(&c->msg, 0, sizeof c->msg);
-		c->msg.msg_iov = c->iov;
-		c->msg.msg_iovlen = (size_t)n;
-		io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_WAITALL);
-		io_uring_sqe_set_data64(sqe, ud_pack(OP_SEND, 0, c->fd));
+		const char *body = c->resp.kind == BODY_BUF ? c->resp.body.data : NULL;
+		size_t len = c->resp.kind == BODY_BUF ? c->resp.body.len : 0;
+		submit_sendmsg(s, c, fill_iov(c, c->sent, body, len), MSG_WAITALL);
 	}
 	c->inflight++;
 }
@@ -65,7 +80,7 @@ void conn_send_entry(struct server *s, struct conn *c, struct cache_entry *e)
 	c->entry = e;
 	c->phase = PH_SENDING;
 	c->sent = 0;
-	c->total = cache_len(e);
+	c->total = c->resp.head_len + cache_len(e); /* the head was set for this request */
 	submit_send(s, c);
 }
 

@@ -1,6 +1,9 @@
-/* static.c — static GETs: a hit is sent from the pinned cache; a miss opens and reads the file
- * through the ring, so an open or read that would block runs on an io-wq worker (TUX's disk-I/O
- * threads) while the worker thread goes on serving everyone else.
+/* static.c — static GETs: a hit is sent from the pinned cache (head + the file's pinned
+ * pages); a miss opens the file through the ring and either fills a cache entry (the file
+ * mapped and locked, its pages faulted in by MADV_POPULATE_READ through the ring) or, when the
+ * file is too large for the cache, splices it from the page cache.  An open, fill or read
+ * that would block runs on an io-wq worker (TUX's disk-I/O threads) while the worker thread
+ * goes on serving everyone else.
  *
  * Path rules are the shared docroot's (docroot.c): decoded path, no "." / ".." segment, no
  * backslash, opened with RESOLVE_BENEATH under the docroot.  Requests that fail the lexical
@@ -13,6 +16,7 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -62,7 +66,7 @@ void static_error(struct server *s, struct conn *c, int status)
 	conn_send_response(s, c);
 }
 
-static void submit_open(struct server *s, struct conn *c, const char *rel)
+void static_submit_open(struct server *s, struct conn *c, const char *rel)
 {
 	c->how = (struct open_how){.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY,
 				   .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
@@ -74,6 +78,14 @@ static void submit_open(struct server *s, struct conn *c, const char *rel)
 	c->inflight++;
 }
 
+/* The head of a 200 for a file of len bytes into c->resp (what varies by request). */
+static int set_head(struct server *s, struct conn *c, size_t len)
+{
+	c->resp.keep_alive = c->keep_alive;
+	return response_set_head(&c->resp, c->minor, 200, "text/plain", len, "",
+				 s->site.cfg.server_name);
+}
+
 void static_begin(struct server *s, struct conn *c, const struct http_request *req)
 {
 	const char *rel = relative_path(c, req);
@@ -83,11 +95,10 @@ void static_begin(struct server *s, struct conn *c, const struct http_request *r
 		return;
 	}
 	s->st->requests[RT_STATIC]++;
-	/* The cached bytes are a complete response, so the key includes what changes the head. */
-	c->key[0] = (char)('a' + c->minor * 2 + c->keep_alive);
+	c->key[0] = '/'; /* the key: the decoded path (entries are bodies; heads are per request) */
 	if (s->cache) {
 		struct cache_entry *e = cache_lookup(s->cache, c->key);
-		if (e) {
+		if (e && set_head(s, c, cache_len(e)) == 0) {
 			stats_response(s->st, 200);
 			conn_send_entry(s, c, e);
 			return;
@@ -96,46 +107,62 @@ void static_begin(struct server *s, struct conn *c, const struct http_request *r
 		s->st->cache.misses++;
 	}
 	/* openat2 relative to the docroot: rel points into c->key, which outlives the SQE */
-	submit_open(s, c, rel);
+	static_submit_open(s, c, rel);
 }
 
-static void submit_read(struct server *s, struct conn *c)
+/* Are all pages of [p, p+len) in the page cache?  (mincore on a file mapping; a caller that
+ * may not see the page cache of a file it does not own is told "no", which only costs the
+ * asynchronous fill.) */
+static int resident(char *p, size_t len)
 {
-	struct io_uring_sqe *sqe = ring_sqe(&s->ring);
-	char *dst = cache_data(c->fill) + c->resp.head_len + (size_t)c->file_off;
-	io_uring_prep_read_fixed(sqe, c->file_fd, dst, (unsigned)c->file_left, (__u64)c->file_off,
-				 cache_buf_index(c->fill));
-	io_uring_sqe_set_data64(sqe, ud_pack(OP_READ, 0, c->fd));
-	c->file_seq = s->ring.enter_seq;
-	c->inflight++;
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), pages = (len + page - 1) / page;
+	unsigned char vec[64];
+	if (pages > sizeof vec)
+		return 0; /* large: fill asynchronously (one populate) */
+	if (mincore(p, len, vec) < 0)
+		return 0;
+	for (size_t i = 0; i < pages; i++)
+		if (!(vec[i] & 1))
+			return 0;
+	return 1;
 }
 
 static void fill_complete(struct server *s, struct conn *c);
 
-/* The file is open: fill a cache entry with head + body, or (too big, no cache, cache full
+/* Fault the entry's pages in: at once when the page cache has them all (minor faults, no
+ * I/O), else with MADV_POPULATE_READ through the ring, which runs on an io-wq worker. */
+static void fill_start(struct server *s, struct conn *c)
+{
+	char *p = cache_data(c->fill);
+	size_t len = cache_len(c->fill);
+	if (resident(p, len) && mlock(p, len) == 0) {
+		fill_complete(s, c);
+		return;
+	}
+	struct io_uring_sqe *sqe = ring_sqe(&s->ring);
+	io_uring_prep_madvise(sqe, p, (off_t)len, MADV_POPULATE_READ);
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_FILL, 0, c->fd));
+	c->phase = PH_FILE;
+	c->file_seq = s->ring.enter_seq;
+	c->inflight++;
+}
+
+/* The file is open: map and pin it as a cache entry, or (no cache, too big, empty, cache full
  * of busy entries, or the same file being filled by another request) send it uncached. */
 static void file_opened(struct server *s, struct conn *c, int fd, const struct stat *st)
 {
 	size_t size = (size_t)st->st_size;
-	c->resp.keep_alive = c->keep_alive;
-	if (response_set_head(&c->resp, c->minor, 200, "text/plain", size, "",
-			      s->site.cfg.server_name) < 0) {
+	if (set_head(s, c, size) < 0) {
 		close(fd);
 		static_error(s, c, 500);
 		return;
 	}
 	stats_response(s->st, 200);
-	struct cache_entry *e = s->cache ? cache_reserve(s->cache, c->key, c->resp.head_len + size) : NULL;
+	struct cache_entry *e = s->cache ? cache_reserve(s->cache, c->key, fd, size) : NULL;
 	if (e) {
-		memcpy(cache_data(e), c->resp.head, c->resp.head_len);
 		c->fill = e;
-		c->file_fd = fd;
-		c->file_off = 0;
-		c->file_left = size;
-		if (size > 0)
-			submit_read(s, c);
-		else
-			fill_complete(s, c); /* an empty file: the head is the whole response */
+		c->file_fd = fd; /* kept until the pages are in: the fallback if the fill fails */
+		fill_start(s, c);
 		return;
 	}
 	c->resp.kind = BODY_FILE;
@@ -157,6 +184,10 @@ void static_open_done(struct server *s, struct io_uring_cqe *cqe)
 		conn_op_done(s, c);
 		return;
 	}
+	if (c->dyn_active) {
+		dyn_open_done(s, c, fd);
+		return;
+	}
 	if (fd < 0) {
 		static_error(s, c, fd == -ENOENT || fd == -ENOTDIR ? 404 : 403);
 		return;
@@ -171,25 +202,7 @@ void static_open_done(struct server *s, struct io_uring_cqe *cqe)
 	file_opened(s, c, fd, &st);
 }
 
-static void fill_done(struct server *s, struct conn *c, int res)
-{
-	if (res <= 0) { /* read error, or the file shrank under us */
-		cache_discard(s->cache, c->fill);
-		c->fill = NULL;
-		close(c->file_fd);
-		c->file_fd = -1;
-		conn_abort(s, c, SE_INTERNAL); /* the head already promised a length */
-		return;
-	}
-	c->file_off += res;
-	c->file_left -= (size_t)res;
-	if (c->file_left > 0)
-		submit_read(s, c);
-	else
-		fill_complete(s, c);
-}
-
-/* The entry holds the whole response: send it, and let later requests hit it. */
+/* The entry's pages are in and pinned: send it, and let later requests hit it. */
 static void fill_complete(struct server *s, struct conn *c)
 {
 	close(c->file_fd);
@@ -198,6 +211,32 @@ static void fill_complete(struct server *s, struct conn *c)
 	c->fill = NULL;
 	conn_send_entry(s, c, e);
 	cache_ready(s->cache, e); /* drops the filler's hold; the sender holds its own */
+}
+
+void static_fill_done(struct server *s, struct io_uring_cqe *cqe)
+{
+	struct conn *c = &s->conns[ud_fd(cqe->user_data)];
+	c->inflight--;
+	static_count_punt(s, c);
+	if (c->closing) {
+		conn_op_done(s, c);
+		return;
+	}
+	if (cqe->res == 0) {
+		fill_complete(s, c);
+		return;
+	}
+	/* the populate failed (I/O error, or a kernel refusing it): serve this one uncached from
+	 * the open file; the entry goes */
+	size_t len = cache_len(c->fill);
+	cache_discard(s->cache, c->fill);
+	c->fill = NULL;
+	c->resp.kind = BODY_FILE;
+	c->resp.fd = c->file_fd;
+	c->resp.file_off = 0;
+	c->resp.file_len = len;
+	c->file_fd = -1;
+	conn_send_response(s, c);
 }
 
 void static_read_done(struct server *s, struct io_uring_cqe *cqe)
@@ -209,8 +248,8 @@ void static_read_done(struct server *s, struct io_uring_cqe *cqe)
 		conn_op_done(s, c);
 		return;
 	}
-	if (c->fill)
-		fill_done(s, c, cqe->res);
+	if (c->dyn_active)
+		dyn_read_done(s, c, cqe->res);
 	else
 		copy_read_done(s, c, cqe->res);
 }
