@@ -333,3 +333,23 @@ def test_blocked_time_is_clamped_to_the_interval(tmp_path: Path) -> None:
     assert s._blk_total == 50 and s._blk_iowq == 20 and own == 30
     s._add_blocked({10: (False, 530 + 10**7), 11: (True, 20)})  # the artefact
     assert s._blk_total == 50 + 1.5 * tick
+
+
+@pytest.mark.skipif(not CAPS.root or len(CAPS.cpus) < 2, reason="needs root and 2 CPUs")
+def test_shield_moves_other_processes_off_the_server_cpu_and_back(tmp_path: Path) -> None:
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        before = set(psutil.Process(other.pid).cpu_affinity())
+        with Testbed(memory_mb=None, drop_caches=False, shield=True, prefix="ukweb-test") as tb:
+            during = set(psutil.Process(other.pid).cpu_affinity())
+            assert not during & set(tb.server_cpu_list) and tb.shielded["moved"] >= 1
+        assert set(psutil.Process(other.pid).cpu_affinity()) == before
+        # A runner killed with SIGKILL leaves its record; the next testbed undoes it.
+        psutil.Process(other.pid).cpu_affinity([1])
+        record = testbed.HOLDERS_DIR / "shield-999999999.json"
+        record.write_text(json.dumps({str(other.pid): sorted(before)}))
+        assert 999999999 in testbed.undo_stale_shields()
+        assert set(psutil.Process(other.pid).cpu_affinity()) == before and not record.exists()
+    finally:
+        other.kill()
+        other.wait()

@@ -43,7 +43,6 @@ from ukweb.paths import PARAMS, RAW
 from ukweb.point import Point, PointFailed, PointRunner
 from ukweb.servers import named_config
 from ukweb.sweep_params import ParamsError, SweepParams, load_params
-from ukweb.testbed import pin
 from ukweb.workload import BITS_PER_REPLY, USER_LINE_SPEED
 
 log = logging.getLogger(__name__)
@@ -141,18 +140,15 @@ def calibrate(profile: Path = PARAMS / "paper.yaml", out: Path = PARAMS / "calib
     run.mkdir(parents=True)
     docroot = runs.docroot_for(params, connections)
     testbed = runs.make_testbed(params, FIRST_SHARE)
-    affinity = os.sched_getaffinity(0)
-    with testbed, runs.links(params, testbed) as net, runs.mounted_disk(params, docroot, testbed) as disk:
-        pin(testbed.client_cpu_list)
-        try:
-            runner = PointRunner(testbed, disk.mountpoint if disk else docroot, params.warmup_s,
-                                 params.duration_s, params.line_speed, params.seed,
-                                 params.loadgen_threads, net, disk=disk, prewarm=params.prewarm,
-                                 max_connections=max(params.max_connections(), connections))
-            with runner.series("calibrate", connections):
-                result = search(runner, run, server, connections, target)
-        finally:
-            os.sched_setaffinity(0, affinity)
+    with testbed, runs.links(params, testbed) as net, \
+            runs.mounted_disk(params, docroot, testbed) as disk, \
+            runs.runner_pinned(testbed.client_cpu_list):
+        runner = PointRunner(testbed, disk.mountpoint if disk else docroot, params.warmup_s,
+                             params.duration_s, params.line_speed, params.seed,
+                             params.loadgen_threads, net, disk=disk, prewarm=params.prewarm,
+                             max_connections=max(params.max_connections(), connections))
+        with runner.series("calibrate", connections):
+            result = search(runner, run, server, connections, target)
         described = testbed.describe()
     record = {"cpu_method": params.cpu_method, **result,
               "anchor": f"the emulated CPU is fully busy when {server} serves {target:.0f} "

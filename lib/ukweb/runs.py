@@ -294,11 +294,8 @@ def sweep(params: SweepParams, run_id: str | None = None, root: Path = RAW, prog
     testbed = make_testbed(params, share)
     _method_deviations(params, testbed, share)
     status = "interrupted"
-    affinity = os.sched_getaffinity(0)
     with _sigterm_raises(), testbed, links(params, testbed) as net, \
-            mounted_disk(params, docroot, testbed) as disk:
-        # The runner itself (sampler, HTTP calls, pre-warm) stays off the server's CPU.
-        pin(testbed.client_cpu_list)
+            mounted_disk(params, docroot, testbed) as disk, runner_pinned(testbed.client_cpu_list):
         man = _open_manifest(run, params, testbed, calibration)
         try:
             runner = PointRunner(testbed, disk.mountpoint if disk else docroot, params.warmup_s,
@@ -308,10 +305,20 @@ def sweep(params: SweepParams, run_id: str | None = None, root: Path = RAW, prog
             failed = _run_series(run, series, runner, cfgs, progress)
             status = f"done, {len(failed)} failed" if failed else "done"
         finally:
-            os.sched_setaffinity(0, affinity)
             shutil.rmtree(run / "work", ignore_errors=True)  # servers' scratch (post logs)
             _close_manifest(run, man, testbed, status)
     return run
+
+
+@contextlib.contextmanager
+def runner_pinned(cpus: list[int]) -> Iterator[None]:
+    """The runner itself (sampler, HTTP calls, pre-warm) off the server's CPU for the block."""
+    affinity = os.sched_getaffinity(0)
+    pin(cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, affinity)
 
 
 def _method_deviations(params: SweepParams, testbed: Testbed, share: float | None) -> None:
