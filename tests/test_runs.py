@@ -410,10 +410,11 @@ def test_smoke_uses_the_whole_method_and_a_series_keeps_its_cgroup_and_cache(tmp
     assert tb["disk_model"]["params"]["seek_ms"] == SMOKE["disk_seek_ms"]
     events = [json.loads(line) for line in (run / "progress.jsonl").read_text().splitlines()]
     series = [e for e in events if e["event"] == "series"]
-    assert len(series) == 1 and series[0]["prewarm"]["files"] > 0  # one series, pre-warmed
+    assert len(series) == 1 and series[0]["evicted_files"] > 0  # one series, emptied once
     done = [json.loads((runs.point_dir(run, "static", "userver-1", c, 1) / "DONE").read_text())
             for c in (4, 6, 8)]
     assert len({d["cgroup"] for d in done}) == 1  # the same cgroup for the whole series
+    assert all(d["prewarm"]["files"] > 0 for d in done)  # each point topped up to its load
     cache = [logs_cache(runs.point_dir(run, "static", "userver-1", c, 1)) for c in (4, 6, 8)]
     for (_, last), (first, _) in zip(cache, cache[1:], strict=False):  # kept between points
         assert first >= 0.9 * last

@@ -1,9 +1,9 @@
 """One data point (§4): one SPECweb99 iteration at a fixed number of connections.
 
-Points run in series (one workload x one server): the series drops the page cache once (sync
-first), makes the server's memory cgroup and pre-warms it with the hottest files
-(ukweb.prewarm); its points then run in ascending connections in that cgroup, so each starts
-from the cache the previous one left, as the paper's back-to-back iterations did. A point: a
+Points run in series (one workload x one server): the series empties the server's cache once
+(sync first) and makes the server's memory cgroup; its points then run in ascending connections
+in that cgroup, so each starts from the cache the previous one left, as the paper's back-to-back
+iterations did, topped up first to what a long run at its load would hold (ukweb.prewarm). A point: a
 fresh server in the series' cgroup, Reset, warm-up + measurement by loadgen, Fetch,
 /server-status before and after, system samples throughout (with the disk model's counters).
 Everything goes into the point's directory; DONE is written last, so a point without DONE is
@@ -129,13 +129,15 @@ class PointRunner:
     disk: object | None = None   # the mounted ukweb.diskmodel.DiskModel serving docroot, if any
     prewarm: bool = True
     max_connections: int = 1500  # the largest point: the file set to evict between series
+    point_prewarm: bool = True   # top the cache up before every point (else once per series)
     cg: Cgroup | None = field(default=None, init=False)  # the current series' cgroup
     in_series: bool = field(default=False, init=False)
 
     @contextlib.contextmanager
     def series(self, label: str, connections: int) -> Iterator[dict]:
-        """One series: drop the cache, make the server's cgroup, pre-warm it for a file set of
-        `connections`; points run inside until the block ends. Yields what was done."""
+        """One series: empty the server's cache once, make its cgroup (and pre-warm it for
+        `connections` when points do not); points run inside until the block ends. Yields what
+        was done."""
         info: dict = {"series": label, "start": now()}
         if self.disk is not None:  # the server's cache is the mount's: empty just that
             info["evicted_files"] = prewarm_mod.evict(self.docroot, workload.ndirs(self.max_connections))
@@ -143,16 +145,28 @@ class PointRunner:
         else:
             info["dropped_cache"] = self.testbed.drop_page_cache()
         with self.testbed.point_cgroup(label) as cg:
-            if self.prewarm and cg is not None and cg.memory_bytes:
-                with self._model_off():
-                    info["prewarm"] = prewarm_mod.prewarm(
-                        cg, self.docroot, workload.ndirs(connections), cg.memory_bytes,
-                        self.testbed.client_cpu_list)
+            if not self.point_prewarm:  # else every point tops the cache up itself
+                info["prewarm"] = self._prewarm(cg, connections)
             self.cg, self.in_series = cg, True
             try:
                 yield info
             finally:
                 self.cg, self.in_series = None, False
+
+    def _prewarm(self, cg: Cgroup | None, connections: int) -> dict | None:
+        """Top the series' cache up to what a long run at `connections` would hold (the files
+        asked for most, hottest read last), the disk model off meanwhile.
+
+        [I] Before every point, not only once per series: a point's warm-up cannot move the
+        cache to the next load's working set through a disk of ~80 reads/s (~2 MB/s of small
+        files), which the paper's minutes-long back-to-back iterations could. Files already
+        cached are hits and keep their place; the reading order makes the hottest the most
+        recent, so reclaim takes the coldest first."""
+        if not self.prewarm or cg is None or not cg.memory_bytes:
+            return None
+        with self._model_off():
+            return prewarm_mod.prewarm(cg, self.docroot, workload.ndirs(connections),
+                                       cg.memory_bytes, self.testbed.client_cpu_list)
 
     @contextlib.contextmanager
     def _model_off(self) -> Iterator[None]:
@@ -215,6 +229,7 @@ class PointRunner:
             with self.series(label, point.connections):
                 return self._measure(d, work, point, config)
         cg = self.cg
+        warmed = self._prewarm(cg, point.connections) if self.point_prewarm else None
         # In a namespace the server listens on every address: one per client subnet.
         server = Server(config, self.docroot, work, addr="0.0.0.0" if self.net else "127.0.0.1",
                         preexec=self.testbed.server_preexec(cg))
@@ -223,11 +238,11 @@ class PointRunner:
         except (ServerError, OSError) as exc:
             raise PointFailed("server failed to start", str(exc)) from exc
         try:
-            return self._drive(d, point, server, cg)
+            return self._drive(d, point, server, cg, warmed)
         finally:
             self._srv(server.stop)
 
-    def _drive(self, d: Path, point: Point, server: Server, cg) -> dict:
+    def _drive(self, d: Path, point: Point, server: Server, cg, warmed: dict | None = None) -> dict:
         reset = ResetParams.for_run(point.connections, int(self.warmup_s + self.duration_s))
         before = self._ask(server, "reset", lambda: (server.reset(reset), server.status())[1])
         params = loadgen_mod.LoadgenParams(
@@ -258,7 +273,7 @@ class PointRunner:
                 "ops_per_s": summary.get("measure", {}).get("ops_per_s"),
                 "system_samples": sampler.rows,
                 "memory_limit_bytes": cg.memory_bytes if cg is not None else None,
-                "cgroup": cg.name if cg is not None else None}
+                "cgroup": cg.name if cg is not None else None, "prewarm": warmed}
         write_json(d / "DONE", done)
         return done
 
