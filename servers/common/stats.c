@@ -1,6 +1,7 @@
 /* stats.c — shared /server-status counters (see stats.h). */
 #include "stats.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -83,11 +84,11 @@ static void add_array(uint64_t *dst, const uint64_t *src, int n)
 }
 
 /* Sum of all slots into *sum (pid 0, conns_max_seen summed: an upper bound). */
-static void stats_sum(const struct stats *s, struct stats_counters *sum)
+static void stats_sum(const struct stats_counters *procs, int nprocs, struct stats_counters *sum)
 {
 	memset(sum, 0, sizeof(*sum));
-	for (int i = 0; i < s->nprocs; i++) {
-		const struct stats_counters *c = &s->procs[i];
+	for (int i = 0; i < nprocs; i++) {
+		const struct stats_counters *c = &procs[i];
 		add_array(sum->requests, c->requests, RT_COUNT);
 		add_array(sum->responses, c->responses, 3);
 		add_array(sum->errors, c->errors, SE_COUNT);
@@ -171,15 +172,21 @@ static int json_counters(struct buf *o, const struct stats_counters *c, int ktux
 
 int stats_json(const struct stats *s, const char *server, const char *config_json, struct buf *out)
 {
-	struct stats_counters sum;
-	stats_sum(s, &sum);
+	/* One snapshot of the shared counters, so that the total is the sum of the processes
+	 * printed (the other processes keep counting while this one writes). */
+	struct stats_counters *snap = malloc((size_t)s->nprocs * sizeof *snap), sum;
+	if (!snap)
+		return -1;
+	memcpy(snap, s->procs, (size_t)s->nprocs * sizeof *snap);
+	stats_sum(snap, s->nprocs, &sum);
 	int rc = buf_printf(out, "{\"server\": \"%s\", \"version\": 1, \"config\": %s, \"total\": ",
 			    server, config_json);
 	rc |= json_counters(out, &sum, s->ktux);
 	rc |= buf_puts(out, ", \"processes\": [");
 	for (int i = 0; i < s->nprocs; i++) {
 		rc |= buf_puts(out, i ? ", " : "");
-		rc |= json_counters(out, &s->procs[i], s->ktux);
+		rc |= json_counters(out, &snap[i], s->ktux);
 	}
+	free(snap);
 	return rc | buf_puts(out, "]}\n");
 }
