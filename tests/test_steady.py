@@ -38,3 +38,12 @@ def test_cache_below_its_cap_and_short_warmup_are_unsteady() -> None:
     assert ok["steady"] and ok["steady_reason"] == "" and ok["cache_at_cap"] is True
     no_cap = steady.checks(flat, samples(0.1), None, 10, 10)  # no memory cap: not judged
     assert no_cap["steady"] and no_cap["cache_at_cap"] is None
+
+
+def test_a_file_set_smaller_than_the_cap_is_at_the_cap_when_all_cached() -> None:
+    flat = np.full(6, 300.0)
+    small = 439e6  # the file set of 100 connections
+    held = steady.checks(flat, samples(0.84), CAP, 10, 10, fileset_bytes=small)
+    assert held["steady"] and held["cache_at_cap"] is True
+    partial = steady.checks(flat, samples(0.40), CAP, 10, 10, fileset_bytes=small)
+    assert not partial["steady"] and partial["cache_at_cap"] is False
