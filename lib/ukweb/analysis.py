@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ukweb import logs, paths, steady, workload
+from ukweb import logs, paths, steady
+from ukweb.workload import fileset_bytes, ndirs
 from ukweb.testbed import parse_cpus
 
 log = logging.getLogger(__name__)
@@ -305,7 +306,7 @@ def _measured_row(point: Path, row: dict, server_cpus: int, capacity_pct: float,
         rates = per_second_rates(measured, measured[measured["ok"].astype(int) == 1], measure_s)
         row.update(steady.checks(rates, samples, testbed.get("memory_bytes"), warmup_s,
                                  testbed.get("settle_s", 10.0),
-                                 workload.fileset_bytes(workload.ndirs(int(row["connections"])))))
+                                 fileset_bytes(ndirs(int(row["connections"])))))
     if (point / "server-status.json").exists():
         row.update(_status_counters(json.loads((point / "server-status.json").read_text())))
     if "server_cpu_s" in row and row["requests"]:
