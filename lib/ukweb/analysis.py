@@ -21,8 +21,8 @@ import pandas as pd
 from scipy import stats
 
 from ukweb import logs, paths, steady
-from ukweb.workload import fileset_bytes, ndirs
 from ukweb.testbed import parse_cpus
+from ukweb.workload import fileset_bytes, ndirs
 
 log = logging.getLogger(__name__)
 
