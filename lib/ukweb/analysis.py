@@ -288,7 +288,7 @@ def _measured_row(point: Path, row: dict, server_cpus: int, capacity_pct: float,
     summary = logs.read_summary(point)
     measure_s = float(summary["measure_s"])
     warmup_s = float(summary.get("warmup_s", 0))
-    requests = logs.read_requests(point / "requests.csv.gz")
+    requests = logs.read_requests(point)
     row.update(throughput(requests, measure_s))
     row["measure_s"] = measure_s
     row["summary_ops_per_s"] = summary.get("measure", {}).get("ops_per_s", math.nan)

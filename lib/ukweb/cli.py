@@ -15,10 +15,11 @@ COMMANDS = {
     "check": ("ukweb.testbed", "check this machine: CPUs, cgroups, io_uring, tools"),
     "build": ("ukweb.servers", "build the C servers and the load generator"),
     "fileset": ("ukweb.fileset", "generate or verify a SPECweb99 file set"),
-    "calibrate": ("ukweb.calibrate", "measure capacity and propose the CPU quota"),
+    "calibrate": ("ukweb.calibrate", "find the CPU share that matches the paper's anchor"),
     "run": ("ukweb.runs", "run a sweep from a params file"),
     "analyze": ("ukweb.analysis", "tidy table of a run's data points"),
     "report": ("ukweb.report", "figures, claims and report.html from a run directory"),
+    "compact": ("ukweb.compact", "a run's request logs as Parquet (zstd), to commit a reference"),
     "reproduce": ("ukweb.reproduce", "run the notebooks end to end with papermill"),
 }
 

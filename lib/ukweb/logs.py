@@ -33,17 +33,31 @@ def _categorical(values: pd.Series, categories: tuple[str, ...], column: str,
     return pd.Categorical(values, categories=list(categories))
 
 
+REQUEST_FILES = ("requests.parquet", "requests.csv.gz")  # compacted (ukweb compact) or as written
+
+
+def request_log(point_dir: Path) -> Path:
+    """The point's request log: requests.parquet when the run was compacted, else the CSV."""
+    for name in REQUEST_FILES:
+        if (Path(point_dir) / name).is_file():
+            return Path(point_dir) / name
+    return Path(point_dir) / REQUEST_FILES[-1]
+
+
 def read_requests(path: Path) -> pd.DataFrame:
-    """requests.csv.gz (or a point directory holding it) as a DataFrame.
+    """requests.csv.gz or requests.parquet (or a point directory holding one) as a DataFrame.
 
     Integers get fixed-width dtypes, `ok` is bool, and `type`, `error` and `phase` are
     categoricals over the documented values; an empty `error` (a valid reply) is "".
     """
     path = Path(path)
     if path.is_dir():
-        path = path / "requests.csv.gz"
+        path = request_log(path)
     try:
-        df = pd.read_csv(path, dtype=_DTYPES, keep_default_na=False, na_values={})
+        if path.suffix == ".parquet":
+            df = pd.read_parquet(path).astype({k: v for k, v in _DTYPES.items() if k != "ok"})
+        else:
+            df = pd.read_csv(path, dtype=_DTYPES, keep_default_na=False, na_values={})
     except (OSError, EOFError, ValueError, pd.errors.ParserError) as exc:
         raise LogError(f"{path}: not a readable request log: {exc}") from exc
     if tuple(df.columns) != REQUEST_COLUMNS:
