@@ -1,10 +1,11 @@
-# Debian image with compilers, liburing and the package; runs JupyterLab on port 8888.
+# Debian image with compilers, liburing, libfuse3 and the package; runs JupyterLab on port 8888.
 # io_uring needs a seccomp profile that allows it: docker run --security-opt seccomp=unconfined ...
-# (Docker's default profile blocks io_uring; ktux then exits with a message saying so.)
+# (Docker's default profile blocks io_uring; ktux then exits with a message saying so). The
+# testbed (CPU thief, disk model, cgroups) also needs --privileged --device /dev/fuse.
 FROM debian:12
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        gcc make pkg-config liburing-dev nginx-light wrk python3 python3-venv python3-pip \
-        procps iproute2 git ca-certificates \
+        gcc make pkg-config liburing-dev zlib1g-dev libfuse3-dev fuse3 nginx-light wrk curl \
+        python3 python3-venv python3-pip procps iproute2 git ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/ukweb
 COPY . .
