@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from ukweb import cgroups, manifest, testbed
+from ukweb import cgroups, manifest, shield, testbed
 from ukweb.cgroups import Cgroup, CgroupError
 from ukweb.sampler import COLUMNS, Sampler, blkio_ticks
 from ukweb.testbed import Capabilities, Testbed, parse_cpus
@@ -346,9 +346,9 @@ def test_shield_moves_other_processes_off_the_server_cpu_and_back(tmp_path: Path
         assert set(psutil.Process(other.pid).cpu_affinity()) == before
         # A runner killed with SIGKILL leaves its record; the next testbed undoes it.
         psutil.Process(other.pid).cpu_affinity([1])
-        record = testbed.HOLDERS_DIR / "shield-999999999.json"
+        record = shield.RECORDS / "shield-999999999.json"
         record.write_text(json.dumps({str(other.pid): sorted(before)}))
-        assert 999999999 in testbed.undo_stale_shields()
+        assert 999999999 in shield.undo_stale()
         assert set(psutil.Process(other.pid).cpu_affinity()) == before and not record.exists()
     finally:
         other.kill()

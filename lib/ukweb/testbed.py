@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psutil
 
-from ukweb import cgroups, cpuemul, manifest
+from ukweb import cgroups, cpuemul, manifest, shield
 from ukweb.cgroups import Cgroup, CgroupError, DiskLimit
 from ukweb.cpuemul import CpuEmulationError, CpuThief
 
@@ -170,29 +170,6 @@ def delay_accounting() -> Iterator[bool]:
                 original.unlink()
 
 
-def _unshield(record: Path) -> None:
-    """Give every process in a shield record its CPU affinity back; remove the record."""
-    try:
-        moved = json.loads(record.read_text())
-    except (OSError, ValueError):
-        return
-    for pid, cpus in moved.items():
-        with contextlib.suppress(psutil.Error, OSError, ValueError):
-            psutil.Process(int(pid)).cpu_affinity(cpus)
-    record.unlink(missing_ok=True)
-
-
-def undo_stale_shields() -> list[int]:
-    """Undo the shields of runners that died without undoing them (SIGKILL); their pids."""
-    stale = []
-    for record in HOLDERS_DIR.glob("shield-*.json"):
-        pid = record.stem.removeprefix("shield-")
-        if pid.isdigit() and not psutil.pid_exists(int(pid)):
-            _unshield(record)
-            stale.append(int(pid))
-    return stale
-
-
 @dataclass
 class Testbed:
     """The testbed for one run: pinning, the server's cgroup, cache drops, deviations.
@@ -282,35 +259,10 @@ class Testbed:
         self._stack.close()
 
     def _shield(self) -> None:
-        """Keep the rest of the machine off the server's CPUs while the testbed runs (as `cset
-        shield` does): every other process's affinity loses those CPUs, and gets it back on
-        exit. On the paper's server nothing else ran; here anything unpinned would run in the
-        emulated CPU's share and slow the server. Per-CPU kernel threads cannot move."""
-        undo_stale_shields()
-        server = set(self.server_cpu_list)
-        keep = set(self.caps.cpus) - server
-        if not keep:
-            return
-        moved: dict[int, set[int]] = {}
-        refused = 0
-        for proc in psutil.process_iter(["pid"]):
-            if proc.pid == os.getpid():
-                continue
-            try:
-                old = set(proc.cpu_affinity())
-                if old & server and old - server:
-                    proc.cpu_affinity(sorted(old - server))
-                    moved[proc.pid] = old
-            except (psutil.Error, OSError, ValueError):
-                refused += 1  # kernel threads, processes confined to a cpuset, races
-        self.shielded = {"moved": len(moved), "not_movable": refused}
-        log.info("shield: %d processes moved off CPUs %s (%d could not move)", len(moved),
-                 format_cpus(sorted(server)), refused)
-        # Written down, so that a runner killed with SIGKILL is undone by the next one.
-        record = HOLDERS_DIR / f"shield-{os.getpid()}.json"
-        HOLDERS_DIR.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps({str(p): sorted(c) for p, c in moved.items()}))
-        self._stack.callback(_unshield, record)
+        """Keep the rest of the machine off the server's CPUs while the testbed runs
+        (ukweb.shield); undone on exit."""
+        self.shielded = self._stack.enter_context(shield.shielded(self.server_cpu_list,
+                                                                  self.caps.cpus))
 
     def _start_thief(self) -> None:
         """The CPU thief on the server's first CPU (one CPU: the paper's uniprocessor)."""
