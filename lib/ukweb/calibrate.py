@@ -42,7 +42,7 @@ from ukweb import analysis, manifest
 from ukweb.paths import PARAMS, RAW
 from ukweb.point import Point, PointFailed, PointRunner
 from ukweb.servers import named_config
-from ukweb.sweep_params import ParamsError, SweepParams, load_params
+from ukweb.sweep_params import ParamsError, load_params
 from ukweb.workload import BITS_PER_REPLY, USER_LINE_SPEED
 
 log = logging.getLogger(__name__)
@@ -206,4 +206,4 @@ def cli(argv: list[str]) -> int:
     return 0
 
 
-__all__ = ["calibrate", "target_replies", "CalibrationError", "SweepParams"]
+__all__ = ["calibrate", "target_replies", "CalibrationError"]

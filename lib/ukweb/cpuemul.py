@@ -25,7 +25,6 @@ import selectors
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -202,13 +201,3 @@ def wait_until(cond, timeout: float, step: float = 0.02) -> bool:
             return False
         time.sleep(step)
     return True
-
-
-@contextlib.contextmanager
-def slowed(method: str, cpu: int, share: float | None) -> Iterator[CpuThief | None]:
-    """The CPU thief for the duration of the block when method is thief (else nothing)."""
-    if method != "thief" or share is None:
-        yield None
-        return
-    with CpuThief(cpu, share) as thief:
-        yield thief

@@ -9,7 +9,6 @@ A profile whose points cannot finish in its `max_minutes` is refused before anyt
 from __future__ import annotations
 
 import dataclasses
-import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +19,6 @@ from ukweb.cpuemul import METHODS as CPU_METHODS
 from ukweb.paths import REPO
 from ukweb.testbed import parse_cpus
 from ukweb.workload import MIXES, WORKLOADS
-
-log = logging.getLogger(__name__)
 
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
