@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-
 from test_analysis import make_run
 
 from ukweb import analysis, compact, logs

@@ -374,11 +374,17 @@ def method_of(manifest: dict) -> dict:
             "steadiness": "settle_s" in params}
 
 
-def points_table(run: Path) -> pd.DataFrame:
-    """The tidy table of a run: one row per point directory, failed and incomplete included."""
+def require_run(run: Path) -> Path:
+    """run, when it is a run directory (it has points/); FileNotFoundError saying why if not."""
     run = Path(run)
     if not (run / "points").is_dir():
         raise FileNotFoundError(f"{run} is not a run directory (no points/ inside)")
+    return run
+
+
+def points_table(run: Path) -> pd.DataFrame:
+    """The tidy table of a run: one row per point directory, failed and incomplete included."""
+    run = require_run(run)
     manifest = read_manifest(run)
     cpus = server_cpu_count(manifest)
     capacity = cpu_capacity_pct(manifest, cpus)
@@ -632,9 +638,7 @@ def find_run(run_dir: str | Path | None = None, run_id: str | None = None,
         if not runs:
             raise FileNotFoundError(f"no run of profile {profile!r} under {root}; give run_dir")
         run = runs[-1].parent
-    if not (run / "points").is_dir():
-        raise FileNotFoundError(f"{run} is not a run directory (no points/ inside)")
-    return run
+    return require_run(run)
 
 
 # ---------------------------------------------------------------- the paper's explanations (§5)

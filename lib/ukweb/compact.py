@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ukweb import logs, manifest
-from ukweb.analysis import point_dirs
+from ukweb.analysis import point_dirs, require_run
 
 # [I] Measured on a quick run's point (24,630 rows, 397 KB of CSV.gz): 241 KB with delta
 # encoding on every integer, 207 KB with it on the two growing times only (delta of random
@@ -109,8 +109,10 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--measured-only", action="store_true",
                         help="keep the measurement phase's rows; the warm-up as per-second counts")
     args = parser.parse_args(argv)
-    if not (args.run / "points").is_dir():
-        print(f"ukweb compact: {args.run} is not a run directory (no points/ inside)", file=sys.stderr)
+    try:
+        require_run(args.run)
+    except FileNotFoundError as exc:
+        print(f"ukweb compact: {exc}", file=sys.stderr)
         return 2
     try:
         done = compact(args.run, args.measured_only)

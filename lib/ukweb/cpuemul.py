@@ -21,14 +21,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import selectors
 import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ukweb import paths, shield
+from ukweb import paths, shield, startup
 from ukweb.cgroups import Cgroup, CgroupError
 
 METHODS = ("thief", "quota", "none")
@@ -91,12 +90,7 @@ class CpuThief:
             raise CpuEmulationError(why)
         self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, start_new_session=True)
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
-        ready = sel.select(timeout)
-        sel.close()
-        line = self.proc.stdout.readline() if ready else ""
-        if line.strip() != "ready":
+        if not startup.wait_for_line(self.proc, time.monotonic() + timeout, "ready"):
             self.proc.kill()
             err = self.proc.communicate()[1].strip()
             self.proc = None

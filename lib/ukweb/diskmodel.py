@@ -23,7 +23,6 @@ import contextlib
 import json
 import logging
 import os
-import selectors
 import shutil
 import signal
 import subprocess
@@ -31,7 +30,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ukweb import paths
+from ukweb import paths, startup
 
 log = logging.getLogger(__name__)
 
@@ -298,21 +297,12 @@ class DiskModel:
         return DiskModelError(f"disk model {what}{detail}: {self._stderr_line() or 'no message'}")
 
     def _wait_ready(self, deadline: float) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.proc.stdout, selectors.EVENT_READ)
-            while time.monotonic() < deadline:
-                if sel.select(timeout=0.05):
-                    line = self.proc.stdout.readline().decode(errors="replace").strip()
-                    if line == "ready":
-                        break
-                    if self.proc.poll() is not None or not line:
-                        self.proc.wait()
-                        raise self._failure("did not mount")
-                elif self.proc.poll() is not None:
-                    raise self._failure("did not mount")
-            else:
-                raise self._failure(f"did not report ready in {self.timeout:.0f} s")
+        assert self.proc is not None
+        if not startup.wait_for_line(self.proc, deadline, "ready"):
+            if self.proc.poll() is not None:
+                self.proc.wait()
+                raise self._failure("did not mount")
+            raise self._failure(f"did not report ready in {self.timeout:.0f} s")
         while time.monotonic() < deadline:  # the stats file follows "ready" within an interval
             if self._ours() and self.stats_path.exists():
                 return

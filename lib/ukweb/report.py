@@ -121,8 +121,10 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--update-readme", action="store_true",
                         help="rewrite the README's claim table from this run (the reference run)")
     args = parser.parse_args(argv)
-    if not (args.run / "points").is_dir():
-        print(f"ukweb report: {args.run} is not a run directory (no points/ inside)", file=sys.stderr)
+    try:
+        analysis.require_run(args.run)
+    except FileNotFoundError as exc:
+        print(f"ukweb report: {exc}", file=sys.stderr)
         return 2
     try:
         use_rules(args.rules)

@@ -14,7 +14,6 @@ import dataclasses
 import logging
 import os
 import re
-import selectors
 import signal
 import subprocess
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import requests
 
-from ukweb import paths
+from ukweb import paths, startup
 from ukweb.specweb99 import ResetParams
 
 log = logging.getLogger(__name__)
@@ -172,18 +171,12 @@ class Server:
 
     def _read_port(self, deadline: float) -> int:
         """The port from the server's "listening ADDR:PORT" line."""
-        assert self.proc is not None and self.proc.stdout is not None
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.proc.stdout, selectors.EVENT_READ)
-            while time.monotonic() < deadline:
-                if sel.select(timeout=0.1):
-                    line = self.proc.stdout.readline().decode(errors="replace").strip()
-                    m = re.fullmatch(r"listening .*:(\d+)", line)
-                    if m:
-                        return int(m.group(1))
-                    raise self._failure("did not start")
-                if self.proc.poll() is not None:
-                    raise self._failure("exited during start-up")
+        assert self.proc is not None
+        m = startup.wait_for_line(self.proc, deadline, r"listening .*:(\d+)")
+        if m:
+            return int(m.group(1))
+        if self.proc.poll() is not None:
+            raise self._failure("exited during start-up")
         raise self._failure("did not print its listening address in time")
 
     def _wait_ready(self, deadline: float) -> None:
