@@ -58,7 +58,7 @@ reproduce: setup
 
 # Figures and claims from an existing run directory, without servers: make report RUN=data/reference/<id>
 report: setup
-	@test -n "$(RUN)" || { echo "make report: give a run directory, e.g. make report RUN=data/reference/quick" >&2; exit 2; }
+	@test -n "$(RUN)" || { echo "make report: give a run directory, e.g. make report RUN=data/reference/paper" >&2; exit 2; }
 	$(VENV)/bin/ukweb report $(RUN)
 
 lab: setup

@@ -39,6 +39,8 @@ def test_measured_only_keeps_every_row_the_analysis_reads(tmp_path: Path) -> Non
                                   (1_200_000, 700, 1, ""))]
     with gzip.open(point / "requests.csv.gz", "wt") as f:
         f.write("\n".join([header, *warm, *rows]) + "\n")
+    post = "<html>a post log</html>\n" * 100
+    (point / "postlog.txt").write_text(post)
     before = analysis.points_table(run)
     measured = logs.read_requests(point).query("phase == 'measure'").reset_index(drop=True)
     done = compact.compact(run, measured_only=True)
@@ -49,6 +51,8 @@ def test_measured_only_keeps_every_row_the_analysis_reads(tmp_path: Path) -> Non
     warmup = pd.read_csv(point / compact.WARMUP_FILE)
     assert warmup.to_dict("list") == {"second": [0, 1], "requests": [5 + 3, 1], "ok": [5 + 2, 1],
                                       "ok_bytes": [5 * 1000 + 1000, 700]}
+    assert not (point / "postlog.txt").exists()
+    assert gzip.decompress((point / "postlog.txt.gz").read_bytes()).decode() == post
     record = json.loads((run / "manifest.json").read_text())["compacted"]
     assert record[-1]["measured_only"] is True and record[-1]["points"] == 2
 

@@ -11,11 +11,15 @@ reads (ukweb.analysis filters on phase), and replaces the warm-up's rows by thei
 counts in warmup_per_second.csv, so how each point settled stays visible. A paper run's 10 s
 warm-ups are 62 % of its rows: this is what fits its reference copy in ~40 MB. The
 manifest records that the run was compacted, and how.
+
+The server's post log (postlog.txt, the answer to SPECweb99's Fetch command, which no analysis
+reads) is gzipped: a paper run's 296 post logs are 85 MB of text, ~9 MB as gzip.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import os
 import sys
 from datetime import datetime, timezone
@@ -36,6 +40,24 @@ PARQUET = {"compression": "zstd", "compression_level": 9,
            "use_dictionary": ["type", "error", "phase", "status", "class", "file", "ok", "bytes"],
            "column_encoding": {"t_start_us": "DELTA_BINARY_PACKED", "t_end_us": "DELTA_BINARY_PACKED"}}
 WARMUP_FILE = "warmup_per_second.csv"
+POSTLOG = "postlog.txt"
+
+
+def gzip_postlog(point: Path) -> tuple[int, int]:
+    """postlog.txt -> postlog.txt.gz, read back before the text goes; (bytes before, after)."""
+    src = point / POSTLOG
+    if not src.is_file():
+        return 0, 0
+    data = src.read_bytes()
+    out = point / (POSTLOG + ".gz")
+    tmp = point / (POSTLOG + ".tmp.gz")
+    tmp.write_bytes(gzip.compress(data, compresslevel=9, mtime=0))
+    if gzip.decompress(tmp.read_bytes()) != data:
+        tmp.unlink()
+        raise ValueError(f"{point}: the gzipped post log does not read back")
+    os.replace(tmp, out)
+    src.unlink()
+    return len(data), out.stat().st_size
 
 
 def warmup_per_second(requests: pd.DataFrame) -> pd.DataFrame:
@@ -91,13 +113,16 @@ def _record(run: Path, measured_only: bool, done: dict) -> None:
 
 def compact(run: Path, measured_only: bool = False) -> dict:
     """Every point of run; totals of bytes before and after."""
-    before = after = points = 0
+    before = after = points = post_before = post_after = 0
     for point in point_dirs(run):
         sizes = compact_point(point, measured_only)
         if sizes:
             before, after, points = before + sizes[0], after + sizes[1], points + 1
-    done = {"points": points, "csv_bytes": before, "parquet_bytes": after}
-    if points:
+        text, packed = gzip_postlog(point)
+        post_before, post_after = post_before + text, post_after + packed
+    done = {"points": points, "csv_bytes": before, "parquet_bytes": after,
+            "postlog_bytes": post_before, "postlog_gz_bytes": post_after}
+    if points or post_before:
         _record(run, measured_only, done)
     return done
 
@@ -120,5 +145,6 @@ def cli(argv: list[str]) -> int:
         print(f"ukweb compact: {exc}", file=sys.stderr)
         return 1
     print(f"{args.run}: {done['points']} request logs, {done['csv_bytes'] / 1e6:.1f} MB of CSV.gz "
-          f"-> {done['parquet_bytes'] / 1e6:.1f} MB of Parquet")
+          f"-> {done['parquet_bytes'] / 1e6:.1f} MB of Parquet; post logs {done['postlog_bytes'] / 1e6:.1f} "
+          f"-> {done['postlog_gz_bytes'] / 1e6:.1f} MB")
     return 0
