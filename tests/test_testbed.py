@@ -353,3 +353,20 @@ def test_shield_moves_other_processes_off_the_server_cpu_and_back(tmp_path: Path
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_busy_machine_is_recorded_by_its_cpu_time_not_its_load_average() -> None:
+    """quiet_machine samples CPU busy time just before the sweep: spinners on every CPU that
+    started a moment ago are recorded, though the 1-minute load average (the check before,
+    which read 10.44 after a calibration on an idle machine) has not yet seen them."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in os.sched_getaffinity(0)]
+    try:
+        time.sleep(0.3)
+        with Testbed(memory_mb=None, drop_caches=False, prefix="ukweb-test") as tb:
+            reason = tb.deviations.get("quiet_machine", "")
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
+    busy = float(reason.split("were ")[1].split(" %")[0]) if "% busy" in reason else 0.0
+    assert busy > 50, f"spinners on every CPU, recorded: {reason!r}"

@@ -34,7 +34,11 @@ log = logging.getLogger(__name__)
 
 DROP_CACHES = Path("/proc/sys/vm/drop_caches")
 TASK_DELAYACCT = Path("/proc/sys/kernel/task_delayacct")
-BUSY_LOAD = 0.5  # 1-minute load average above which the machine is not quiet
+# [I] The machine is quiet when its CPUs are at most this busy (% of all CPUs) for a moment
+# before the thief starts. Not the load average: after a calibration (16 userver processes, the
+# thief) the 1-minute average stays near 10 for a minute on an otherwise idle machine.
+QUIET_BUSY_PCT = 5.0
+QUIET_SAMPLE_S = 0.5
 HOLDERS_DIR = Path("/run/ukweb")  # who needs delay accounting on (see _holders)
 
 
@@ -243,11 +247,12 @@ class Testbed:
         self.disk = self._disk_limit()
         if self.shield:
             self._shield()
+        busy = psutil.cpu_percent(interval=QUIET_SAMPLE_S)
+        if busy > QUIET_BUSY_PCT:
+            self.deviate("quiet_machine", f"the CPUs were {busy:.0f} % busy in the {QUIET_SAMPLE_S:g} s "
+                         "before the sweep: other processes share the machine (the paper stopped "
+                         "all non-essential services)")
         self._start_thief()
-        load = os.getloadavg()[0]
-        if load > BUSY_LOAD:
-            self.deviate("quiet_machine", f"load average {load:.2f} at start: other processes "
-                         "share the machine (the paper stopped all non-essential services)")
         # The load generator gets a cgroup too (no limits): when the sweep stops, removing it
         # kills whatever loadgen left behind, so no client process survives the runner.
         self.client_cg = self._new_cgroup("clients", None, None, self.client_cpu_list)
