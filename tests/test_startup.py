@@ -23,6 +23,19 @@ def test_the_matching_line_after_others() -> None:
         proc.wait()
 
 
+def test_two_lines_in_one_write() -> None:
+    """A buffered readline() kept the second line where select() could not see it."""
+    proc = child("import sys, time; sys.stdout.write('mounting\\nready\\n'); sys.stdout.flush(); time.sleep(5)",
+                 text=True)
+    try:
+        began = time.monotonic()
+        assert startup.wait_for_line(proc, began + 5, "ready") is not None
+        assert time.monotonic() - began < 2
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_a_child_that_exits_fails_at_once_in_text_mode_too() -> None:
     proc = child("import sys; print('no', flush=True); sys.exit(3)", text=True)
     began = time.monotonic()

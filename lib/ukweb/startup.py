@@ -7,6 +7,7 @@ implementation of that wait, so the three agree on what a failed start looks lik
 
 from __future__ import annotations
 
+import os
 import re
 import selectors
 import subprocess
@@ -16,19 +17,26 @@ import time
 def wait_for_line(proc: subprocess.Popen, deadline: float, pattern: str) -> re.Match | None:
     """The first line of proc's stdout that matches pattern (whole line, stripped) before
     deadline (time.monotonic); other lines are skipped. None when the child exits, closes its
-    stdout or the deadline passes: the caller tells which by proc.poll()."""
+    stdout or the deadline passes: the caller tells which by proc.poll().
+
+    [I] Reads the pipe's descriptor, not the file object: a buffered readline() would take two
+    lines written at once ("mounting\nready\n") into its buffer, where select() cannot see the
+    second. What follows the matching line in the same read is dropped; the helpers print
+    nothing more until they stop."""
     assert proc.stdout is not None
+    fd, pending = proc.stdout.fileno(), b""
     with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
+        sel.register(fd, selectors.EVENT_READ)
         while (left := deadline - time.monotonic()) > 0:
             if not sel.select(timeout=min(left, 0.05)):
                 if proc.poll() is not None:
                     return None
                 continue
-            line = proc.stdout.readline()
-            if not line:  # EOF: the child closed stdout or exited
+            chunk = os.read(fd, 4096)
+            if not chunk:  # EOF: the child closed stdout or exited
                 return None
-            text = line.decode(errors="replace") if isinstance(line, bytes) else line
-            if match := re.fullmatch(pattern, text.strip()):
-                return match
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                if match := re.fullmatch(pattern, line.decode(errors="replace").strip()):
+                    return match
     return None
