@@ -5,6 +5,7 @@
 FROM debian:12
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         gcc make pkg-config liburing-dev zlib1g-dev libfuse3-dev fuse3 nginx-light wrk curl \
+        clang libclang-rt-14-dev \
         python3 python3-venv python3-pip procps iproute2 git ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/ukweb

@@ -7,11 +7,12 @@ BUILD := $(CURDIR)/build
 PROFILE ?= quick
 RUN ?=
 # System packages: the C toolchain, liburing for ktux, libfuse3 for the disk model, and the real
-# peers used by tests and benchmarks (nginx as a baseline server, wrk as a baseline client).
+# peers used by tests and benchmarks (nginx as a baseline server, wrk as a baseline client);
+# clang with its runtime for libFuzzer (make fuzz).
 APT_PACKAGES := gcc make pkg-config liburing-dev zlib1g-dev nginx-light wrk procps iproute2 curl \
-                libfuse3-dev fuse3
+                libfuse3-dev fuse3 clang libclang-rt-14-dev
 
-.PHONY: setup system venv build asan test reproduce report lab clean
+.PHONY: setup system venv build asan fuzz test reproduce report lab clean
 
 setup: system venv build
 
@@ -48,6 +49,15 @@ asan: .stamp-system
 	$(MAKE) -s -C servers BUILD=$(BUILD)/asan SAN=1
 	$(MAKE) -s -C loadgen BUILD=$(BUILD)/asan SAN=1
 	$(MAKE) -s -C emul BUILD=$(BUILD)/asan SAN=1
+
+# libFuzzer on the request path both servers share (servers/fuzz/site_fuzz.c) for FUZZ_SECONDS;
+# new inputs go to build/fuzz/corpus, a failing input to build/fuzz/ (reproduce: site_fuzz FILE).
+FUZZ_SECONDS ?= 60
+fuzz: .stamp-system
+	$(MAKE) -s -C servers fuzz BUILD=$(BUILD)
+	@mkdir -p $(BUILD)/fuzz/corpus
+	$(BUILD)/fuzz/site_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -dict=servers/fuzz/http.dict \
+	  -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus servers/fuzz/corpus
 
 test: setup
 	$(PY) -m pytest -q

@@ -248,6 +248,24 @@ def test_one_repetition_gets_a_per_second_interval(tmp_path: Path):
     assert est.n == 1 and est.low < 100 < est.high
 
 
+def test_a_single_point_takes_the_repeated_neighbours_spread(tmp_path: Path):
+    """n = 1 beside repeated points of the same workload and load: their relative variance,
+    pooled over their degrees of freedom, not the point's own (tiny) per-second spread."""
+    run = make_run(tmp_path, {("static", "ktux"): {700: [90.0, 110.0, 100.0]},       # sd 10 %
+                              ("static", "userver-16"): {700: [40.0, 60.0, 50.0]},   # sd 20 %
+                              ("static", "userver-4"): {700: [80.0], 100: [30.0]}},
+                   {("static", "userver-4"): {"wobble": 0.01}})
+    table = analysis.curves(analysis.points_table(run))
+    row = analysis.curve(table, "static", "userver-4").loc[700]
+    assert row["basis"] == analysis.POOLED and row["dof"] == 4
+    assert row["se"] == pytest.approx(80.0 * math.sqrt((0.1 ** 2 * 2 + 0.2 ** 2 * 2) / 4))
+    assert row["half95"] == pytest.approx(analysis.t_quantile(4) * row["se"])
+    # no repeated neighbour at 100 connections: the per-second interval stays
+    assert analysis.curve(table, "static", "userver-4").loc[100, "basis"] == analysis.SECONDS
+    est = analysis.gap(row, analysis.curve(table, "static", "ktux").loc[700])
+    assert est.basis == analysis.POOLED and est.low < -20 < est.high
+
+
 def test_repetitions_beat_per_second_spread(tmp_path: Path):
     run = make_run(tmp_path, {("static", "ktux"): {100: [90.0, 110.0]}}, {("static", "ktux"): {"wobble": 0.5}})
     row = analysis.curve(analysis.curves(analysis.points_table(run)), "static", "ktux").loc[100]

@@ -78,6 +78,23 @@ def test_report_runs_the_analysis_notebooks_on_a_run(tmp_path: Path):
     assert "Parameters: papermill -f params" not in page  # the notebooks' smoke defaults are left out
 
 
+def test_report_kernels_keep_their_sockets_out_of_the_repository(tmp_path: Path):
+    # The kernel runs with the repository as its directory; jupyter_client's default would put
+    # its five IPC sockets there (kernel-ipc-1..5) while it runs.
+    probe = nbformat.v4.new_notebook()
+    probe.cells.append(nbformat.v4.new_code_cell(
+        "import glob, json, os\n"
+        "seen = {'repo': glob.glob(os.path.join(os.getcwd(), 'kernel-ipc-*')),\n"
+        "        'private': glob.glob('/tmp/ukweb-kernel-*/ipc-*')}\n"
+        f"open({str(tmp_path / 'seen.json')!r}, 'w').write(json.dumps(seen))"))
+    (tmp_path / "nb").mkdir()
+    nbformat.write(probe, tmp_path / "nb" / "probe.ipynb")
+    report.execute("probe", tmp_path / "out", {}, notebooks=tmp_path / "nb")
+    seen = json.loads((tmp_path / "seen.json").read_text())
+    assert seen["repo"] == [] and seen["private"], seen
+    assert not [p for p in seen["private"] if os.path.exists(p)], "sockets left after the kernel stopped"
+
+
 def test_report_cli_rejects_a_directory_that_is_not_a_run(tmp_path: Path, capsys):
     assert report.cli([str(tmp_path)]) == 2
     assert "not a run directory" in capsys.readouterr().err

@@ -354,6 +354,24 @@ def test_bad_request_gets_its_4xx(server: Server, docroot: Path, case: str) -> N
     assert sum(errors.values()) >= 1
 
 
+def test_request_line_at_the_limit_split_after_its_cr(server: Server, docroot: Path) -> None:
+    """A request line of exactly the 2,048-byte limit is served even when the server reads it in
+    two segments split between its CR and LF (it was answered 414: found by servers/fuzz)."""
+    name = "file_set/dir00000/class0_0"
+    target = f"/{name}?".encode()  # a query pads the line; the file is served as without it
+    line = b"GET " + target + b"q" * (2048 - len(b"GET  HTTP/1.1") - len(target)) + b" HTTP/1.1"
+    assert len(line) == 2048
+    with raw(server) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall(line + b"\r")
+        time.sleep(0.2)  # the server reads the first segment alone
+        s.sendall(b"\n\r\n")
+        status, _, body = read_response(s)
+    assert status == 200 and body == (docroot / name).read_bytes()
+    over = line.replace(b"?", b"?q", 1)
+    assert exchange(server, over + b"\r")[0] == 414  # one byte more: too long even before its LF
+
+
 def test_error_response_then_close_even_if_client_keeps_sending(server: Server) -> None:
     """After a 4xx the server half-closes and discards what follows, so the client reads its
     4xx instead of a reset; a client that keeps streaming is cut off after a bounded time."""

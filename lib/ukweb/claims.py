@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from ukweb import analysis, claim_metrics, paths, rules, workload
-from ukweb.analysis import NO_SPREAD, REPETITIONS, SECONDS
+from ukweb.analysis import NO_SPREAD, POOLED, REPETITIONS, SECONDS
 from ukweb.claim_metrics import COUNTS, EXACT, Context, NotMeasured, Points
 from ukweb.rules import (
     INCONCLUSIVE,
@@ -96,6 +96,9 @@ def uncertainty(est: analysis.Estimate) -> str:
         return f"n = {est.n}: Poisson 95 % interval on the totals"
     if est.basis == REPETITIONS:
         return f"n = {est.n}: 95 % CI over repetitions"
+    if est.basis == POOLED:
+        return (f"n = {est.n}: 95 % interval from the repetitions of the other servers at this "
+                f"load (pooled, {est.dof} dof)")
     if est.basis == SECONDS:
         return f"n = {est.n}: 95 % interval over {est.dof + 1} per-second values (no repetitions)"
     return f"n = {est.n}: no spread available"

@@ -13,6 +13,9 @@ REFERENCE = DATA / "reference"
 PAPER = DATA / "paper"
 PARAMS = REPO / "params"
 NOTEBOOKS = REPO / "notebooks"
+# Machine-wide state of running sweeps (shield records, delay-accounting holders, disk-model
+# mounts): under /run so a reboot clears it, shared by every checkout on the machine.
+RUNTIME = Path("/run/ukweb")
 
 
 def bin_dir() -> Path:

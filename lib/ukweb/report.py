@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +21,7 @@ import nbformat
 import papermill
 from jupyter_client.manager import AsyncKernelManager
 from nbconvert import HTMLExporter
-from traitlets import CaselessStrEnum
+from traitlets import CaselessStrEnum, default
 
 from ukweb import analysis, claims, frontpage, manifest, paths, readme, rules
 
@@ -38,6 +40,18 @@ class IPCKernelManager(AsyncKernelManager):
     """
 
     transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+    @default("ip")
+    def _private_socket_prefix(self) -> str:
+        # jupyter_client's default prefix is "kernel-ipc" in the current directory: five
+        # sockets in whatever directory `ukweb report` was started from. A private directory
+        # instead, removed with the sockets.
+        return os.path.join(tempfile.mkdtemp(prefix="ukweb-kernel-"), "ipc")
+
+    def cleanup_ipc_files(self) -> None:
+        super().cleanup_ipc_files()
+        if os.path.basename(os.path.dirname(self.ip)).startswith("ukweb-kernel-"):
+            shutil.rmtree(os.path.dirname(self.ip), ignore_errors=True)
 
 
 def execute(name: str, out: Path, parameters: dict, notebooks: Path | None = None) -> Path:

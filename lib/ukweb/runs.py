@@ -32,7 +32,7 @@ from pathlib import Path
 import yaml
 from tqdm import tqdm
 
-from ukweb import cpuemul, diskmodel, fileset, manifest
+from ukweb import cpuemul, diskmodel, fileset, manifest, paths
 from ukweb.cpuemul import CpuEmulationError
 from ukweb.diskmodel import DiskModelError
 from ukweb.netns import NetnsError, Topology
@@ -350,7 +350,7 @@ def mounted_disk(params: SweepParams, docroot: Path, testbed: Testbed) -> Iterat
     if not params.disk_model:
         yield None
         return
-    base = Path("/run/ukweb") / f"disk-{os.getpid()}"
+    base = paths.RUNTIME / f"disk-{os.getpid()}"
     dp = diskmodel.DiskParams(seek_ms=params.disk_seek_ms, transfer_mbps=params.disk_mbps)
     try:
         dm = diskmodel.DiskModel(docroot, base / "mnt", dp, testbed.client_cpu_list, base / "work")

@@ -18,9 +18,11 @@ from pathlib import Path
 
 import psutil
 
+from ukweb import paths
+
 log = logging.getLogger(__name__)
 
-RECORDS = Path("/run/ukweb")
+RECORDS = paths.RUNTIME
 
 
 def _undo(record: Path) -> None:

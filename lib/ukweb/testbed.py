@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psutil
 
-from ukweb import cgroups, cpuemul, manifest, shield
+from ukweb import cgroups, cpuemul, manifest, paths, shield
 from ukweb.cgroups import Cgroup, CgroupError, DiskLimit
 from ukweb.cpuemul import CpuEmulationError, CpuThief
 
@@ -39,7 +39,7 @@ TASK_DELAYACCT = Path("/proc/sys/kernel/task_delayacct")
 # thief) the 1-minute average stays near 10 for a minute on an otherwise idle machine.
 QUIET_BUSY_PCT = 5.0
 QUIET_SAMPLE_S = 0.5
-HOLDERS_DIR = Path("/run/ukweb")  # who needs delay accounting on (see _holders)
+HOLDERS_DIR = paths.RUNTIME  # who needs delay accounting on (see _holders)
 
 
 def parse_cpus(spec: str) -> list[int]:

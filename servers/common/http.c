@@ -138,9 +138,11 @@ static enum http_result parse_head(const char *buf, size_t len, struct http_requ
 {
 	const char *end = buf + len, *eol = find_crlf(buf, end);
 	if (!eol) {
-		size_t lim = HTTP_MAX_REQUEST_LINE;
-		*err = len > lim ? HTTPE_URI_TOO_LONG : HTTPE_NONE;
-		return len > lim ? HTTP_ERROR : HTTP_INCOMPLETE;
+		/* Too long only when the line cannot end in time: a last '\r' may be the CR of
+		 * its CRLF (a request line of exactly the limit, split by TCP after the CR). */
+		size_t line = len - (len > 0 && buf[len - 1] == '\r');
+		*err = line > HTTP_MAX_REQUEST_LINE ? HTTPE_URI_TOO_LONG : HTTPE_NONE;
+		return *err ? HTTP_ERROR : HTTP_INCOMPLETE;
 	}
 	if ((size_t)(eol - buf) > HTTP_MAX_REQUEST_LINE) {
 		*err = HTTPE_URI_TOO_LONG;
