@@ -9,6 +9,7 @@ runs it for longer.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -35,8 +36,9 @@ def site_fuzz(tmp_path_factory) -> Path:
 
 
 def _run(binary: Path, *args: str, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+    # TMPDIR: the harness's docroot goes under the test's directory (an abort leaves it there)
     return subprocess.run([str(binary), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env={**os.environ, "TMPDIR": str(cwd)})
 
 
 def test_every_seed_keeps_every_rule(site_fuzz: Path, tmp_path: Path):

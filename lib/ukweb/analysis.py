@@ -472,7 +472,7 @@ def _pooled(rows: list[dict]) -> None:
     [I] The per-second rates of one point miss what differs from one repetition to the next
     (past saturation the emulated testbed is bistable), and so understate it: two `make
     reproduce` of the paper profile moved the process sweep's single points by up to 20 % where
-    their per-second intervals said 4-17 %. A single point therefore takes the relative variance
+    their per-second intervals said 4-29 %. A single point therefore takes the relative variance
     of the repeated points of the same workload at the same connection count (the other servers'
     figure points at the sweep's load), pooled over their degrees of freedom: se = its
     throughput x the pooled relative standard deviation (one observation), dof = the pooled
