@@ -1,22 +1,33 @@
 """The FUSE disk model measured against its own parameters, side by side in one run.
 
-    .venv/bin/python bench/disk_model.py [--seek-ms 12] [--mbps 40] [--ops 40] [--qd 8]
-                                         [--source FILESET] [--scratch /tmp] [--cpus 1]
+    .venv/bin/python bench/disk_model.py [--seek-ms 12] [--mbps 40] [--ops 40] [--qd 8,32,64]
+                                         [--readers 16,64] [--elevator linus|fifo]
+                                         [--rt-priority 60] [--hog 0] [--source FILESET]
+                                         [--scratch /tmp] [--cpus 1]
 
 Mounts build/diskmodel over a directory of generated files (or the file set with --source) and
 prints, for each access pattern, the latency or rate a reader sees next to what the model says
-(positioning unless a read continues the previous one, plus bytes / rate, FIFO): random 4 KB
-and 64 KB reads at queue depth 1 and --qd (latency and IOPS), a cold 900 KB file read,
-sequential MB/s of a large file, a warm (cached) read, an O_DIRECT read and a cold sendfile. The
-daemon's own counters for the same reads (misses that reached it, positionings) are printed too,
-so a row whose reads did not all reach the disk shows it. Only the mount's files are dropped from
-the cache (posix_fadvise DONTNEED through the mount), never the machine's.
+(positioning unless a read continues the previous one, plus bytes / rate): random 4 KB and 64 KB
+reads at queue depth 1 and each --qd (latency and IOPS), a cold 900 KB file read, sequential
+MB/s of a large file, many readers each reading its own file sequentially at once (--readers:
+the model there is the modelled time of what the disk did, its positionings x seek + bytes /
+rate, so the row shows whether the daemon kept its model; the sequential fraction shows what
+the elevator made of the interleaved readahead), a warm (cached) read, an O_DIRECT read and a
+cold sendfile. The daemon's own counters for the same reads (misses that reached it,
+positionings, sequential reads, how late its replies were) are printed too. --hog N runs N
+busy processes (and a loopback TCP stream, whose softirq work lands there too) on the daemon's
+CPUs meanwhile, as loadgen does in a run: with --rt-priority 0 the daemon's timing is plain
+CFS at nice -10, the "before" of its SCHED_FIFO timing. Only the mount's files are dropped
+from the cache (posix_fadvise DONTNEED through the mount), never the machine's. Run it under
+the measurement lock: flock /tmp/ukweb-measure.lock .venv/bin/python bench/disk_model.py
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import mmap
+import multiprocessing
 import os
 import random
 import shutil
@@ -25,6 +36,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +54,10 @@ class Row:
     reads: int  # reads that reached the daemon during the measurement
     seeks: int
     expect_reads: int | None = None
+    sequential: int = 0
+    late_ms: float = 0.0   # the daemon's replies after their modelled time, mean per read
+    late_1ms: int = 0      # replies more than 1 ms after their modelled time
+    overrun_ms: float = 0.0
 
 
 def make_files(root: Path) -> dict[str, list[Path]]:
@@ -58,7 +74,8 @@ def make_files(root: Path) -> dict[str, list[Path]]:
 
     return {"random": [write(root / f"rand{i}", 16 << 20) for i in range(8)],
             "file900": [write(root / f"f900_{i}", 900 * 1024) for i in range(6)],
-            "seq": [write(root / "seq", 64 << 20)]}
+            "seq": [write(root / "seq", 64 << 20)],
+            "readers": [write(root / f"reader{i}", 2 << 20) for i in range(64)]}
 
 
 def pick_files(source: Path) -> dict[str, list[Path]]:
@@ -73,7 +90,8 @@ def pick_files(source: Path) -> dict[str, list[Path]]:
         raise SystemExit(f"{source}: no file of {BLOCK // 1024} KB or more for random reads")
     return {"random": rng.sample(big, min(len(big), 4000)),
             "file900": rng.sample(f900, min(len(f900), 6)),
-            "seq": [p for _, p in sized[:8]]}
+            "seq": [p for _, p in sized[:8]],
+            "readers": [p for _, p in sized[8:72]]}
 
 
 def drop(paths: list[Path], ranges: list[tuple[Path, int]] | None = None) -> None:
@@ -165,17 +183,22 @@ def measure(disk: DiskModel, files: dict[str, list[Path]], args, mnt: Path, src:
     via = {p: mnt / p.relative_to(src) for group in files.values() for p in group}
     rows: list[Row] = []
 
-    def run(name: str, unit: str, model: float | None, fn, expect: int | None = None) -> float:
+    def run(name: str, unit: str, model, fn, expect: int | None = None) -> float:
+        """model: a number, or a function of the daemon's counters for the same reads."""
         before = disk.stats(fresh=True)
         value = fn()
         d = delta(before, disk.stats(fresh=True))
-        rows.append(Row(name, unit, value, model, d["reads"], d["seeks"], expect))
+        if callable(model):
+            model = model(d)
+        rows.append(Row(name, unit, value, model, d["reads"], d["seeks"], expect,
+                        d["sequential"], 1e3 * d["late_s"] / max(1, d["reads"]),
+                        d["late_wakeups"], 1e3 * d["overrun_s"]))
         return value
 
-    for size in (4096, 65536):
+    for size in (4096, 65536) if "random" in args.patterns else ():
         s = prm.service_s(size)
-        for qd in (1, args.qd):
-            n = args.ops * qd
+        for qd in (1, *args.qd):
+            n = args.ops * qd if qd <= 8 else 8 * qd  # deep queues: 8 rounds keep it seconds
             todo = [(via[p], off) for p, off in slots(files["random"], n, size, rng)]
             drop([], todo)
             res: dict = {}
@@ -197,20 +220,43 @@ def measure(disk: DiskModel, files: dict[str, list[Path]], args, mnt: Path, src:
     f900 = [via[p] for p in files["file900"]]
     drop(f900)
     sizes = [p.stat().st_size for p in f900]
-    run(f"cold {sizes[0] // 1024} KB file, whole", "ms",
-        statistics.mean(prm.service_s(s) for s in sizes) * 1e3,
-        lambda: statistics.mean(whole_file(f900)) * 1e3)
+    if "file900" in args.patterns:
+        run(f"cold {sizes[0] // 1024} KB file, whole", "ms",
+            statistics.mean(prm.service_s(s) for s in sizes) * 1e3,
+            lambda: statistics.mean(whole_file(f900)) * 1e3)
 
     seq = [via[p] for p in files["seq"]]
     drop(seq)
     total = sum(p.stat().st_size for p in seq)
     model_s = sum(prm.service_s(p.stat().st_size) for p in seq)
-    run(f"sequential, {len(seq)} file(s) of {total / len(seq) / 2**20:.1f} MB", "MB/s",
-        total / model_s / 1e6, lambda: total / sum(whole_file(seq)) / 1e6)
+    if "seq" in args.patterns:
+        run(f"sequential, {len(seq)} file(s) of {total / len(seq) / 2**20:.1f} MB", "MB/s",
+            total / model_s / 1e6, lambda: total / sum(whole_file(seq)) / 1e6)
+
+    for k in args.readers if "readers" in args.patterns else ():  # k readers, each its own file front to back, all at once
+        mine = [via[p] for p in files["readers"][:k]]
+        drop(mine)
+        size = sum(p.stat().st_size for p in mine)
+
+        def together(mine=mine, size=size) -> float:
+            start = time.perf_counter()
+            threads = [threading.Thread(target=whole_file, args=([p],)) for p in mine]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            return size / (time.perf_counter() - start) / 1e6
+
+        run(f"{len(mine)} sequential readers at once", "MB/s",
+            lambda d, size=size: size / (d["seeks"] * prm.seek_ms / 1e3
+                                         + d["bytes"] / (prm.transfer_mbps * 1e6)) / 1e6,
+            together)
 
     todo = [(via[p], off) for p, off in slots(files["random"], args.ops, 65536, rng)]
-    run("O_DIRECT 64 KB, QD 1", "ms", prm.service_s(65536) * 1e3,
-        lambda: statistics.mean(random_reads(todo, 65536, 1, os.O_DIRECT)[0]) * 1e3, args.ops)
+    if "direct" in args.patterns:
+        run("O_DIRECT 64 KB, QD 1", "ms", prm.service_s(65536) * 1e3,
+            lambda: statistics.mean(random_reads(todo, 65536, 1, os.O_DIRECT)[0]) * 1e3,
+            args.ops)
 
     todo = [(via[p], off) for p, off in slots(files["random"], args.ops, 65536, rng)]
     drop([], todo)
@@ -232,8 +278,55 @@ def measure(disk: DiskModel, files: dict[str, list[Path]], args, mnt: Path, src:
         b.close()
         return statistics.mean(lat) * 1e3
 
-    run("cold 64 KB sendfile, QD 1", "ms", prm.service_s(65536) * 1e3, sendfile, args.ops)
+    if "sendfile" in args.patterns:
+        run("cold 64 KB sendfile, QD 1", "ms", prm.service_s(65536) * 1e3, sendfile, args.ops)
     return rows
+
+
+def _spin() -> None:
+    while True:
+        pass
+
+
+def _stream(port: int) -> None:
+    """Send to a loopback sink forever: softirq work on this CPU, as loadgen's traffic is."""
+    with socket.create_connection(("127.0.0.1", port)) as c:
+        data = b"x" * 65536
+        while True:
+            c.sendall(data)
+
+
+def _sink(srv: socket.socket) -> None:
+    conn, _ = srv.accept()
+    while conn.recv(1 << 20):
+        pass
+
+
+@contextlib.contextmanager
+def hogged(cpus: list[int], n: int) -> Iterator[None]:
+    """n busy processes and one loopback TCP stream pinned to cpus (none when n is 0)."""
+    if n <= 0:
+        yield
+        return
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+    procs = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(n)]
+    procs += [multiprocessing.Process(target=_sink, args=(srv,), daemon=True),
+              multiprocessing.Process(target=_stream, args=(port,), daemon=True)]
+    for p in procs:
+        p.start()
+        os.sched_setaffinity(p.pid, cpus)
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.join()
+        srv.close()
+
+
+def _ints(text: str) -> list[int]:
+    return [int(c) for c in text.split(",") if c]
 
 
 def main() -> None:
@@ -241,7 +334,20 @@ def main() -> None:
     p.add_argument("--seek-ms", type=float, default=12.0)
     p.add_argument("--mbps", type=float, default=40.0)
     p.add_argument("--ops", type=int, default=40, help="random reads per thread and pattern")
-    p.add_argument("--qd", type=int, default=8, help="the deeper queue depth")
+    p.add_argument("--qd", type=_ints, default=[8, 32, 64], help="deeper queue depths, e.g. 8,32,64")
+    p.add_argument("--readers", type=_ints, default=[16, 64],
+                   help="sequential readers at once, e.g. 16,64 (at most 64)")
+    p.add_argument("--elevator", choices=["linus", "fifo"], default="linus")
+    p.add_argument("--max-background", type=int, default=DiskParams.max_background,
+                   help="the kernel's background limit (64: the old setting, readahead "
+                        "skipped past 48 queued)")
+    p.add_argument("--patterns", type=lambda t: set(t.split(",")),
+                   default={"random", "file900", "seq", "readers", "direct", "sendfile"},
+                   help="a subset of random,file900,seq,readers,direct,sendfile")
+    p.add_argument("--rt-priority", type=int, default=DiskParams.rt_priority,
+                   help="the daemon's SCHED_FIFO timing (0: CFS at nice -10, as before)")
+    p.add_argument("--hog", type=int, default=0,
+                   help="busy processes on the daemon's CPUs meanwhile (plus a TCP stream)")
     p.add_argument("--source", type=Path, help="serve this file set instead of generated files")
     p.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()))
     p.add_argument("--cpus", type=lambda s: [int(c) for c in s.split(",")],
@@ -254,22 +360,28 @@ def main() -> None:
     try:
         src = args.source.resolve() if args.source else work / "files"
         files = pick_files(src) if args.source else make_files(src)
-        params = DiskParams(seek_ms=args.seek_ms, transfer_mbps=args.mbps)
-        with DiskModel(src, work / "mnt", params, args.cpus, work) as disk:
+        params = DiskParams(seek_ms=args.seek_ms, transfer_mbps=args.mbps,
+                            rt_priority=args.rt_priority, elevator=args.elevator == "linus",
+                            max_background=args.max_background,
+                            congestion_threshold=min(args.max_background,
+                                                     DiskParams.congestion_threshold))
+        with DiskModel(src, work / "mnt", params, args.cpus, work) as disk, \
+                hogged(args.cpus, args.hog):
             rows = measure(disk, files, args, work / "mnt", src)
             conn = disk.stats()["conn"]
             sizes = disk.stats()["read_sizes"]
         final = disk.final_stats or {}
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"disk model: {args.seek_ms:g} ms positioning + {args.mbps:g} MB/s, FIFO; "
-          f"daemon on CPUs {args.cpus}; "
+    print(f"disk model: {args.seek_ms:g} ms positioning + {args.mbps:g} MB/s, elevator "
+          f"{args.elevator}; daemon on CPUs {args.cpus}, SCHED_FIFO {args.rt_priority or 'off'}, "
+          f"{args.hog} hog(s) there; "
           f"{'file set ' + str(args.source) if args.source else 'generated files'}")
     print(f"kernel: FUSE {conn['proto']}, no_open={conn['no_open']}, readahead "
           f"{conn['max_readahead'] // 1024} KB, max_write {conn['max_write'] // 1024} KB, "
           f"max_background {conn['max_background']}")
     head = (f"{'pattern':<40} {'measured':>10} {'model':>10} {'ratio':>6}  {'unit':<5} "
-            f"{'misses':>7} {'seeks':>6}")
+            f"{'misses':>7} {'seeks':>6} {'seq%':>5} {'late ms':>8} {'>1ms':>5} {'overrun':>8}")
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -277,8 +389,9 @@ def main() -> None:
         ratio = f"{r.measured / r.model:6.2f}" if r.model else f"{'-':>6}"
         flag = ("" if r.expect_reads is None or r.reads == r.expect_reads
                 else f"  (expected {r.expect_reads} misses)")
+        seq = f"{100 * r.sequential / r.reads:5.0f}" if r.reads else f"{'-':>5}"
         print(f"{r.name:<40} {r.measured:10.3f} {model} {ratio}  {r.unit:<5} {r.reads:7d} "
-              f"{r.seeks:6d}{flag}")
+              f"{r.seeks:6d} {seq} {r.late_ms:8.3f} {r.late_1ms:5d} {r.overrun_ms:8.1f}{flag}")
     print("reads by size at the daemon: "
           + ", ".join(f"<={int(k) // 1024}K: {v}" if k.isdigit() else f"{k}: {v}"
                       for k, v in sizes.items() if v))
@@ -286,8 +399,12 @@ def main() -> None:
           f"{final.get('sequential')} sequential, busy {final.get('busy_s', 0):.2f} s, "
           f"queue wait {final.get('queue_wait_s', 0):.2f} s, {final.get('overruns')} overruns "
           f"({final.get('overrun_s', 0) * 1e3:.1f} ms), late wake-ups {final.get('late_wakeups')} "
-          f"({final.get('late_s', 0) * 1e3:.1f} ms in all), "
-          f"max queue depth {final.get('max_queue_depth')}")
+          f"({final.get('late_s', 0) * 1e3:.1f} ms in all, worst {final.get('late_max_s', 0) * 1e3:.2f}"
+          f" ms), max queue depth {final.get('max_queue_depth')}, merges {final.get('merges')}, "
+          f"timing {final.get('timing')}")
+    print("by queue depth (reads, sequential %): " + ", ".join(
+        f"{k}: {v['reads']} ({100 * v['sequential'] / v['reads']:.0f} %)"
+        for k, v in (final.get("by_depth") or {}).items() if v["reads"]))
 
 
 if __name__ == "__main__":

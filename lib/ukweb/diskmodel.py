@@ -4,9 +4,13 @@ The paper's servers read a file set 3-9 times their memory from one 7200 RPM IDE
 positioning per random read plus transfer at ~40 MB/s, one request at a time. A cgroup I/O
 throttle is only a rate limit (a read under the limit completes in ~0.1 ms), so the file set is
 mounted through `build/diskmodel` (emul/diskmodel.c) instead: every read that misses the page
-cache costs the modelled service time, FIFO, a read continuing the previous one paying transfer
-only; cache hits never reach the daemon. The page cache of the mount is charged to the memory
-cgroup of the process that reads (the server), as a disk's page cache would be.
+cache costs the modelled service time, a read continuing the previous one paying transfer
+only, queued reads served in the order of Linux 2.4's elevator (sorted, adjacent reads merged);
+cache hits never reach the daemon. The page cache of the mount is charged to the memory cgroup
+of the process that reads (the server), as a disk's page cache would be. The daemon keeps its
+model at load (SCHED_FIFO timing) and reports per read how late its replies were and how far
+its busy time overran the model (`late_s`, `overrun_s`); `fell_behind()` and
+`overrun_pct()` judge a point by them.
 
     with DiskModel(fileset, workdir / "mnt", DiskParams(), cpus=[1], workdir=workdir) as disk:
         disk.model(False)  # pre-warm the cache at full speed
@@ -30,7 +34,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ukweb import paths, startup
+from ukweb import leftovers, paths, startup
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +42,9 @@ BINARY = "diskmodel"
 READY_TIMEOUT_S = 10.0
 STOP_GRACE_S = 5.0
 # Counters that only grow (stats() minus stats() is the activity in between; see delta()).
-COUNTERS = ("reads", "bytes", "seeks", "sequential", "elevator_picks", "busy_s", "service_s", "queue_wait_s",
-            "overruns", "overrun_s", "late_wakeups", "late_s", "direct_reads", "read_errors",
+COUNTERS = ("reads", "bytes", "seeks", "sequential", "merges", "sorted_inserts", "latency_barriers",
+            "busy_s", "service_s", "queue_wait_s", "queue_depth_s",
+            "overruns", "overrun_s", "late_wakeups", "late_10ms", "late_s", "direct_reads", "read_errors",
             "unmodelled_reads", "unmodelled_bytes", "model_switches", "lookups", "negative_lookups", "forgets",
             "getattrs", "opens", "readdirs")
 
@@ -54,19 +59,25 @@ class DiskParams:
 
     seek_ms: positioning per read that does not continue the previous one (seek + half a
     rotation); transfer_mbps: media rate, 1 MB = 10^6 bytes; max_background: outstanding
-    readahead requests the kernel lets queue at the daemon (its default, 12, would cap the
-    queue); readahead_kb: lower the kernel's readahead window (0 = its default, 128 KB);
-    cache_timeout_s: how long the kernel caches lookups and attributes; nice: the daemon's
-    nice value, so that a busy client CPU does not delay its replies (late wake-ups are counted);
-    elevator: serve a queued read that continues the last one before older ones (as an elevator
-    and the 2.4 kernel's request merging did), else strictly first come, first served.
+    readahead requests the kernel lets queue at the daemon (2.4's request list for reads at
+    >= 512 MB: 512; past it a reader waits, as for a 2.4 request); congestion_threshold: the
+    background requests past which the kernel skips asynchronous readahead (as high as libfuse
+    allows, max_background: 2.4 did not drop readahead at depth); readahead_kb: lower the
+    kernel's readahead window (0 = its default, 128 KB); cache_timeout_s: how long the kernel
+    caches lookups and attributes; rt_priority: SCHED_FIFO priority of the daemon's timing and
+    loop threads (0: none), so that a busy client CPU does not delay its replies (late replies
+    are counted); nice: the daemon's other threads; elevator: serve the queue in the order of
+    Linux 2.4's elevator_linus (sorted by position, adjacent reads merged), else first come,
+    first served.
     """
 
     seek_ms: float = 12.0
     transfer_mbps: float = 40.0
-    max_background: int = 64
+    max_background: int = 512
+    congestion_threshold: int = 512
     readahead_kb: int = 0
     cache_timeout_s: float = 86400.0
+    rt_priority: int = 60
     nice: int = -10
     elevator: bool = True
 
@@ -74,6 +85,8 @@ class DiskParams:
         checks = [("seek_ms", 0 <= self.seek_ms <= 1000, "0..1000"),
                   ("transfer_mbps", 0.01 <= self.transfer_mbps <= 100000, "0.01..100000"),
                   ("max_background", 1 <= self.max_background <= 65535, "1..65535"),
+                  ("congestion_threshold", 1 <= self.congestion_threshold <= 65535, "1..65535"),
+                  ("rt_priority", 0 <= self.rt_priority <= 99, "0..99"),
                   ("readahead_kb", 0 <= self.readahead_kb <= 65536, "0..65536"),
                   ("cache_timeout_s", 0 <= self.cache_timeout_s <= 1e9, "0..1e9"),
                   ("nice", -20 <= self.nice <= 19, "-20..19")]
@@ -89,11 +102,12 @@ class DiskParams:
     def args(self) -> list[str]:
         out = ["--seek-ms", f"{self.seek_ms:g}", "--mbps", f"{self.transfer_mbps:g}",
                "--max-background", str(self.max_background),
-               "--cache-timeout-s", f"{self.cache_timeout_s:g}"]
+               "--congestion-threshold", str(self.congestion_threshold),
+               "--cache-timeout-s", f"{self.cache_timeout_s:g}",
+               "--rt-priority", str(self.rt_priority),
+               "--elevator", "linus" if self.elevator else "fifo"]
         if self.readahead_kb:
             out += ["--readahead-kb", str(self.readahead_kb)]
-        if not self.elevator:
-            out += ["--elevator", "off"]
         return out
 
 
@@ -237,7 +251,8 @@ class DiskModel:
     def command(self) -> list[str]:
         return [str(binary_path()), "--source", str(self.source), "--mountpoint",
                 str(self.mountpoint), "--stats", str(self.stats_path),
-                "--model", "on" if self.start_on else "off", *self.params.args()]
+                "--model", "on" if self.start_on else "off", *self.params.args(),
+                "--parent-pid", str(os.getpid())]  # the daemon dies with this process
 
     # -- life cycle
 
@@ -264,8 +279,10 @@ class DiskModel:
             self.stats_path.unlink()
         cmd = self.command()
         cpus, nice = self.cpus, self.params.nice
+        die = leftovers.die_with_parent(signal.SIGTERM)  # it unmounts on SIGTERM
 
         def pin() -> None:  # in the child, before exec: every daemon thread inherits both
+            die()
             os.sched_setaffinity(0, cpus)
             os.setpriority(os.PRIO_PROCESS, 0, nice)
         log.info("mounting the disk model on CPUs %s: %s", cpus, " ".join(cmd))
@@ -277,6 +294,8 @@ class DiskModel:
         except (OSError, subprocess.SubprocessError) as exc:
             raise DiskModelError(f"disk model: cannot start {cmd[0]} pinned to CPUs {cpus}: {exc}; "
                                  "check the CPU list against this machine's CPUs") from exc
+        leftovers.track("processes", self.proc.pid, "disk model daemon")
+        leftovers.track("mounts", str(self.mountpoint))  # a killed runner's mount is reaped
         try:
             self._wait_ready(time.monotonic() + self.timeout)
         except DiskModelError:
@@ -330,6 +349,9 @@ class DiskModel:
         if self._ours():
             log.warning("the disk model left %s mounted; detaching it", self.mountpoint)
             unmount(self.mountpoint, self._fsname())
+        if self.proc is not None:
+            leftovers.untrack("processes", self.proc.pid)
+            leftovers.untrack("mounts", str(self.mountpoint))
         return code
 
     def _fsname(self) -> str | None:
@@ -421,5 +443,8 @@ class DiskModel:
                 "source": str(self.source), "mountpoint": str(self.mountpoint),
                 "params": asdict(self.params), "cpus": self.cpus, "pid": self.pid,
                 "stats_path": str(self.stats_path), "conn": conn,
-                "model": "FIFO, one request at a time; service = seek_ms unless the read continues "
-                         "the previous one (same file, offset = its end) + bytes / transfer_mbps"}
+                "model": ("one request at a time, on the model's own clock; service = seek_ms "
+                          "unless the read continues the previous one (same file, offset = its "
+                          "end) + bytes / transfer_mbps; queue order: "
+                          + ("Linux 2.4 elevator_linus (sorted by (inode, offset), adjacent reads "
+                             "merged, 2048 passovers)" if self.params.elevator else "FIFO"))}
