@@ -341,7 +341,7 @@ int main(int argc, char **argv)
 	}
 	/* The loop thread takes the kernel's requests: real-time too, so a read's arrival is
 	 * not held up by a busy CPU (dm_disk.c). */
-	int rt = sched_timing("loop");
+	int rt = sched_timing(pthread_self(), "loop");
 	pthread_mutex_lock(&stats_mu);
 	ctr.timing_rt[0] = rt || opt.rt_priority <= 0 ? 0 : (int)opt.rt_priority;
 	pthread_mutex_unlock(&stats_mu);

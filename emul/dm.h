@@ -64,7 +64,7 @@ extern const struct fuse_lowlevel_ops dm_ops;
 void dm_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
 int disk_start(void);  /* start the disk thread; 0 or -1 */
 void disk_finish(void); /* stop it (queued reads fail with EIO) and join it */
-int sched_timing(const char *who); /* this thread to SCHED_FIFO --rt-priority; 0 or errno */
+int sched_timing(pthread_t thread, const char *who); /* to SCHED_FIFO --rt-priority; 0 or errno */
 
 /* ---------------------------------------------------------------- counters (dm_stats.c) */
 

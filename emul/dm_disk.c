@@ -37,12 +37,12 @@ static pthread_cond_t disk_cv = PTHREAD_COND_INITIALIZER;
 static struct elevator elv;
 static pthread_t disk_tid;
 
-int sched_timing(const char *who)
+int sched_timing(pthread_t thread, const char *who)
 {
 	if (opt.rt_priority <= 0)
 		return 0;
 	struct sched_param sp = { .sched_priority = (int)opt.rt_priority };
-	int err = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+	int err = pthread_setschedparam(thread, SCHED_FIFO, &sp);
 	if (err)
 		fprintf(stderr, "diskmodel: warning: cannot run the %s thread SCHED_FIFO %d (%s): "
 			"its timing may be delayed by a busy CPU\n", who, sp.sched_priority,
@@ -121,9 +121,6 @@ void dm_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse
 static void *disk_thread(void *arg)
 {
 	(void)arg;
-	pthread_mutex_lock(&stats_mu);
-	ctr.timing_rt[1] = sched_timing("disk") || opt.rt_priority <= 0 ? 0 : (int)opt.rt_priority;
-	pthread_mutex_unlock(&stats_mu);
 	char *buf = NULL;
 	size_t buf_len = 0;
 	int64_t model_free = 0; /* when the modelled disk finished its last read */
@@ -212,7 +209,13 @@ static void *disk_thread(void *arg)
 int disk_start(void)
 {
 	elv.kind = opt.elevator;
-	return pthread_create(&disk_tid, NULL, disk_thread, NULL) ? -1 : 0;
+	if (pthread_create(&disk_tid, NULL, disk_thread, NULL))
+		return -1;
+	int err = sched_timing(disk_tid, "disk"); /* before the mount: no read is served before */
+	pthread_mutex_lock(&stats_mu);
+	ctr.timing_rt[1] = err || opt.rt_priority <= 0 ? 0 : (int)opt.rt_priority;
+	pthread_mutex_unlock(&stats_mu);
+	return 0;
 }
 
 void disk_finish(void)

@@ -14,6 +14,7 @@ dies, the disk model or the CPU thief dies) gets a FAILED file with the reason.
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
 import json
 import logging
@@ -31,6 +32,7 @@ from ukweb import loadgen as loadgen_mod
 from ukweb import prewarm as prewarm_mod
 from ukweb import workload
 from ukweb.cgroups import Cgroup
+from ukweb.diskmodel import fell_behind
 from ukweb.manifest import now
 from ukweb.netns import Topology, run_in
 from ukweb.sampler import Sampler
@@ -54,8 +56,11 @@ class TestbedDied(PointFailed):
     reason, and the sweep stops (it cannot go on without it; rerun to resume)."""
 
 
-# The disk model's counters sampled once a second into system.csv (as disk_<name>).
-DISK_COUNTERS = ("reads", "bytes", "seeks", "busy_s", "queue_wait_s", "overruns")
+# The disk model's counters sampled once a second into system.csv (as disk_<name>): its work,
+# how late its replies were (late_s) and how far its busy time overran the model (overrun_s),
+# its mean queue depth (queue_depth_s per second) and how many reads continued the last one.
+DISK_COUNTERS = ("reads", "bytes", "seeks", "sequential", "busy_s", "service_s", "queue_wait_s",
+                 "queue_depth_s", "overruns", "overrun_s", "late_s", "late_wakeups")
 
 
 class DiskFull(OSError):
@@ -192,6 +197,21 @@ class PointRunner:
         if not self.testbed.thief_alive():
             raise TestbedDied("CPU thief died", "cputhief exited during the point")
 
+    def _check_disk_timing(self, system: Path) -> None:
+        """A disk model that fell behind its model for longer than a point can tolerate fails
+        the point with the reason (ukweb.diskmodel.fell_behind), not a silent slow point."""
+        if self.disk is None or not system.exists():
+            return
+        with open(system, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if "disk_overrun_s" in r]
+        seconds = [(float(r["t"]), float(r["disk_busy_s"]), float(r["disk_overrun_s"]))
+                   for r in rows if float(r["t"]) - 1.0 >= self.warmup_s - 0.1]  # measured
+                   # (a row covers the second before its t: the first measured one ends at
+                   # warmup_s + 1, as in analysis._measured_samples)
+        why = fell_behind(seconds)
+        if why:
+            raise PointFailed("disk model fell behind", why)
+
     def _srv(self, fn):
         """Call fn where the server's network is (its namespace when the netns testbed is on)."""
         return run_in(self.net.server_ns, fn) if self.net else fn()
@@ -262,6 +282,7 @@ class PointRunner:
         if sampler.error is not None:
             raise sampler.error
         self._check_testbed()
+        self._check_disk_timing(d / "system.csv")
         if not _alive(server.pid):
             raise PointFailed("server died during the point", f"pid {server.pid} exited")
         after = self._ask(server, "status after the point", server.status)

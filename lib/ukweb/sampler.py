@@ -27,7 +27,14 @@ Counters are written as the change over the interval ending at `t`, gauges as th
                      interval, its io-wq threads excluded (so it never exceeds the interval)
   blocked_iowq_s     blocked seconds of io_uring's io-wq worker threads (ktux's async reads:
                      TUX's I/O threads, which block instead of the worker)
-  + extra counters   deltas of the callable `extra` (e.g. the disk model's reads, busy_s)
+  + extra counters   deltas of the callable `extra`: the disk model's (ukweb.point.DISK_COUNTERS)
+                     as disk_<name>: disk_reads, disk_bytes, disk_seeks, disk_sequential (reads
+                     continuing the last one: no positioning), disk_busy_s (its real busy time),
+                     disk_service_s (the model's for the same reads), disk_overrun_s (busy time
+                     beyond the model: the part of the second the emulation lost),
+                     disk_late_s (summed lateness of its replies against the model),
+                     disk_late_wakeups (replies > 1 ms late), disk_queue_depth_s (mean reads
+                     at the disk over the second), disk_queue_wait_s, disk_overruns
 """
 
 from __future__ import annotations
