@@ -327,7 +327,8 @@ def test_timing_holds_under_a_competing_hog(source, tmp_path) -> None:
 
 def test_a_deep_queue_is_served_in_elevator_order(disk) -> None:
     """Reads queued behind a busy disk are served sorted by position, adjacent ones back to
-    back (2.4's elevator_linus); in arrival (shuffled) order most would pay a positioning."""
+    back (2.4's elevator_linus): measured 3 positionings for the 17 reads, 16-17 with
+    --elevator fifo (arrival order, shuffled)."""
     f = disk.mountpoint / "seq"
     size = 64 * 1024
     offs = [i * size for i in range(16)]
