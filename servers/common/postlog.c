@@ -10,6 +10,30 @@
 #include <time.h>
 #include <unistd.h>
 
+/* One line on stderr per failure: the first of its kind and errno at once, then at most one
+ * every POSTLOG_REPORT_S seconds carrying the count of those not reported (a full disk under
+ * load fails every POST; a line each would flood the log the operator reads). */
+static void report(struct postlog *p, enum postlog_op op, int err)
+{
+	static const char *const what[POSTLOG_OPS] = {
+		"append failed, POST answered 500, no record kept",
+		"reset failed, Reset answered 500",
+		"fetch failed, Fetch answered 500"};
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	struct postlog_report *r = &p->report[op];
+	if (r->err == err && now.tv_sec - r->last < POSTLOG_REPORT_S) {
+		r->quiet++;
+		return;
+	}
+	char more[64] = "";
+	if (r->quiet)
+		snprintf(more, sizeof(more), " (and %lu more since the last line)", r->quiet);
+	dprintf(STDERR_FILENO, "post log %s [pid %ld]: %s: %s%s\n", p->path, (long)getpid(),
+		what[op], strerror(err), more); /* one write: lines of several processes stay whole */
+	r->err = err, r->last = now.tv_sec, r->quiet = 0;
+}
+
 static int lock(struct postlog *p)
 {
 	while (flock(p->fd, LOCK_EX) < 0)
@@ -64,6 +88,8 @@ static long recount(struct postlog *p)
 int postlog_open(struct postlog *p, const char *path, int sync)
 {
 	p->sync = sync;
+	snprintf(p->path, sizeof(p->path), "%s", path);
+	memset(p->report, 0, sizeof(p->report));
 	p->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (p->fd < 0)
 		return -1;
@@ -96,16 +122,25 @@ int postlog_append(struct postlog *p, const struct postlog_entry *e, long *recno
 	if (lock(p) < 0)
 		return -1;
 	long n = recount(p);
+	off_t end = POSTLOG_HEADER + (off_t)n * POSTLOG_RECORD;
 	int rc = -1;
 	if (n >= 0 && format_record(rec, sizeof(rec), n + 1, e) == 0 &&
-	    write_all_at(p->fd, rec, POSTLOG_RECORD, POSTLOG_HEADER + (off_t)n * POSTLOG_RECORD) == 0 &&
-	    write_header(p, n + 1) == 0)
+	    write_all_at(p->fd, rec, POSTLOG_RECORD, end) == 0 && write_header(p, n + 1) == 0)
 		rc = 0;
 	/* --post-log-sync [I]: off by default.  SPEC required only that the record be visible to
 	 * later requests (in the kernel, which also survives kill -9 of the server); a disk flush
 	 * per POST would make the benchmark measure the disk, not the server. */
 	if (rc == 0 && p->sync && fdatasync(p->fd) < 0)
 		rc = -1;
+	if (rc < 0 && n >= 0) {
+		/* Not acknowledged, so not kept: cut a partial (or unsynced) record now rather than
+		 * at the next append, and put the header back.  Both only free or overwrite space. */
+		int err = errno;
+		if (ftruncate(p->fd, end) == 0)
+			write_header(p, n);
+		report(p, POSTLOG_APPEND, err);
+		errno = err;
+	}
 	unlock(p);
 	if (rc == 0)
 		*recno = n + 1;
@@ -119,6 +154,8 @@ int postlog_reset(struct postlog *p)
 	int rc = ftruncate(p->fd, 0) < 0 || write_header(p, 0) < 0 ? -1 : 0;
 	if (rc == 0 && p->sync)
 		rc = fdatasync(p->fd);
+	if (rc < 0)
+		report(p, POSTLOG_RESET, errno);
 	unlock(p);
 	return rc;
 }
@@ -142,6 +179,8 @@ int postlog_fetch(struct postlog *p, struct buf *out)
 	if (rc == 0) {
 		out->len += len;
 		out->data[out->len] = '\0';
+	} else {
+		report(p, POSTLOG_FETCH, errno);
 	}
 	unlock(p);
 	return rc;

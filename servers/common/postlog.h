@@ -7,7 +7,10 @@
  * rewrite the header.  The count is taken from the size ((size-11)/139), not the header, so a
  * crash between the record and the header rewrite cannot renumber anything; a torn tail is cut.
  * An append returns only after pwrite, so the record is in the kernel (it survives kill -9 of
- * the server) before the POST is acknowledged.
+ * the server) before the POST is acknowledged.  A failed append (a full file system: ENOSPC)
+ * is cut back to the last whole record at once, so the file never holds a record that was not
+ * acknowledged, and says so on stderr: one line per kind of failure (append, reset, fetch)
+ * and errno, then at most one line per POSTLOG_REPORT_S with the count in between.
  */
 #ifndef UKWEB_POSTLOG_H
 #define UKWEB_POSTLOG_H
@@ -19,9 +22,21 @@
 #define POSTLOG_HEADER 11
 #define POSTLOG_RECORD 139
 
+#define POSTLOG_REPORT_S 10
+
+enum postlog_op { POSTLOG_APPEND, POSTLOG_RESET, POSTLOG_FETCH, POSTLOG_OPS };
+
+struct postlog_report {
+	int err;             /* errno of the last line printed (0: none yet) */
+	long last;           /* its CLOCK_MONOTONIC second */
+	unsigned long quiet; /* failures not printed since */
+};
+
 struct postlog {
 	int fd;
 	int sync; /* fdatasync after each append (--post-log-sync) */
+	char path[256]; /* for the stderr lines (truncated when longer) */
+	struct postlog_report report[POSTLOG_OPS];
 };
 
 struct postlog_entry {

@@ -246,6 +246,23 @@ static int handle_post(struct sw99 *m, const struct http_request *req, const cha
 	return wrap_begin(m, req, remote_addr, p->name, (size_t)n, -1, r, p);
 }
 
+/* Reset could not write or reload the state files: one line on stderr, then at most one per
+ * POSTLOG_REPORT_S (as the post log's own failures). */
+static void report_state_failure(struct sw99 *m, int err)
+{
+	static struct postlog_report r;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (r.err == err && now.tv_sec - r.last < POSTLOG_REPORT_S) {
+		r.quiet++;
+		return;
+	}
+	dprintf(STDERR_FILENO, "state files in %s [pid %ld]: Reset failed to write them, answered "
+		"500: %s (%lu more since the last line)\n", m->state_dir, (long)getpid(),
+		strerror(err), r.quiet);
+	r.err = err, r.last = now.tv_sec, r.quiet = 0;
+}
+
 static int handle_command(struct sw99 *m, const struct http_request *req, const char *remote_addr,
 			  struct response *r)
 {
@@ -257,9 +274,15 @@ static int handle_command(struct sw99 *m, const struct http_request *req, const 
 		struct reset_params p;
 		if (reset_params_parse(q + 6, len - 6, &p) < 0)
 			return SE_BAD_REQUEST;
-		if (adtables_write(m->state_dir, &p, time(NULL)) < 0 || postlog_reset(m->postlog) < 0 ||
-		    adtables_refresh(&m->tables, m->state_dir) < 0)
+		/* The log first: on a full file system shared with the state files, truncating it
+		 * is what frees the room the state files need (the other order failed forever). */
+		if (postlog_reset(m->postlog) < 0)
 			return SE_INTERNAL;
+		if (adtables_write(m->state_dir, &p, time(NULL)) < 0 ||
+		    adtables_refresh(&m->tables, m->state_dir) < 0) {
+			report_state_failure(m, errno);
+			return SE_INTERNAL;
+		}
 	} else if (slice_is(q, len, "Fetch")) {
 		if (postlog_fetch(m->postlog, &log) < 0)
 			rc = SE_INTERNAL;
