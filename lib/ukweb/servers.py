@@ -34,7 +34,7 @@ STOP_GRACE_S = 5
 # (cache_bytes, cache_entry_max, iowq_workers, sqpoll=CPU).
 KTUX_OPTIONS = ("cache_bytes", "cache_entry_max", "iowq_workers", "sqpoll", "no_cache",
                 "no_multishot_accept", "no_zerocopy", "ring_iowait", "post_log_sync")
-USERVER_OPTIONS = ("post_log_sync",)
+USERVER_OPTIONS = ("post_log_sync", "dynamic_send", "dynamic_writes")
 
 
 class ServerError(RuntimeError):

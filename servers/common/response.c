@@ -22,13 +22,14 @@ void response_free(struct response *r)
 	r->fd = -1;
 	r->kind = BODY_NONE;
 	r->head_len = 0;
+	r->file_at = 0;
 }
 
 size_t response_length(const struct response *r)
 {
 	switch (r->kind) {
 	case BODY_BUF: return r->head_len + r->body.len;
-	case BODY_FILE: return r->head_len + r->file_len;
+	case BODY_FILE: return r->head_len + r->body.len + r->file_len;
 	default: return r->head_len;
 	}
 }

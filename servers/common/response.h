@@ -26,11 +26,14 @@ struct response {
 	int fd;          /* BODY_FILE: owned, closed by response_free */
 	off_t file_off;
 	size_t file_len;
+	/* BODY_FILE with a body (userver's dynamic replies sent with sendfile): the file goes
+	 * after body[0, file_at) and before the rest of the body.  Empty body: plain file. */
+	size_t file_at;
 };
 
 void response_init(struct response *r);
 void response_free(struct response *r); /* frees the buffer, closes the fd; safe twice */
-/* Total bytes on the wire (head + body). */
+/* Total bytes on the wire (head + body + file). */
 size_t response_length(const struct response *r);
 
 /* Fill r->head.  extra_headers: "" or complete "Name: value\r\n" lines.  -1 if it overflows. */

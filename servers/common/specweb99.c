@@ -50,23 +50,21 @@ int sw99_wrap(struct buf *out, const char *server_name, const char *remote_addr,
 	return rc | buf_puts(out, WRAP_SUFFIX);
 }
 
-/* Read a whole file into out. */
-static int read_fd(int fd, size_t size, struct buf *out)
+long sw99_read_file(int fd, struct response *r, struct sw99_pending *p, size_t size)
 {
-	if (buf_reserve(out, size) < 0)
+	char *dst = sw99_file_dst(r, p, size);
+	if (!dst)
 		return -1;
 	size_t got = 0;
 	while (got < size) { /* a blocking read: a property of the µserver design */
-		ssize_t r = pread(fd, out->data + out->len + got, size - got, (off_t)got);
-		if (r < 0 && errno == EINTR)
+		ssize_t n = pread(fd, dst + got, size - got, (off_t)got);
+		if (n < 0 && errno == EINTR)
 			continue;
-		if (r <= 0)
+		if (n <= 0)
 			return -1;
-		got += (size_t)r;
+		got += (size_t)n;
 	}
-	out->len += got;
-	out->data[out->len] = '\0';
-	return 0;
+	return (long)got;
 }
 
 /* Map a docroot_open() failure to a stat_error. */
@@ -175,6 +173,17 @@ static int finish(int keep_alive, int minor_version, struct sw99 *m, struct resp
 				 m->server_name) < 0 ? SE_INTERNAL : -1;
 }
 
+/* POST: the record, once the file is known to exist; -1, or SE_INTERNAL (the log failed). */
+static int log_post(struct sw99 *m, const struct sw99_pending *p)
+{
+	if (!p->post)
+		return -1;
+	struct postlog_entry e = {(int)p->dir, (int)p->cls, (int)p->num, p->client, p->user,
+				  p->name, m->pid};
+	long recno;
+	return postlog_append(m->postlog, &e, &recno) < 0 ? SE_INTERNAL : -1;
+}
+
 int sw99_finish(struct sw99 *m, struct sw99_pending *p, struct response *r, long got)
 {
 	struct buf *b = &r->body;
@@ -186,14 +195,33 @@ int sw99_finish(struct sw99 *m, struct sw99_pending *p, struct response *r, long
 		substitute_ads(b->data + p->at, p->size, p->ad);
 	if (buf_puts(b, WRAP_SUFFIX))
 		return SE_INTERNAL;
-	if (p->post) {
-		struct postlog_entry e = {(int)p->dir, (int)p->cls, (int)p->num, p->client, p->user,
-					  p->name, m->pid};
-		long recno;
-		if (postlog_append(m->postlog, &e, &recno) < 0)
-			return SE_INTERNAL;
-	}
-	return finish(p->keep_alive, p->minor_version, m, r, p->cookie);
+	int e = log_post(m, p);
+	return e >= 0 ? e : finish(p->keep_alive, p->minor_version, m, r, p->cookie);
+}
+
+int sw99_file_unchanged(const struct sw99_pending *p)
+{
+	return p->ad < 0;
+}
+
+int sw99_finish_sendfile(struct sw99 *m, struct sw99_pending *p, struct response *r, int fd,
+			 size_t size)
+{
+	struct buf *b = &r->body;
+	p->size = size;
+	r->kind = BODY_FILE;
+	r->fd = fd;
+	r->file_off = 0;
+	r->file_len = size;
+	r->file_at = p->at;
+	r->keep_alive = p->keep_alive;
+	if (p->ad >= 0 || b->len != p->at || buf_puts(b, WRAP_SUFFIX))
+		return SE_INTERNAL; /* ads are substituted in a copy: sw99_read_file + sw99_finish */
+	int e = log_post(m, p);
+	if (e >= 0)
+		return e;
+	return response_set_head(r, p->minor_version, 200, "text/html", b->len + size, p->cookie,
+				 m->server_name) < 0 ? SE_INTERNAL : -1;
 }
 
 static int handle_get(struct sw99 *m, const struct http_request *req, const char *remote_addr,
@@ -320,9 +348,7 @@ int sw99_handle(struct sw99 *m, const struct http_request *req, const char *remo
 	int fd = docroot_open(m->docroot, p.url, p.url_len, &st);
 	if (fd < 0)
 		return sw99_open_error(fd);
-	long got = -1;
-	if (sw99_file_dst(r, &p, (size_t)st.st_size) && read_fd(fd, p.size, &r->body) == 0)
-		got = (long)p.size; /* read_fd appends at body.len == p.at, blocking */
+	long got = sw99_read_file(fd, r, &p, (size_t)st.st_size);
 	close(fd);
 	return sw99_finish(m, &p, r, got);
 }

@@ -32,7 +32,7 @@ enum req_type sw99_classify(const struct http_request *req);
 /* Handle a dynamic request (any of the types above) into r.  remote_addr: the client's IP as
  * text.  Returns the stat_error to count, or -1 when it succeeded.  The file a GET or POST
  * wraps is read here with a blocking pread (userver: blocking is a property of the µserver
- * design); it is sw99_begin + docroot_open + sw99_read_blocking + sw99_finish. */
+ * design); it is sw99_begin + docroot_open + sw99_read_file + sw99_finish. */
 int sw99_handle(struct sw99 *m, const struct http_request *req, const char *remote_addr,
 		struct response *r);
 
@@ -68,6 +68,18 @@ int sw99_begin(struct sw99 *m, const struct http_request *req, const char *remot
 /* Reserve room for size file bytes at p->at in r->body; the destination, or NULL (no memory). */
 char *sw99_file_dst(struct response *r, struct sw99_pending *p, size_t size);
 int sw99_finish(struct sw99 *m, struct sw99_pending *p, struct response *r, long got);
+/* Read size bytes of fd into sw99_file_dst with a blocking pread: the bytes read, or -1. */
+long sw99_read_file(int fd, struct response *r, struct sw99_pending *p, size_t size);
+
+/* A server that sends files itself (userver: "both modules use the sendfile system call",
+ * paper §4.3) finishes a reply whose file goes out unchanged (sw99_file_unchanged: every GET
+ * and POST but a custom-ad GET that substitutes ads) without reading it: r becomes
+ * BODY_FILE, head | body[0, p->at) (the wrapper up to the file) | the file fd (owned by r
+ * from here, size bytes) | body[p->at, ...) (the wrapper's tail), the same bytes as
+ * sw99_finish's reply.  A POST's record is appended here.  Returns as sw99_finish. */
+int sw99_file_unchanged(const struct sw99_pending *p);
+int sw99_finish_sendfile(struct sw99 *m, struct sw99_pending *p, struct response *r, int fd,
+			 size_t size);
 /* docroot_open's -400/-403/-404 as the stat_error to count. */
 int sw99_open_error(int rc);
 

@@ -100,6 +100,10 @@ static void stats_sum(const struct stats_counters *procs, int nprocs, struct sta
 		sum->accept_calls += c->accept_calls;
 		sum->event_waits += c->event_waits;
 		sum->paused_accepting += c->paused_accepting;
+		sum->dynw.replies += c->dynw.replies;
+		sum->dynw.blocked += c->dynw.blocked;
+		sum->dynw.block_ns += c->dynw.block_ns;
+		sum->dynw.sendfile_bytes += c->dynw.sendfile_bytes;
 		sum->cache.hits += c->cache.hits;
 		sum->cache.misses += c->cache.misses;
 		sum->cache.evictions += c->cache.evictions;
@@ -167,6 +171,11 @@ static int json_counters(struct buf *o, const struct stats_counters *c, int ktux
 			 (unsigned long long)c->event_waits, (unsigned long long)c->paused_accepting);
 	if (ktux)
 		rc |= json_ktux(o, c);
+	else
+		rc |= buf_printf(o, ", \"dynamic_writes\": {\"replies\": %llu, \"blocked\": %llu, "
+				 "\"blocked_s\": %.6f, \"sendfile_bytes\": %llu}",
+				 (unsigned long long)c->dynw.replies, (unsigned long long)c->dynw.blocked,
+				 (double)c->dynw.block_ns / 1e9, (unsigned long long)c->dynw.sendfile_bytes);
 	return rc | buf_puts(o, "}");
 }
 

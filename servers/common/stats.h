@@ -38,6 +38,10 @@ struct stats_counters {
 	uint64_t accept_batches[STATS_BATCH_BUCKETS];
 	uint64_t event_waits; /* select/poll/epoll_wait calls (userver), io_uring_enter calls (ktux) */
 	uint64_t paused_accepting;
+	/* userver only (emitted when stats.ktux is 0): dynamic replies' writes (--dynamic-send,
+	 * --dynamic-writes).  blocked: replies whose write did not complete at once and, with
+	 * blocking writes, blocked the process; block_ns: the time spent blocked in them. */
+	struct { uint64_t replies, blocked, block_ns, sendfile_bytes; } dynw;
 	/* ktux only (emitted when stats.ktux is set) */
 	struct { uint64_t hits, misses, evictions, bytes, entries, limit, entry_max; } cache;
 	struct { uint64_t submissions, enters, iowq_punts; int sqpoll, no_iowait; } ring;

@@ -1,5 +1,5 @@
 /* conn.h — one client connection: its receive buffer, the request being served, and the
- * response being sent (head by send/writev, file range by sendfile). */
+ * response being sent (head and buffers by send/writev, file range by sendfile). */
 #ifndef USERVER_CONN_H
 #define USERVER_CONN_H
 
@@ -20,6 +20,8 @@ struct conn {
 	int responding; /* 0 reading, 1 sending a response, -1 lingering after an error */
 	struct response resp;
 	size_t sent; /* bytes of the response on the wire so far */
+	int dynamic; /* the response is the module's reply to a dynamic GET/POST (dynamic.h) */
+	int sndtimeo_set; /* SO_SNDTIMEO set for blocking dynamic writes */
 	time_t req_start;   /* first byte of the pending request, or the start of lingering */
 	time_t last_active; /* last byte received or sent */
 	char addr[INET6_ADDRSTRLEN];

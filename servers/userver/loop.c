@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "dynamic.h"
 
 #define DRAIN_SECONDS 2
 #define LINGER_SECONDS 2
@@ -145,7 +146,7 @@ static int begin_response(struct loop *l, struct conn *c)
 	case HTTP_INCOMPLETE:
 		return 0;
 	case HTTP_OK:
-		site_respond(l->site, &req, c->addr, &c->resp);
+		dyn_respond(l->site, l->cfg->dyn_send, &req, c);
 		c->req_len = req.total_len;
 		break;
 	case HTTP_ERROR:
@@ -166,6 +167,20 @@ static void serve(struct loop *l, struct conn *c)
 			return;
 		}
 		enum conn_io io = conn_send(c, l->now, &l->st->bytes_out);
+		if (io == IO_AGAIN && c->dynamic) {
+			if (l->cfg->dyn_writes == DYN_BLOCKING) { /* the µserver's write: dynamic.c */
+				io = dyn_write_blocking(c, l->cfg->idle_timeout, l->st);
+				l->now = mono_now();
+				if (io == IO_AGAIN) { /* no progress for idle_timeout */
+					l->st->errors[SE_TIMEOUT]++;
+					close_conn(l, c);
+					return;
+				}
+			} else { /* would have blocked: counted once per reply */
+				l->st->dynw.blocked += c->dynamic == 1;
+				c->dynamic = 2;
+			}
+		}
 		if (io == IO_AGAIN) {
 			set_mask(l, c->fd, &c->mask, EV_WRITE);
 			return;
@@ -174,6 +189,11 @@ static void serve(struct loop *l, struct conn *c)
 			l->st->errors[SE_RESET]++;
 			close_conn(l, c);
 			return;
+		}
+		if (c->dynamic) {
+			l->st->dynw.replies++;
+			if (c->resp.kind == BODY_FILE)
+				l->st->dynw.sendfile_bytes += c->resp.file_len;
 		}
 		int keep = c->resp.keep_alive && !l->draining, failed = c->resp.status >= 400;
 		conn_next(c);

@@ -13,6 +13,8 @@ struct loop_config {
 	int accept_count; /* connections per accept round; 0 = Accept-Inf (until EAGAIN) */
 	int max_conns;    /* per process [I]; at the limit stop accepting, the backlog holds the rest */
 	int idle_timeout; /* seconds */
+	int dyn_send;     /* enum dyn_send: dynamic replies' file by sendfile or copied */
+	int dyn_writes;   /* enum dyn_writes: dynamic replies' writes block (the µserver) or not */
 };
 
 /* Set by the SIGTERM handler: stop accepting, finish in-flight responses (≤ 2 s), return. */

@@ -14,10 +14,12 @@
 
 #include "../common/listener.h"
 #include "../common/site.h"
+#include "dynamic.h"
 #include "loop.h"
 
 struct options {
 	const char *addr, *docroot, *post_log, *state_dir, *events, *server_name;
+	const char *dynamic_send, *dynamic_writes;
 	long port, accept_count, procs, backlog, max_conns, idle_timeout;
 	int post_log_sync;
 };
@@ -29,12 +31,14 @@ static const struct option LONG_OPTS[] = {
 	{"accept-count", required_argument, 0, 'c'}, {"procs", required_argument, 0, 'n'},
 	{"backlog", required_argument, 0, 'b'},      {"max-conns", required_argument, 0, 'm'},
 	{"idle-timeout", required_argument, 0, 't'}, {"server-name", required_argument, 0, 'N'},
-	{"post-log-sync", no_argument, 0, 'S'},      {0, 0, 0, 0}};
+	{"post-log-sync", no_argument, 0, 'S'},      {"dynamic-send", required_argument, 0, 'D'},
+	{"dynamic-writes", required_argument, 0, 'W'}, {0, 0, 0, 0}};
 
 static _Noreturn void usage_error(const char *what, const char *arg)
 {
 	fprintf(stderr, "userver: %s%s%s (usage: userver --port P --docroot DIR --post-log FILE "
-		"[--events select|poll|epoll] [--procs N] ...)\n", what, arg ? " " : "", arg ? arg : "");
+		"[--events select|poll|epoll] [--procs N] [--dynamic-send sendfile|copy] "
+		"[--dynamic-writes blocking|nonblocking] ...)\n", what, arg ? " " : "", arg ? arg : "");
 	exit(2);
 }
 
@@ -67,6 +71,8 @@ static void set_option(struct options *o, int c, const char *arg)
 	case 't': o->idle_timeout = int_arg("idle-timeout", arg, 1, 86400); break;
 	case 'N': o->server_name = arg; break;
 	case 'S': o->post_log_sync = 1; break;
+	case 'D': o->dynamic_send = arg; break;
+	case 'W': o->dynamic_writes = arg; break;
 	default: usage_error("unknown or incomplete option", NULL);
 	}
 }
@@ -74,7 +80,8 @@ static void set_option(struct options *o, int c, const char *arg)
 static void parse_args(int argc, char **argv, struct options *o)
 {
 	*o = (struct options){.addr = "127.0.0.1", .events = "select", .server_name = "userver",
-			      .procs = 1, .backlog = 128, .max_conns = 15000, .idle_timeout = 60};
+			      .procs = 1, .backlog = 128, .max_conns = 15000, .idle_timeout = 60,
+			      .dynamic_send = "sendfile", .dynamic_writes = "blocking"};
 	opterr = 0;
 	int c;
 	while ((c = getopt_long(argc, argv, "", LONG_OPTS, NULL)) != -1)
@@ -85,6 +92,10 @@ static void parse_args(int argc, char **argv, struct options *o)
 		usage_error("--docroot and --post-log are required", NULL);
 	if (!ev_backend_named(o->events))
 		usage_error("--events must be select, poll or epoll, got", o->events);
+	if (strcmp(o->dynamic_send, "sendfile") && strcmp(o->dynamic_send, "copy"))
+		usage_error("--dynamic-send must be sendfile or copy, got", o->dynamic_send);
+	if (strcmp(o->dynamic_writes, "blocking") && strcmp(o->dynamic_writes, "nonblocking"))
+		usage_error("--dynamic-writes must be blocking or nonblocking, got", o->dynamic_writes);
 }
 
 /* Every flag as JSON, for the "config" object of /server-status. */
@@ -101,6 +112,8 @@ static char *config_json(const struct options *o)
 		   o->events, o->accept_count, o->procs, o->backlog, o->max_conns, o->idle_timeout,
 		   o->post_log_sync ? "true" : "false");
 	buf_json_key_string(&b, "server_name", o->server_name);
+	buf_json_key_string(&b, "dynamic_send", o->dynamic_send);
+	buf_json_key_string(&b, "dynamic_writes", o->dynamic_writes);
 	if (buf_puts(&b, "}") < 0) {
 		fprintf(stderr, "userver: out of memory\n");
 		exit(1);
@@ -147,7 +160,9 @@ static int serve_process(const struct options *o, const struct site_config *cfg,
 	if (site_open(&site, cfg, stats, slot, err, sizeof(err)) < 0)
 		startup_error("start-up", err);
 	struct loop_config lc = {ev_backend_named(o->events), lfd, (int)o->accept_count,
-				 (int)o->max_conns, (int)o->idle_timeout};
+				 (int)o->max_conns, (int)o->idle_timeout,
+				 strcmp(o->dynamic_send, "copy") ? DYN_SENDFILE : DYN_COPY,
+				 strcmp(o->dynamic_writes, "nonblocking") ? DYN_BLOCKING : DYN_NONBLOCKING};
 	int rc = loop_run(&lc, &site);
 	site_close(&site);
 	return rc;
