@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ukweb import paths, shield, startup
+from ukweb import leftovers, paths, shield, startup
 from ukweb.cgroups import Cgroup, CgroupError
 
 METHODS = ("thief", "quota", "none")
@@ -88,11 +88,17 @@ class CpuThief:
         why = check("thief")
         if why:
             raise CpuEmulationError(why)
+        # [I] It dies with the runner (SIGTERM: it stops spinning at once) and is recorded, so
+        # that no thief keeps a CPU at real-time priority after a runner killed with SIGKILL
+        # (issue 17; ukweb.leftovers). Start it from a thread that lives as long as it should.
         self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, start_new_session=True)
+                                     text=True, start_new_session=True,
+                                     preexec_fn=leftovers.die_with_parent(signal.SIGTERM))
+        leftovers.track("processes", self.proc.pid, "cputhief")
         if not startup.wait_for_line(self.proc, time.monotonic() + timeout, "ready"):
             self.proc.kill()
             err = self.proc.communicate()[1].strip()
+            leftovers.untrack("processes", self.proc.pid)
             self.proc = None
             raise CpuEmulationError(err or f"cputhief did not start within {timeout:.0f} s")
         return self
@@ -111,6 +117,7 @@ class CpuThief:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             out, _ = self.proc.communicate()
+        leftovers.untrack("processes", self.proc.pid)
         self.proc = None
         with contextlib.suppress(json.JSONDecodeError, IndexError):
             self.result = json.loads(out.strip().splitlines()[-1])

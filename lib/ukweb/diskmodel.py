@@ -35,7 +35,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ukweb import paths, startup
+from ukweb import leftovers, paths, startup
 
 log = logging.getLogger(__name__)
 
@@ -322,8 +322,10 @@ class DiskModel:
             self.stats_path.unlink()
         cmd = self.command()
         cpus, nice = self.cpus, self.params.nice
+        die = leftovers.die_with_parent(signal.SIGTERM)  # it unmounts on SIGTERM
 
         def pin() -> None:  # in the child, before exec: every daemon thread inherits both
+            die()
             os.sched_setaffinity(0, cpus)
             os.setpriority(os.PRIO_PROCESS, 0, nice)
         log.info("mounting the disk model on CPUs %s: %s", cpus, " ".join(cmd))
@@ -335,6 +337,8 @@ class DiskModel:
         except (OSError, subprocess.SubprocessError) as exc:
             raise DiskModelError(f"disk model: cannot start {cmd[0]} pinned to CPUs {cpus}: {exc}; "
                                  "check the CPU list against this machine's CPUs") from exc
+        leftovers.track("processes", self.proc.pid, "disk model daemon")
+        leftovers.track("mounts", str(self.mountpoint))  # a killed runner's mount is reaped
         try:
             self._wait_ready(time.monotonic() + self.timeout)
         except DiskModelError:
@@ -388,6 +392,9 @@ class DiskModel:
         if self._ours():
             log.warning("the disk model left %s mounted; detaching it", self.mountpoint)
             unmount(self.mountpoint, self._fsname())
+        if self.proc is not None:
+            leftovers.untrack("processes", self.proc.pid)
+            leftovers.untrack("mounts", str(self.mountpoint))
         return code
 
     def _fsname(self) -> str | None:

@@ -4,9 +4,12 @@ The paper's server had two Gigabit Ethernet cards and the clients were split in 
 one per card, so the network was never the bottleneck. Here the server and the clients each get
 a network namespace, joined by two veth pairs, each shaped to the line rate with `tc ... tbf`
 on both ends. Addresses exist only inside these namespaces. Code runs inside a namespace
-through `run_in()`: a thread that switches its own network namespace (setns affects only the
-calling thread), so the runner's HTTP calls and the processes it spawns from that thread live
-in the namespace while the rest of the runner stays where it was.
+through `run_in()`: one thread per namespace that switched its own network namespace (setns
+affects only the calling thread), so the runner's HTTP calls and the processes it spawns from
+that thread live in the namespace while the rest of the runner stays where it was. [I] The
+thread lives until the namespace is removed, not one call: a child's parent-death signal
+(ukweb.leftovers) fires when the thread that forked it exits, which would kill the server as
+soon as it had started.
 
 Each side pays for its own packets: a veth delivers a packet on the CPU that sent it, so the
 clients' CPU would do the server's TCP receive work. Receive packet steering (rps_cpus on each
@@ -18,11 +21,14 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import queue
 import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
+
+from ukweb import leftovers as reaping
 
 log = logging.getLogger(__name__)
 
@@ -52,23 +58,75 @@ def _setns(path: str) -> None:
         os.close(fd)
 
 
-def run_in(ns: str, fn: Callable[[], T]) -> T:
-    """Call fn in a thread that has entered network namespace ns; return or raise its result."""
-    box: dict[str, object] = {}
+class _NsThread:
+    """A thread inside one namespace that runs the calls handed to it, one at a time."""
 
-    def body() -> None:
+    def __init__(self, ns: str) -> None:
+        self.ns = ns
+        self.calls: queue.Queue = queue.Queue()
+        self.entered: BaseException | None = None
+        ready = threading.Event()
+        self.thread = threading.Thread(target=self._loop, args=(ready,), name=f"netns-{ns}",
+                                       daemon=True)
+        self.thread.start()
+        ready.wait()
+
+    def _loop(self, ready: threading.Event) -> None:
         try:
-            _setns(f"/run/netns/{ns}")
-            box["value"] = fn()
-        except BaseException as exc:  # handed to the caller below
-            box["error"] = exc
+            _setns(f"/run/netns/{self.ns}")
+        except BaseException as exc:
+            self.entered = exc
+            ready.set()
+            return
+        ready.set()
+        while (item := self.calls.get()) is not None:
+            fn, box, done = item
+            try:
+                box["value"] = fn()
+            except BaseException as exc:  # handed to the caller in run_in
+                box["error"] = exc
+            done.set()
 
-    t = threading.Thread(target=body, name=f"netns-{ns}")
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box["value"]  # type: ignore[return-value]
+    def call(self, fn: Callable[[], T]) -> T:
+        if threading.current_thread() is self.thread:  # a call from inside: already there
+            return fn()
+        box: dict[str, object] = {}
+        done = threading.Event()
+        self.calls.put((fn, box, done))
+        done.wait()
+        if "error" in box:
+            raise box["error"]  # type: ignore[misc]
+        return box["value"]  # type: ignore[return-value]
+
+    def stop(self) -> None:
+        self.calls.put(None)
+        self.thread.join()
+
+
+_threads: dict[str, _NsThread] = {}
+_threads_lock = threading.Lock()
+
+
+def run_in(ns: str, fn: Callable[[], T]) -> T:
+    """Call fn in this process's thread inside network namespace ns (started on first use,
+    ended by end_threads); return or raise its result."""
+    with _threads_lock:
+        t = _threads.get(ns)
+        if t is None or not t.thread.is_alive():
+            t = _threads[ns] = _NsThread(ns)
+    if t.entered is not None:
+        with _threads_lock:
+            _threads.pop(ns, None)
+        raise t.entered
+    return t.call(fn)
+
+
+def end_threads(ns: str) -> None:
+    """End the thread of namespace ns (after whatever it started has stopped)."""
+    with _threads_lock:
+        t = _threads.pop(ns, None)
+    if t is not None:
+        t.stop()
 
 
 @dataclass
@@ -96,6 +154,9 @@ class Topology:
         return [f"10.{self.net}.{i + 1}.1" for i in range(self.links)]
 
     def create(self) -> Topology:
+        if os.geteuid() == 0:
+            for ns in (self.server_ns, self.client_ns):
+                reaping.track("netns", ns)  # a killed runner's namespaces go with it
         try:
             for ns in (self.server_ns, self.client_ns):
                 _ip("ip", "netns", "add", ns)
@@ -142,9 +203,12 @@ class Topology:
         return res.stdout
 
     def remove(self) -> None:
-        """Delete both namespaces (their veth ends go with them)."""
+        """Delete both namespaces (their veth ends go with them) and their threads."""
         for ns in (self.server_ns, self.client_ns):
+            end_threads(ns)
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30, check=False)
+            if os.geteuid() == 0 and not os.path.exists(f"/run/netns/{ns}"):
+                reaping.untrack("netns", ns)
 
     def __enter__(self) -> Topology:
         return self.create()

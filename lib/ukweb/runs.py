@@ -22,6 +22,7 @@ import datetime as dt
 import json
 import logging
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -35,6 +36,7 @@ from tqdm import tqdm
 from ukweb import cpuemul, diskmodel, fileset, manifest, paths
 from ukweb.cpuemul import CpuEmulationError
 from ukweb.diskmodel import DiskModelError
+from ukweb.leftovers import LeftoversError
 from ukweb.netns import NetnsError, Topology
 from ukweb.paths import RAW
 from ukweb.point import (
@@ -262,14 +264,41 @@ def _open_manifest(run: Path, params: SweepParams, testbed: Testbed,
             changed = sorted(k for k in mine if k != "run_id" and mine.get(k) != theirs.get(k))
             raise SweepError(f"{run} was started with other parameters ({', '.join(changed)}); "
                              "use a new run id")
+        _check_same_setup(run, man, testbed, calibration)
+        for earlier in man["runs"]:  # a runner that never closed its entry was killed
+            if earlier.get("status") == "running":
+                earlier["status"] = "killed"
         man["deviations"] = _merge(man["deviations"], testbed.deviation_list())
     else:
         man = manifest.build(mine, deviations=testbed.deviation_list(),
                              calibration=calibration, testbed=testbed.describe())
     man["runs"].append({"start": manifest.now(), "end": None, "status": "running",
-                        "git": manifest.git_state()})
+                        "git": manifest.git_state(), "cpus": _cpus(testbed.describe()),
+                        "reaped": testbed.reaped})
     manifest.write(path, man)
     return man
+
+
+def _cpus(tb: dict) -> dict:
+    return {k: tb.get(k) for k in ("server_cpus", "client_cpus", "cpu_method", "cpu_share")}
+
+
+def _check_same_setup(run: Path, man: dict, testbed: Testbed, calibration: dict | None) -> None:
+    """A resume measures what the run measured: the same commit, calibration and CPUs, or it is
+    refused naming both (issue 17: a resume on other CPUs mixed two setups in one run)."""
+    then, now = (man.get("git") or {}).get("commit"), manifest.git_state()["commit"]
+    if then != now:
+        raise SweepError(f"{run} was measured by commit {then} and this is commit {now}: "
+                         "check out the run's commit to resume, or use a new run id")
+    if man.get("calibration") != json.loads(json.dumps(calibration, default=str)):
+        def cal(c: dict | None) -> str:
+            return "none" if not c else f"{c.get('path')} (cpu_share {c.get('cpu_share')})"
+        raise SweepError(f"{run} was measured with calibration {cal(man.get('calibration'))} and "
+                         f"this run has {cal(calibration)}: restore it to resume, or use a new run id")
+    was, is_ = _cpus(man.get("testbed") or {}), _cpus(testbed.describe())
+    if was != is_:
+        raise SweepError(f"{run} was measured on {was} and this testbed is {is_}: free the "
+                         "configured CPUs to resume (ukweb check), or use a new run id")
 
 
 def _merge(old: list[dict], new: list[dict]) -> list[dict]:
@@ -427,7 +456,9 @@ def _run_point(run: Path, point: Point, runner: PointRunner,
         done = runner.run(run, point, cfg)
         return "DONE", done.get("ops_per_s")
     except DiskFull as exc:
-        raise SweepError(str(exc)) from exc
+        stop = SweepError(f"{exc}; free space under {run}, then resume")
+        stop.resume_run = run  # type: ignore[attr-defined]  # cli prints the exact command
+        raise stop from exc
     except TestbedDied as exc:
         mark_failed(d, point, exc)
         raise SweepError(f"{point.label()}: {exc}; rerun with the same run id to resume") from exc
@@ -492,7 +523,12 @@ def cli(argv: list[str]) -> int:
     except ParamsError as exc:
         print(f"ukweb run: {exc}", file=sys.stderr)
         return 2
-    except (SweepError, fileset.FilesetError, CpuEmulationError) as exc:
+    except SweepError as exc:
+        run = getattr(exc, "resume_run", None)
+        print(f"ukweb run: {exc}" + (f": {_resume_command(args, run)}" if run else ""),
+              file=sys.stderr)
+        return 1
+    except (fileset.FilesetError, CpuEmulationError, LeftoversError) as exc:
         print(f"ukweb run: {exc}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, Interrupted) as exc:
@@ -505,6 +541,16 @@ def cli(argv: list[str]) -> int:
     for label in state["failed"]:
         print(f"failed: {label}", file=sys.stderr)
     return 1 if state["failed"] or state["missing"] else 0
+
+
+def _resume_command(args: argparse.Namespace, run: Path) -> str:
+    """The exact command that resumes the stopped run."""
+    cmd = ["ukweb", "run", "-f", str(args.params), "--run-id", run.name]
+    if args.root != RAW:
+        cmd += ["--root", str(args.root)]
+    for pair in args.set:
+        cmd += ["--set", pair]
+    return " ".join(shlex.quote(c) for c in cmd)
 
 
 def _raw(path: Path) -> dict:

@@ -25,15 +25,51 @@ log = logging.getLogger(__name__)
 RECORDS = paths.RUNTIME
 
 
-def _undo(record: Path) -> None:
-    """Give every process in a record its CPU affinity back; remove the record."""
+def _ticks(pid: int) -> int | None:
+    from ukweb.leftovers import start_ticks
+    return start_ticks(pid)
+
+
+def _undo(record: Path, stale: bool = False) -> None:
+    """Give every process in a record its CPU affinity back; remove the record.
+
+    Records are {"server": [...], "moved": {pid: {"cpus": [...], "ticks": start}}} (or, from
+    before, {pid: cpus}). A pid that now names another process (other start time) is left
+    alone. For a dead runner's record (stale), also the processes started since from a moved one
+    (a shell's new commands: they inherited the reduced affinity), while they still have it:
+    [I] a resume started from such a shell otherwise saw only the client CPU and ran the server
+    there (issue 17)."""
     try:
-        moved = json.loads(record.read_text())
+        data = json.loads(record.read_text())
     except (OSError, ValueError):
+        record.unlink(missing_ok=True)
         return
-    for pid, cpus in moved.items():
+    moved = data.get("moved") if "moved" in data else {p: {"cpus": c, "ticks": None}
+                                                         for p, c in data.items()}
+    server = set(data.get("server", []))
+    back: dict[int, tuple[set[int], set[int]]] = {}  # pid -> (reduced, original)
+    for pid, entry in moved.items():
+        pid = int(pid)
+        if entry.get("ticks") is not None and _ticks(pid) != entry["ticks"]:
+            continue
         with contextlib.suppress(psutil.Error, OSError, ValueError):
-            psutil.Process(int(pid)).cpu_affinity(cpus)
+            psutil.Process(pid).cpu_affinity(entry["cpus"])
+            back[pid] = (set(entry["cpus"]) - server, set(entry["cpus"]))
+    if stale and server and back:
+        from ukweb.leftovers import live_runner_pids
+        spare = live_runner_pids() - {os.getpid()}  # live runs pin their own children
+        for proc in psutil.process_iter(["pid"]):
+            with contextlib.suppress(psutil.Error, OSError, ValueError):
+                parents = proc.parents()
+                if proc.pid in back or spare & {proc.pid, *(p.pid for p in parents)}:
+                    continue
+                mine = set(proc.cpu_affinity())
+                for parent in parents:
+                    if parent.pid in back:
+                        reduced, original = back[parent.pid]
+                        if mine == reduced:
+                            proc.cpu_affinity(sorted(original))
+                        break
     record.unlink(missing_ok=True)
 
 
@@ -42,8 +78,8 @@ def undo_stale() -> list[int]:
     stale = []
     for record in RECORDS.glob("shield-*.json"):
         pid = record.stem.removeprefix("shield-")
-        if pid.isdigit() and not psutil.pid_exists(int(pid)):
-            _undo(record)
+        if pid.isdigit() and _ticks(int(pid)) is None:
+            _undo(record, stale=True)
             stale.append(int(pid))
     return stale
 
@@ -57,24 +93,31 @@ def shielded(server_cpus: list[int], all_cpus: list[int]) -> Iterator[dict | Non
     if not set(all_cpus) - server:
         yield None
         return
-    moved: dict[int, set[int]] = {}
-    refused = 0
+    todo: dict[int, set[int]] = {}
     for proc in psutil.process_iter(["pid"]):
         if proc.pid == os.getpid():
             continue
-        try:
+        with contextlib.suppress(psutil.Error, OSError, ValueError):
             old = set(proc.cpu_affinity())
             if old & server and old - server:
-                proc.cpu_affinity(sorted(old - server))
-                moved[proc.pid] = old
-        except (psutil.Error, OSError, ValueError):
-            refused += 1  # kernel threads, processes confined to a cpuset, races
-    log.info("shield: %d processes moved off CPUs %s (%d could not move)", len(moved),
-             sorted(server), refused)
+                todo[proc.pid] = old
+    # Written before anything moves, so a runner killed halfway is undone in full.
     RECORDS.mkdir(parents=True, exist_ok=True)
     record = RECORDS / f"shield-{os.getpid()}.json"
-    record.write_text(json.dumps({str(p): sorted(c) for p, c in moved.items()}))
+    tmp = record.with_name(record.name + ".tmp")
+    tmp.write_text(json.dumps({"server": sorted(server), "moved": {
+        str(p): {"cpus": sorted(c), "ticks": _ticks(p)} for p, c in todo.items()}}))
+    os.replace(tmp, record)
+    moved, refused = 0, 0
+    for pid, old in todo.items():
+        try:
+            psutil.Process(pid).cpu_affinity(sorted(old - server))
+            moved += 1
+        except (psutil.Error, OSError, ValueError):
+            refused += 1  # kernel threads, processes confined to a cpuset, races
+    log.info("shield: %d processes moved off CPUs %s (%d could not move)", moved,
+             sorted(server), refused)
     try:
-        yield {"moved": len(moved), "not_movable": refused}
+        yield {"moved": moved, "not_movable": refused}
     finally:
         _undo(record)

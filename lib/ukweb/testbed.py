@@ -26,9 +26,9 @@ from pathlib import Path
 
 import psutil
 
-from ukweb import cgroups, cpuemul, manifest, paths, shield
+from ukweb import cgroups, cpuemul, leftovers, manifest, paths, shield
 from ukweb.cgroups import Cgroup, CgroupError, DiskLimit
-from ukweb.cpuemul import CpuEmulationError, CpuThief
+from ukweb.cpuemul import CpuThief
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,9 @@ def delay_accounting() -> Iterator[bool]:
     original = HOLDERS_DIR / "delayacct.original"
     try:
         with _holders() as pids:
-            if not pids:
+            # [I] An original left by a runner killed while holding is the machine's, not the
+            # 1 it left behind (issue 17: the next runner recorded 1 and never turned it off).
+            if not pids and not original.is_file():
                 original.write_text(TASK_DELAYACCT.read_text())
             TASK_DELAYACCT.write_text("1\n")
             pids.append(os.getpid())
@@ -172,6 +174,19 @@ def delay_accounting() -> Iterator[bool]:
             if not pids and original.is_file():
                 TASK_DELAYACCT.write_text(original.read_text())
                 original.unlink()
+
+
+def restore_stale_delayacct() -> str | None:
+    """When every holder is dead (killed) and left its original value, restore it; the value."""
+    original = HOLDERS_DIR / "delayacct.original"
+    with _holders() as pids:
+        if pids or not original.is_file():
+            return None
+        value = original.read_text()
+        with contextlib.suppress(OSError):
+            TASK_DELAYACCT.write_text(value)
+        original.unlink()
+        return value.strip()
 
 
 @dataclass
@@ -195,7 +210,7 @@ class Testbed:
     disk_path: Path | None = None        # a path on that disk (the file set)
     prefix: str = "ukweb"
     shield: bool = False                 # move every other process off the server's CPUs
-    caps: Capabilities = field(default_factory=probe)
+    caps: Capabilities | None = None     # None: probed after a dead runner's leftovers go
     deviations: dict[str, str] = field(default_factory=dict, init=False)
     delayacct: bool = field(default=False, init=False)
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, init=False)
@@ -207,6 +222,8 @@ class Testbed:
     thief_report: dict | None = field(default=None, init=False)  # what it said when stopped
     disk_model: dict | None = field(default=None, init=False)  # the mounted disk model, described
     shielded: dict | None = field(default=None, init=False)  # what the shield moved
+    reaped: list[str] = field(default_factory=list, init=False)  # a dead runner's leftovers removed
+    _watcher: object | None = field(default=None, init=False)
 
     def deviate(self, step: str, reason: str) -> None:
         """Record, once per step, that the paper's method could not be followed here."""
@@ -215,6 +232,13 @@ class Testbed:
             self.deviations[step] = reason
 
     def __post_init__(self) -> None:
+        # First undo what a killed runner left (its thief, mounts, cgroups, namespaces, the
+        # shield's affinities, the sysctl), then look at the machine: [I] a resume started from
+        # a shell the dead shield had moved saw only the client CPU (issue 17).
+        if os.geteuid() == 0:
+            self.reaped = leftovers.reap()  # LeftoversError: refuse to measure this machine
+        if self.caps is None:
+            self.caps = probe()
         self.server_cpu_list = self._usable_cpus("server_cpus", self.server_cpus)
         self.client_cpu_list = self._usable_cpus("client_cpus", self.client_cpus)
         if set(self.server_cpu_list) & set(self.client_cpu_list):
@@ -230,6 +254,19 @@ class Testbed:
         return usable or list(self.caps.cpus)
 
     def __enter__(self) -> Testbed:
+        try:
+            return self._enter()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+
+    def _enter(self) -> Testbed:
+        if os.geteuid() == 0:
+            self.reaped += leftovers.reap()  # again: another runner may have died since
+            self._watcher = leftovers.start_watcher()
+            self._stack.callback(leftovers.stop_watcher, self._watcher)  # last, on the way out
+            leftovers.hold()
+            self._stack.callback(leftovers.release)
         if "cgroup" not in self.caps.problems():
             for name in cgroups.remove_stale(self.prefix):
                 log.warning("removed cgroup %s left by a runner that was killed", name)
@@ -245,14 +282,17 @@ class Testbed:
         if not self.drop_caches:
             self.deviate("drop_caches", "drop_caches: false in the parameters")
         self.disk = self._disk_limit()
-        if self.shield:
-            self._shield()
         busy = psutil.cpu_percent(interval=QUIET_SAMPLE_S)
         if busy > QUIET_BUSY_PCT:
             self.deviate("quiet_machine", f"the CPUs were {busy:.0f} % busy in the {QUIET_SAMPLE_S:g} s "
                          "before the sweep: other processes share the machine (the paper stopped "
                          "all non-essential services)")
+        # [I] The thief before the shield: its CPU lock is what keeps a second sweep off this
+        # machine, and a second sweep that shielded first moved every process (a resume being
+        # started among them) off the CPU for the moment before its thief was refused.
         self._start_thief()
+        if self.shield:
+            self._shield()
         # The load generator gets a cgroup too (no limits): when the sweep stops, removing it
         # kills whatever loadgen left behind, so no client process survives the runner.
         self.client_cg = self._new_cgroup("clients", None, None, self.client_cpu_list)
@@ -261,7 +301,8 @@ class Testbed:
     def __exit__(self, *exc: object) -> None:
         for cg in list(self._cgroups):
             self._remove(cg)
-        self._stack.close()
+        self._stack.close()  # the watcher goes last: it would finish this if we died in it
+        self._watcher = None
 
     def _shield(self) -> None:
         """Keep the rest of the machine off the server's CPUs while the testbed runs
@@ -277,11 +318,7 @@ class Testbed:
             self.deviate("cpu_thief", f"the CPU thief emulates a uniprocessor; server CPUs "
                          f"{self.server_cpu_list}: slowing only CPU {self.server_cpu_list[0]}")
         thief = CpuThief(self.server_cpu_list[0], self.thief_share)
-        try:
-            thief.start()
-        except CpuEmulationError:
-            self._stack.close()
-            raise
+        thief.start()
         self.thief = thief
         self._stack.callback(self._stop_thief)
 
@@ -364,6 +401,8 @@ class Testbed:
                 cg.remove()
             return None
         self._cgroups.append(cg)
+        if os.geteuid() == 0:
+            leftovers.track("cgroups", name)
         return cg
 
     def _remove(self, cg: Cgroup) -> None:
@@ -371,6 +410,9 @@ class Testbed:
             cg.remove()
         except CgroupError as exc:
             log.error("%s", exc)
+        else:
+            if os.geteuid() == 0:
+                leftovers.untrack("cgroups", cg.name)
         if cg in self._cgroups:
             self._cgroups.remove(cg)
 
@@ -385,20 +427,26 @@ class Testbed:
                 self._remove(cg)
 
     def server_preexec(self, cg: Cgroup | None) -> Callable[[], None]:
-        """Runs in the server's child before exec: join the cgroup, pin to the server CPUs."""
+        """Runs in the server's child before exec: die with the runner (leftovers), join the
+        cgroup, pin to the server CPUs."""
         cpus = self.server_cpu_list
+        die = leftovers.die_with_parent()
 
         def preexec() -> None:
+            die()
             if cg is not None:
                 cg.join()
             pin(cpus)
         return preexec
 
     def client_preexec(self) -> Callable[[], None]:
-        """Runs in the load generator's child before exec: join the clients' cgroup, pin."""
+        """Runs in the load generator's child before exec: die with the runner, join the
+        clients' cgroup, pin."""
         cpus, cg = self.client_cpu_list, self.client_cg
+        die = leftovers.die_with_parent()
 
         def preexec() -> None:
+            die()
             if cg is not None:
                 cg.join()
             pin(cpus)
