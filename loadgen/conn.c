@@ -16,9 +16,19 @@
 #define SCRATCH_SIZE (64 * 1024)
 #define CONNECT_BACKOFF_US 10000 /* [I] pause after a failed connect, so a dead server is not a spin */
 
-static int is_measure(const struct worker *w, const struct conn *c)
+/* A request counts in the window it *completes* in, whatever phase it started in (design.md,
+ * Metrics): [t0, warm_end) is the warm-up, [warm_end, run_end) the measured window. Nothing
+ * completes at or after run_end: a reply or fault seen then leaves the request busy, and the
+ * worker logs it as in flight at the close (conn_log_inflight). The log's `phase` column keeps
+ * the phase a request started in. */
+static int started_in_measure(const struct worker *w, const struct conn *c)
 {
     return c->t_start >= w->warm_end;
+}
+
+static int window_closed(const struct worker *w, uint64_t now)
+{
+    return now >= w->run_end;
 }
 
 /* Keep-alive per §5.1 [I]: a new connection is keep-alive with probability q and then carries a
@@ -87,40 +97,68 @@ void conn_close(struct worker *w, struct conn *c)
     c->on_conn = 0;
 }
 
-static void account(struct worker *w, struct conn *c, int status, enum err_kind err, uint64_t end)
+static void log_request(struct worker *w, struct conn *c, int status, enum err_kind err, uint64_t end)
 {
-    int measure = is_measure(w, c), ok = err == E_NONE;
-    uint64_t bytes = c->resp.bytes;
     struct log_row row = {
-        .t_start_us = c->t_start - w->t0, .t_end_us = end - w->t0, .bytes = bytes,
+        .t_start_us = c->t_start - w->t0, .t_end_us = end - w->t0, .bytes = c->resp.bytes,
         .conn = c->idx, .type = c->cur.type, .cls = c->cur.cls, .dir = c->cur.dir,
-        .file = c->cur.file, .status = status, .ok = ok, .error = err, .measure = measure,
+        .file = c->cur.file, .status = status, .ok = err == E_NONE, .error = err,
+        .measure = started_in_measure(w, c),
     };
     if (w->cfg->url[0])
         row.cls = row.dir = row.file = -1;
     log_row(&w->log, &row);
+    c->busy = 0;
     w->st.all_requests++;
-    if (!measure)
+}
+
+static void add_request(struct counts *k, int ok, uint64_t bytes, uint64_t lat_us)
+{
+    k->requests++;
+    k->ok += ok;
+    k->errors += !ok;
+    k->bytes += bytes;
+    k->lat_us += lat_us;
+}
+
+/* Log a request completed at `end` (< run_end) and count it in the window `end` lies in. */
+static void account(struct worker *w, struct conn *c, int status, enum err_kind err, uint64_t end)
+{
+    int ok = err == E_NONE;
+    uint64_t bytes = c->resp.bytes;
+    log_request(w, c, status, err, end);
+    if (end < w->warm_end) {
+        add_request(&w->st.warmup, ok, bytes, end - c->t_start);
         return;
-    struct counts *sets[3] = {&w->st.total, &w->st.by_type[c->cur.type], &w->st.by_class[c->cur.cls]};
-    for (int i = 0; i < (w->cfg->url[0] ? 2 : 3); i++) {
-        sets[i]->requests++;
-        sets[i]->ok += ok;
-        sets[i]->errors += !ok;
-        sets[i]->bytes += bytes;
-        sets[i]->lat_us += end - c->t_start;
     }
+    w->st.started_in_warmup += !started_in_measure(w, c);
+    struct counts *sets[3] = {&w->st.total, &w->st.by_type[c->cur.type], &w->st.by_class[c->cur.cls]};
+    for (int i = 0; i < (w->cfg->url[0] ? 2 : 3); i++)
+        add_request(sets[i], ok, bytes, end - c->t_start);
     if (!ok)
         w->st.errors_by_kind[err]++;
 }
+
+/* A request still busy when the measured window closed at `close`: logged with error inflight,
+ * ok 0, t_end_us = the close, the status and bytes received so far; counted in no window. */
+void conn_log_inflight(struct worker *w, struct conn *c, uint64_t close)
+{
+    if (!c->busy)
+        return;
+    log_request(w, c, c->resp.status, E_INFLIGHT, close);
+    w->st.inflight++;
+}
+
 
 /* A failed request: log it, drop the connection, and go on with the next deck entry. */
 static void conn_fail(struct worker *w, struct conn *c, enum err_kind err)
 {
     uint64_t now = now_us();
+    if (window_closed(w, now))
+        return; /* in flight at the close */
     account(w, c, c->resp.status, err, now);
     conn_close(w, c);
-    if (is_measure(w, c)) {
+    if (now >= w->warm_end) {
         c->m_ops++;
         c->m_op_us += now - c->t_start;
     }
@@ -184,13 +222,19 @@ static void conn_open(struct worker *w, struct conn *c)
 void conn_begin(struct worker *w, struct conn *c)
 {
     const struct config *cfg = w->cfg;
+    uint64_t now = now_us();
+    if (window_closed(w, now)) {
+        c->state = S_HOLD; /* the run is over: start nothing the log would call in flight */
+        return;
+    }
     c->cur = cfg->url[0] ? (struct deck_entry){0, 0, T_STATIC, 0} : deck_next(&w->deck);
     if (c->cur.type == T_CAD_GET || c->cur.type == T_POST) {
         /* [I] a fresh user per request, uniform over the users the Reset created. */
         int users = cfg->have_reset ? cfg->maxload : cfg->connections;
         c->user_id = 10000 + (int)(spec_nrandom(&w->rng) % (users > 0 ? users : 1));
     }
-    c->t_start = now_us();
+    c->t_start = now;
+    c->busy = 1;
     c->retried = 0;
     http_resp_reset(&c->resp);
     if (c->fd < 0)
@@ -208,6 +252,8 @@ void conn_begin(struct worker *w, struct conn *c)
 static void conn_done(struct worker *w, struct conn *c, size_t leftover)
 {
     uint64_t now = now_us();
+    if (window_closed(w, now))
+        return; /* completed after the close: logged as in flight */
     int ad_id = -1;
     struct request_info q = {.e = c->cur, .user_id = c->user_id, .last_ad = c->last_ad,
                              .query = c->query, .url_mode = w->cfg->url[0] != 0};
@@ -224,7 +270,7 @@ static void conn_done(struct worker *w, struct conn *c, size_t leftover)
     uint64_t rated = w->cfg->line_speed > 0
                          ? (uint64_t)((double)c->resp.bytes * 8e6 / w->cfg->line_speed) : 0;
     uint64_t hold_until = c->t_start + rated;
-    if (is_measure(w, c)) {
+    if (now >= w->warm_end) { /* conformance reads the ops the window counts */
         c->m_ops++;
         c->m_bytes += c->resp.bytes;
         c->m_op_us += hold_until > now ? rated : now - c->t_start; /* time after compensation */

@@ -14,10 +14,11 @@
 enum req_type { T_STATIC, T_DYN_GET, T_CAD_GET, T_POST, T_CGI_GET, NTYPES };
 extern const char *const type_names[NTYPES];
 
-/* Error kinds of docs/interfaces.md; E_NONE is a valid response. */
+/* Error kinds of docs/interfaces.md; E_NONE is a valid response. E_INFLIGHT is no fault: the
+ * request had not completed when the measured window closed (logged, counted in no window). */
 enum err_kind {
     E_NONE, E_CONNECT, E_RESET, E_TIMEOUT, E_STATUS, E_MALFORMED, E_LENGTH,
-    E_TOO_LARGE, E_SIZE, E_CONTENT, E_QUERY, E_COOKIE, E_AD, NERRS
+    E_TOO_LARGE, E_SIZE, E_CONTENT, E_QUERY, E_COOKIE, E_AD, E_INFLIGHT, NERRS
 };
 extern const char *const err_names[NERRS];
 

@@ -7,7 +7,8 @@
 
 struct log_row {
     uint64_t t_start_us, t_end_us, bytes;
-    int conn, type, cls, dir, file, status, ok, error, measure;
+    int conn, type, cls, dir, file, status, ok, error;
+    int measure; /* the `phase` column: the request *started* in the measured window */
 };
 
 struct req_log {

@@ -1,5 +1,7 @@
-/* summary.json (docs/interfaces.md). Only the measurement phase counts here; the request log
- * keeps both phases. Written to a temporary name and renamed, so a reader never sees half. */
+/* summary.json (docs/interfaces.md). "measure" counts the requests that completed in the
+ * measured window, whatever phase they started in; the window's bounds are written in the log's
+ * time base, so a reader of requests.csv.gz counts the same rows from t_end_us. Written to a
+ * temporary name and renamed, so a reader never sees half. */
 #include <stdio.h>
 #include <string.h>
 
@@ -41,6 +43,9 @@ static void merge(struct worker_stats *m, struct worker *ws, int n)
             add_counts(&m->by_class[c], &s->by_class[c]);
         for (int e = 0; e < NERRS; e++)
             m->errors_by_kind[e] += s->errors_by_kind[e];
+        add_counts(&m->warmup, &s->warmup);
+        m->started_in_warmup += s->started_in_warmup;
+        m->inflight += s->inflight;
         m->connects += s->connects;
         m->keepalive_conns += s->keepalive_conns;
         m->all_requests += s->all_requests;
@@ -98,10 +103,11 @@ static void write_args(FILE *f, const struct config *cfg)
 static void write_measure(FILE *f, const struct worker_stats *m, double secs)
 {
     fprintf(f, "{\"requests\": %llu, \"ok\": %llu, \"errors\": %llu, \"bytes\": %llu, "
-            "\"ops_per_s\": %.4f, \"mbit_per_s\": %.4f,\n    \"by_type\": {",
+            "\"ops_per_s\": %.4f, \"mbit_per_s\": %.4f, \"started_in_warmup\": %llu,\n    \"by_type\": {",
             (unsigned long long)m->total.requests, (unsigned long long)m->total.ok,
             (unsigned long long)m->total.errors, (unsigned long long)m->total.bytes,
-            (double)m->total.ok / secs, (double)m->total.bytes * 8 / secs / 1e6);
+            (double)m->total.ok / secs, (double)m->total.bytes * 8 / secs / 1e6,
+            (unsigned long long)m->started_in_warmup);
     for (int t = 0; t < NTYPES; t++) {
         fprintf(f, "%s\"%s\": ", t ? ", " : "", type_names[t]);
         counts_obj(f, &m->by_type[t]);
@@ -126,13 +132,21 @@ int summary_write(const char *path, const struct config *cfg, struct worker *ws,
     FILE *f = fopen(tmp, "w");
     if (!f)
         return -1;
-    fprintf(f, "{\"loadgen_version\": 1,\n \"args\": ");
+    /* The windows in the log's time base (µs since the run started), as worker_init set them. */
+    unsigned long long warm_end = (unsigned long long)(cfg->warmup_s * 1e6);
+    unsigned long long run_end = warm_end + (unsigned long long)(cfg->duration_s * 1e6);
+    fprintf(f, "{\"loadgen_version\": 2,\n \"args\": ");
     write_args(f, cfg);
-    fprintf(f, ",\n \"connections\": %d, \"dirs\": %d, \"warmup_s\": %g, \"measure_s\": %g,\n \"measure\": ",
+    fprintf(f, ",\n \"connections\": %d, \"dirs\": %d, \"warmup_s\": %g, \"measure_s\": %g,\n",
             cfg->connections, cfg->dirs, cfg->warmup_s, secs);
+    fprintf(f, " \"count_rule\": \"completion\", \"window_us\": {\"warmup\": [0, %llu], "
+            "\"measure\": [%llu, %llu]},\n \"measure\": ", warm_end, warm_end, run_end);
     write_measure(f, &m, secs);
+    fprintf(f, ",\n \"warmup\": ");
+    counts_obj(f, &m.warmup);
+    fprintf(f, ",\n \"inflight_at_close\": %llu", (unsigned long long)m.inflight);
     fprintf(f, ",\n \"errors_by_kind\": {");
-    for (int e = 1; e < NERRS; e++)
+    for (int e = 1; e < E_INFLIGHT; e++)
         fprintf(f, "%s\"%s\": %llu", e > 1 ? ", " : "", err_names[e],
                 (unsigned long long)m.errors_by_kind[e]);
     fprintf(f, "},\n \"conforming_connections\": %d, \"conforming_pct\": %.4f,\n", conf,

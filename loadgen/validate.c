@@ -208,5 +208,5 @@ enum err_kind validate_response(const struct config *cfg, const struct ad_tables
 
 const char *const err_names[NERRS] = {
     "", "connect", "reset", "timeout", "status", "malformed", "length",
-    "too_large", "size", "content", "query", "cookie", "ad",
+    "too_large", "size", "content", "query", "cookie", "ad", "inflight",
 };

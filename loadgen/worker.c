@@ -91,9 +91,15 @@ void *worker_run(void *arg)
         for (int i = 0; i < n; i++)
             conn_event(w, ev[i].data.ptr, ev[i].events);
     }
-    /* Requests still in flight at the end are abandoned, not logged [I]: they have no reply. */
-    for (int i = 0; i < w->nconns; i++)
+    /* The measured window closes at run_end (earlier on a signal): every request still busy
+     * is logged as in flight, none dropped (design.md, Metrics). */
+    uint64_t close = now_us();
+    if (close > w->run_end)
+        close = w->run_end;
+    for (int i = 0; i < w->nconns; i++) {
+        conn_log_inflight(w, &w->conns[i], close);
         conn_close(w, &w->conns[i]);
+    }
     if (log_close(&w->log) != 0)
         snprintf(w->err, sizeof w->err, "writing %s failed", w->log_path);
     return NULL;

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from oracle_server import OracleServer
 
-from ukweb import fileset, logs, paths, workload
+from ukweb import completions, fileset, logs, paths, workload
 from ukweb import loadgen as lg
 from ukweb.specweb99 import ResetParams
 
@@ -105,6 +105,16 @@ def _run(out: Path, servers: list[str], **fields: object) -> tuple[dict, object]
     return summary, logs.read_requests(out / "requests.csv.gz")
 
 
+def _replied(df):
+    """The rows that completed (every row but those in flight when the window closed)."""
+    return df[df["error"] != "inflight"]
+
+
+def _counted(df, summary: dict):
+    """The rows the measured window counts: completed inside it (ukweb.completions)."""
+    return completions.count(df, summary).completed
+
+
 def _assert_class_mix(measured) -> None:
     counts = measured["class"].value_counts()
     for cls, share in CLASS_SHARES.items():
@@ -178,7 +188,7 @@ def test_sigterm_stops_early_and_keeps_outputs(nginx: str, tmp_path: Path) -> No
         proc.kill()
     assert proc.returncode == 1 and "interrupted" in err
     df = logs.read_requests(tmp_path)
-    assert len(df) > 0 and df["ok"].all()
+    assert len(df) > 0 and _replied(df)["ok"].all()
     assert logs.read_summary(tmp_path)["requests_all_phases"] == len(df)
 
 
@@ -210,13 +220,13 @@ def test_deck_matches_python_workload(seed: int, mix: str, dirs: int) -> None:
 def test_static_run_validates_every_request(nginx: str, tmp_path: Path) -> None:
     summary, df = _run(tmp_path, [nginx], connections=16, line_speed=0, duration_s=3, threads=2)
     assert len(df) == summary["requests_all_phases"]  # complete: both threads' logs merged
-    assert df["ok"].all(), df[~df["ok"]].head().to_string()
+    assert _replied(df)["ok"].all(), df[~df["ok"]].head().to_string()
     assert set(df["phase"]) == {"warmup", "measure"}
-    measured = df[df["phase"] == "measure"]
+    measured = _counted(df, summary)
     assert summary["measure"]["requests"] == len(measured) > 3000
     assert summary["measure"]["bytes"] == measured["bytes"].sum()
     assert (measured["t_end_us"] >= measured["t_start_us"]).all()
-    assert (measured["t_start_us"] >= 0.5e6).all()
+    assert measured["t_end_us"].between(0.5e6, 3.5e6 - 1).all()
     _assert_class_mix(measured)
     assert summary["cpu_us_per_request"] > 0
     # §5.1: q = 0.7 / (10 - 0.7 * 9) = 0.189 of connections are keep-alive with 5-15
@@ -231,7 +241,7 @@ def test_pacing_throughput_matches_line_speed(nginx: str, tmp_path: Path) -> Non
     conns, line = 40, 4_000_000  # 4 Mbit/s keeps the 921 KB files' holds under 2 s
     summary, df = _run(tmp_path, [nginx], connections=conns, line_speed=line, warmup_s=1,
                        duration_s=5)
-    measured = df[(df["phase"] == "measure") & df["ok"]]
+    measured = _counted(df, summary)
     expected = conns * line / (measured["bytes"].mean() * 8)
     assert summary["achieved_ops_per_s"] == pytest.approx(expected, rel=0.10)
     # each op is held to its rated time, so no connection runs faster than the line
@@ -241,6 +251,7 @@ def test_pacing_throughput_matches_line_speed(nginx: str, tmp_path: Path) -> Non
 def test_url_mode_repeats_one_file(nginx: str, tmp_path: Path) -> None:
     summary, df = _run(tmp_path, [nginx], connections=4, line_speed=0, keepalive_pct=1,
                        url="/file_set/dir00000/class1_0")
+    df = _replied(df)
     assert df["ok"].all() and len(df) > 100
     # one 1024-byte file; the headers differ only by "Connection: keep-alive" vs "close"
     assert df["bytes"].min() > 1024 and df["bytes"].max() - df["bytes"].min() <= 5
@@ -252,7 +263,7 @@ def test_holds_2000_connections(nginx: str, tmp_path: Path) -> None:
     conns = 2000
     summary, df = _run(tmp_path, [nginx], connections=conns, warmup_s=1.5, duration_s=3,
                        threads=2, timeout_s=10)
-    assert df["ok"].all(), df["error"].value_counts().to_string()
+    assert _replied(df)["ok"].all(), df["error"].value_counts().to_string()
     assert summary["connects"] >= conns
     assert df["conn"].nunique() == conns
     # conforming needs a measured op: a connection still holding a 921 KB file (18 s at
@@ -274,8 +285,8 @@ def test_dynamic_mix_validates_with_exact_ads(oracle: tuple[str, ResetParams],
     server, reset = oracle
     summary, df = _run(tmp_path, [server], connections=8, line_speed=0, mix="dynamic",
                        duration_s=3, reset=reset)
-    assert df["ok"].all(), df[~df["ok"]].head().to_string()
-    measured = df[df["phase"] == "measure"]
+    assert _replied(df)["ok"].all(), df[~df["ok"]].head().to_string()
+    measured = _counted(df, summary)
     assert len(measured) > 1500
     shares = workload.mix("dynamic").shares
     counts = measured["type"].value_counts()
@@ -292,10 +303,11 @@ def test_wrong_reset_parameters_are_ad_errors(oracle: tuple[str, ResetParams],
     wrong = ResetParams(reset.maxload, reset.pttime, reset.maxthread + 1, reset.exp1, reset.exp2)
     summary, df = _run(tmp_path, [server], connections=4, line_speed=0, mix="dynamic",
                        reset=wrong)
-    cad = df[df["type"] == "cad_get"]
+    cad = _replied(df)[_replied(df)["type"] == "cad_get"]
     assert len(cad) > 50 and (cad["error"] == "ad").all()
-    assert df[df["type"] != "cad_get"]["ok"].all()
-    assert summary["errors_by_kind"]["ad"] == (cad["phase"] == "measure").sum()
+    assert _replied(df)[_replied(df)["type"] != "cad_get"]["ok"].all()
+    counted = _counted(df, summary)
+    assert summary["errors_by_kind"]["ad"] == (counted["type"] == "cad_get").sum()
 
 
 # --- faults: a misbehaving server -----------------------------------------------------------
@@ -366,7 +378,7 @@ def test_fault_is_counted_under_its_kind(misbehaving: str, kind: str, tmp_path: 
     summary, df = _run(tmp_path, [misbehaving], connections=3, line_speed=0, timeout_s=0.3,
                        duration_s=1.5, warmup_s=0.2)
     assert len(df) >= 3 and not df["ok"].any()
-    assert set(df["error"]) == {kind}, df["error"].value_counts().to_string()
+    assert set(_replied(df)["error"]) == {kind}, df["error"].value_counts().to_string()
     assert summary["errors_by_kind"][kind] == summary["measure"]["errors"] > 0
     assert summary["connects"] >= len(df)  # each failure replaced its connection
 
@@ -380,16 +392,87 @@ def test_fault_ok_mode_is_valid(tmp_path: Path) -> None:
         _, df = _run(tmp_path, [f"127.0.0.1:{srv.server_address[1]}"], connections=2,
                      line_speed=0, duration_s=1, warmup_s=0)
         srv.shutdown()
-    assert len(df) > 10 and df["ok"].all()
+    assert len(df) > 10 and _replied(df)["ok"].all()
 
 
 def test_connection_refused_is_counted_and_run_completes(tmp_path: Path) -> None:
     port = _free_port()  # nothing listens there
     summary, df = _run(tmp_path, [f"127.0.0.1:{port}"], connections=2, duration_s=1,
                        warmup_s=0)
-    assert set(df["error"]) == {"connect"} and (df["status"] == 0).all()
+    assert set(_replied(df)["error"]) == {"connect"} and (df["status"] == 0).all()
     assert summary["errors_by_kind"]["connect"] > 5
     assert summary["measure"]["ok"] == 0
+
+
+# --- the measured window counts completions ------------------------------------------------
+
+class _Slow(_Misbehaving):
+    """Every reply valid, sent DELAY_S after its request arrives."""
+
+    delay_s = 0.4
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return
+            data += chunk
+        time.sleep(self.delay_s)
+        try:
+            sock.sendall(_file_reply(data.split(b" ", 2)[1].decode(), "ok"))
+        except OSError:
+            return  # loadgen closed the window and the connection
+
+
+def test_requests_count_in_the_window_they_complete_in(tmp_path: Path) -> None:
+    """A request started in the warm-up and completed in the measured window counts there; the
+    requests in flight when the window closes are logged; summary.json and the log agree.
+
+    Replies take 0.4 s on fresh connections, so each generator's requests run 0-0.4, 0.4-0.8,
+    0.8-1.2 and 1.2- s: with the window at [0.5, 1.5) s each completes one in the warm-up, two in
+    the window (the first of them started in the warm-up) and has one in flight at the close."""
+    conns = 3
+    socketserver.ThreadingTCPServer.allow_reuse_address = True
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Slow) as srv:
+        srv.daemon_threads = True
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        summary, df = _run(tmp_path, [f"127.0.0.1:{srv.server_address[1]}"], connections=conns,
+                           line_speed=0, keepalive_pct=0, warmup_s=0.5, duration_s=1,
+                           timeout_s=5)
+        srv.shutdown()
+    assert summary["loadgen_version"] == 2 and summary["count_rule"] == "completion"
+    assert summary["window_us"] == {"warmup": [0, 500_000], "measure": [500_000, 1_500_000]}
+    assert len(df) == summary["requests_all_phases"] == 4 * conns
+    flying = df[df["error"] == "inflight"]
+    counted = _counted(df, summary)
+    straddling = counted[counted["t_start_us"] < 500_000]
+    # the straddlers count in the measured window, though they started in the warm-up
+    assert len(straddling) == conns and (straddling["phase"] == "warmup").all()
+    assert straddling["ok"].all() and (straddling["t_end_us"] >= 500_000).all()
+    assert summary["measure"]["started_in_warmup"] == len(straddling)
+    # the old rule (started in the window) would have counted only half of them
+    assert len(completions.started_phase_count(df)) == conns < len(counted) == 2 * conns
+    # one request per generator in flight at the close: logged, not ok, t_end_us the close
+    assert sorted(flying["conn"]) == list(range(conns))
+    assert (flying["t_end_us"] == 1_500_000).all() and not flying["ok"].any()
+    assert flying["t_start_us"].between(1_000_000, 1_499_999).all()
+    assert (flying["phase"] == "measure").all() and (flying["bytes"] == 0).all()
+    assert summary["inflight_at_close"] == len(flying)
+    # totals agree between summary.json and the request log
+    m = summary["measure"]
+    assert m["requests"] == len(counted) and m["ok"] == counted["ok"].sum() == 2 * conns
+    assert m["errors"] == 0 and m["bytes"] == counted["bytes"].sum()
+    assert m["by_type"]["static"]["ok"] == m["ok"]
+    assert m["ops_per_s"] == pytest.approx(len(counted) / 1.0)
+    warm = df[df["t_end_us"] < 500_000]
+    assert summary["warmup"]["requests"] == summary["warmup"]["ok"] == len(warm) == conns
+    assert summary["errors_by_kind"] == dict.fromkeys(logs.ERROR_KINDS[:-1], 0)
+    # conformance (§5.3) reads the ops the window counts, the straddlers' whole op time too
+    per_conn = counted.assign(op_us=counted["t_end_us"] - counted["t_start_us"]).groupby("conn")
+    rate = per_conn["bytes"].sum() * 8e6 / per_conn["op_us"].sum()
+    assert summary["conforming_connections"] == (rate >= 320_000).sum()
 
 
 # --- the Python log readers -----------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 The raw request log (requests.csv.gz) is the source of truth for throughput; summary.json is
 only a cross-check (its ops/s is kept in the table as `summary_ops_per_s`). Metrics follow the
-design: throughput = ok replies in phase `measure` / measurement seconds; the gap of A over B
-is (A/B - 1) x 100 %; a curve's peak is its highest mean throughput.
+design: throughput = ok replies that *complete* inside the measured window / its seconds,
+whatever phase they started in (ukweb.completions: t_end_us against the window loadgen wrote in
+summary.json); the gap of A over B is (A/B - 1) x 100 %; a curve's peak is its highest mean
+throughput.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ukweb import logs, paths, steady
+from ukweb import completions, logs, paths, steady
 from ukweb.testbed import parse_cpus
 from ukweb.workload import fileset_bytes, ndirs
 
@@ -79,36 +81,33 @@ def _latencies(ok: pd.DataFrame) -> dict:
     return out
 
 
-def throughput(requests: pd.DataFrame, measure_s: float) -> dict:
-    """Replies/s, Mbit/s, errors and latency of the measurement phase of one request log."""
-    measured = requests[requests["phase"].astype(str) == "measure"]
-    ok = measured[measured["ok"].astype(int) == 1]
-    row = {"requests": len(measured), "ok": len(ok), "errors": len(measured) - len(ok),
-           "ops_per_s": len(ok) / measure_s,
-           "mbit_per_s": float(ok["bytes"].sum()) * 8 / measure_s / 1e6}
-    row.update(_latencies(ok))
-    row.update(per_second_spread(measured, ok, measure_s))
+def throughput(window: completions.Measured, measure_s: float) -> dict:
+    """Replies/s, Mbit/s, errors and latency of the requests completed in the measured window.
+
+    Latency is that of the ok replies the log has rows for (all of them, except in a loadgen-1
+    run compacted by phase, whose warm-up-started replies survive only as counts)."""
+    totals = window.totals()
+    row = {"requests": totals["requests"], "ok": totals["ok"], "errors": totals["errors"],
+           "ops_per_s": totals["ok"] / measure_s,
+           "mbit_per_s": totals["ok_bytes"] * 8 / measure_s / 1e6,
+           "started_in_warmup": totals["started_in_warmup"],
+           "counted_from_warmup_counts": totals["from_counts"],
+           "inflight_at_close": math.nan if window.inflight is None else window.inflight,
+           "inflight_logged": window.inflight is not None}
+    row.update(_latencies(window.ok))
+    row.update(per_second_spread(window.rates()))
     return row
 
 
-def per_second_rates(measured: pd.DataFrame, ok: pd.DataFrame, measure_s: float) -> np.ndarray:
-    """ok replies completed in each whole second of the measurement phase (by t_end_us).
-
-    [I] The phase starts with its first request (loadgen logs the phase a request started in),
-    so the bins count from the earliest measured t_start_us; a reply finishing in the last
-    fraction of a second goes into the last bin."""
-    bins = int(math.floor(measure_s + 1e-9))
-    if bins < 1 or measured.empty:
-        return np.zeros(0)
-    start = int(measured["t_start_us"].min())
-    index = ((ok["t_end_us"].to_numpy() - start) // 1_000_000).clip(0, bins - 1)
-    return np.bincount(index.astype(int), minlength=bins).astype(float)
+def per_second_rates(window: completions.Measured) -> np.ndarray:
+    """ok replies completed in each whole second of the measured window (by t_end_us, from the
+    window's start in summary.json)."""
+    return window.rates()
 
 
-def per_second_spread(measured: pd.DataFrame, ok: pd.DataFrame, measure_s: float) -> dict:
+def per_second_spread(rates: np.ndarray) -> dict:
     """The within-point spread of throughput: the standard deviation of the per-second rates
     and how many seconds it rests on (a point with n = 1 has no other measure of noise)."""
-    rates = per_second_rates(measured, ok, measure_s)
     sd = float(rates.std(ddof=1)) if len(rates) > 1 else math.nan
     return {"seconds_1s": len(rates), "ops_per_s_sd_1s": sd}
 
@@ -288,8 +287,8 @@ def _measured_row(point: Path, row: dict, server_cpus: int, capacity_pct: float,
     summary = logs.read_summary(point)
     measure_s = float(summary["measure_s"])
     warmup_s = float(summary.get("warmup_s", 0))
-    requests = logs.read_requests(point)
-    row.update(throughput(requests, measure_s))
+    window = completions.measured(point, summary=summary)
+    row.update(throughput(window, measure_s))
     row["measure_s"] = measure_s
     row["summary_ops_per_s"] = summary.get("measure", {}).get("ops_per_s", math.nan)
     row["conforming_connections"] = summary.get("conforming_connections", math.nan)
@@ -302,8 +301,7 @@ def _measured_row(point: Path, row: dict, server_cpus: int, capacity_pct: float,
         row.update(system_metrics(system, warmup_s, capacity_pct, server_cpus,
                                   testbed.get("cpu_method", "quota")))
     if testbed.get("steadiness"):
-        measured = requests[requests["phase"].astype(str) == "measure"]
-        rates = per_second_rates(measured, measured[measured["ok"].astype(int) == 1], measure_s)
+        rates = per_second_rates(window)
         row.update(steady.checks(rates, samples, testbed.get("memory_bytes"), warmup_s,
                                  testbed.get("settle_s", 10.0),
                                  fileset_bytes(ndirs(int(row["connections"])))))
@@ -316,7 +314,8 @@ def _measured_row(point: Path, row: dict, server_cpus: int, capacity_pct: float,
         # Older runs: busy share x server CPUs x seconds / replies.
         row["server_cpu_us_per_request"] = (row["cpu_busy"] / 100 * server_cpus * measure_s * 1e6
                                             / max(row["requests"], 1))
-    _cross_check(row)
+    if completions.inflight_logged(summary):  # loadgen 1's summary counted by start
+        _cross_check(row)
     return row
 
 
@@ -324,7 +323,7 @@ def _cross_check(row: dict) -> None:
     """Warn when loadgen's own summary disagrees with the raw log by more than 1 %."""
     ours, theirs = row["ops_per_s"], row["summary_ops_per_s"]
     if theirs and not math.isnan(theirs) and abs(ours - theirs) > 0.01 * max(theirs, 1e-9):
-        log.warning("%s: %.1f ops/s from requests.csv.gz but %.1f in summary.json",
+        log.warning("%s: %.1f ops/s from the request log but %.1f in summary.json",
                     row["path"], ours, theirs)
 
 
@@ -393,6 +392,9 @@ def points_table(run: Path) -> pd.DataFrame:
     if not rows:
         raise ValueError(f"{run} has no data points under points/")
     table = pd.DataFrame(rows).sort_values(KEYS, ignore_index=True)
+    if "inflight_logged" in table and table["inflight_logged"].eq(False).any():
+        log.warning("%s: loadgen 1 did not log the requests in flight when a measured window "
+                    "closed; throughput counts completions from t_end_us (ukweb.completions)", run)
     for bad in table[table["status"] != DONE].itertuples():
         log.warning("point %s/%s/c%d/r%d %s: %s", bad.workload, bad.server, bad.connections,
                     bad.repetition, bad.status, bad.reason)

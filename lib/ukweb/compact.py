@@ -6,11 +6,15 @@ readers (ukweb.logs.read_requests) accept both. Each point's log is converted ne
 read back and compared row for row, and only then is the CSV removed: an interrupted compaction
 loses nothing and can be rerun.
 
-`--measured-only` keeps the rows of the measurement phase, the only rows any figure or claim
-reads (ukweb.analysis filters on phase), and replaces the warm-up's rows by their per-second
-counts in warmup_per_second.csv, so how each point settled stays visible. A paper run's 10 s
-warm-ups are 62 % of its rows: this is what fits its reference copy in ~40 MB. The
-manifest records that the run was compacted, and how.
+`--measured-only` keeps the rows completed in the measured window or in flight when it closed
+(t_end_us >= the window's start, whatever phase they started in: the only rows any figure or
+claim reads, ukweb.completions), and replaces the rows completed in the warm-up by their
+per-second counts in warmup_per_second.csv (seconds of the log's time base, by completion), so
+how each point settled stays visible. A paper run's 10 s warm-ups are 62 % of its rows: this is
+what fits its reference copy in ~40 MB. The manifest records that the run was compacted, and
+how. [I] Compactions before the completion rule kept the rows *started* in the window and
+counted the rest by completion second from the log's first request; ukweb.completions reads the
+replies that straddled the warm-up's end back from those counts.
 
 The server's post log (postlog.txt, the answer to SPECweb99's Fetch command, which no analysis
 reads) is gzipped: a paper run's 296 post logs are 85 MB of text, ~9 MB as gzip.
@@ -29,7 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ukweb import logs, manifest
+from ukweb import completions, logs, manifest
 from ukweb.analysis import point_dirs, require_run
 
 # [I] Measured on a quick run's point (24,630 rows, 397 KB of CSV.gz): 241 KB with delta
@@ -39,7 +43,8 @@ from ukweb.analysis import point_dirs, require_run
 PARQUET = {"compression": "zstd", "compression_level": 9,
            "use_dictionary": ["type", "error", "phase", "status", "class", "file", "ok", "bytes"],
            "column_encoding": {"t_start_us": "DELTA_BINARY_PACKED", "t_end_us": "DELTA_BINARY_PACKED"}}
-WARMUP_FILE = "warmup_per_second.csv"
+WARMUP_FILE = completions.WARMUP_FILE
+KEPT = "t_end_us >= measured window start"  # the manifest's record of what --measured-only kept
 POSTLOG = "postlog.txt"
 
 
@@ -60,13 +65,14 @@ def gzip_postlog(point: Path) -> tuple[int, int]:
     return len(data), out.stat().st_size
 
 
-def warmup_per_second(requests: pd.DataFrame) -> pd.DataFrame:
-    """Requests started, ok replies and their bytes in each second of the warm-up, by the
-    second a request ended in (from the log's first request, as the measured bins)."""
-    warm = requests[requests["phase"].astype(str) == "warmup"]
+def warmup_per_second(requests: pd.DataFrame, start_us: int) -> pd.DataFrame:
+    """Requests, ok replies and their bytes completed in each second of the warm-up (the rows
+    with t_end_us < start_us, the measured window's start), by the second of the log's time
+    base a request ended in."""
+    warm = requests[requests["t_end_us"] < start_us]
     if warm.empty:
         return pd.DataFrame(columns=["second", "requests", "ok", "ok_bytes"])
-    second = (warm["t_end_us"] - int(requests["t_start_us"].min())) // 1_000_000
+    second = warm["t_end_us"] // 1_000_000
     grouped = warm.assign(second=second, ok_bytes=warm["bytes"].where(warm["ok"], 0)).groupby("second")
     return pd.DataFrame({"requests": grouped.size(), "ok": grouped["ok"].sum(),
                          "ok_bytes": grouped["ok_bytes"].sum()}).reset_index()
@@ -79,9 +85,12 @@ def compact_point(point: Path, measured_only: bool = False) -> tuple[int, int] |
         return None
     typed = logs.read_requests(src)  # checks the columns and every categorical value
     kept = typed
-    if measured_only:
-        (point / WARMUP_FILE).write_text(warmup_per_second(typed).to_csv(index=False))
-        kept = typed[typed["phase"].astype(str) == "measure"].reset_index(drop=True)
+    if measured_only and (point / "summary.json").is_file():
+        # Without a summary (a point that failed before loadgen wrote one) the window is
+        # unknown: every row is kept.
+        start, _ = completions.window_us(logs.read_summary(point))
+        (point / WARMUP_FILE).write_text(warmup_per_second(typed, start).to_csv(index=False))
+        kept = typed[typed["t_end_us"] >= start].reset_index(drop=True)
     out = point / "requests.parquet"
     tmp = out.with_name("requests.tmp.parquet")  # the reader goes by the suffix
     frame = kept.astype({c: "string" for c in ("type", "error", "phase")}).astype({"ok": "int8"})
@@ -104,7 +113,7 @@ def _record(run: Path, measured_only: bool, done: dict) -> None:
     man = manifest.read(path)
     man.setdefault("compacted", []).append({
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "measured_only": measured_only, **done})
+        "measured_only": measured_only, **({"kept": KEPT} if measured_only else {}), **done})
     manifest.write(path, man)
 
 
@@ -129,7 +138,8 @@ def cli(argv: list[str]) -> int:
                                      description="convert a run's request logs to Parquet (zstd)")
     parser.add_argument("run", type=Path, help="a run directory (with points/)")
     parser.add_argument("--measured-only", action="store_true",
-                        help="keep the measurement phase's rows; the warm-up as per-second counts")
+                        help="keep the rows completed in the measured window or in flight at its "
+                             "close; the warm-up's completions as per-second counts")
     args = parser.parse_args(argv)
     try:
         require_run(args.run)

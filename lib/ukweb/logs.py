@@ -12,9 +12,11 @@ from ukweb.workload import REQUEST_TYPES
 
 REQUEST_COLUMNS = ("t_start_us", "t_end_us", "conn", "type", "class", "dir", "file", "status",
                    "bytes", "ok", "error", "phase")
+# `inflight` (loadgen 2 on) is no fault: the request had not completed when the measured window
+# closed; it counts in no window (ukweb.completions).
 ERROR_KINDS = ("connect", "reset", "timeout", "status", "malformed", "length", "too_large",
-               "size", "content", "query", "cookie", "ad")
-PHASES = ("warmup", "measure")
+               "size", "content", "query", "cookie", "ad", "inflight")
+PHASES = ("warmup", "measure")  # the phase a request *started* in; windows count completions
 
 _DTYPES = {"t_start_us": "int64", "t_end_us": "int64", "conn": "int32", "class": "int8",
            "dir": "int32", "file": "int8", "status": "int16", "bytes": "int64", "ok": "int8",
