@@ -4,9 +4,10 @@
  * Each input is handled as userver's loop and ktux's dynamic path handle a receive buffer:
  * parse at its front, answer, move to the next pipelined request; stop at INCOMPLETE, after a
  * parse error, or after a response that closes the connection.  Every request is answered
- * twice, as userver does (site_respond: the module reads the file with pread) and as ktux does
+ * twice, as userver does (reply_build: the module's file sent by sendfile, between the
+ * wrapper's head and tail, or read when ads are substituted) and as ktux does
  * (site_respond_begin, the lexical check, openat2 RESOLVE_BENEATH, read, site_respond_finish);
- * the two answers must agree.  Any broken rule aborts, which libFuzzer reports with the input.
+ * the two answers must agree byte for byte on the wire.  Any broken rule aborts, which libFuzzer reports with the input.
  *
  * The rules are the servers' promises to a client (docs/interfaces.md), not the code restated:
  *   - INCOMPLETE only while the request can still fit (a server waits for more bytes only then);
@@ -35,6 +36,7 @@
 #include "../common/http.h"
 #include "../common/site.h"
 #include "../common/stats.h"
+#include "../userver/reply.h"
 
 #define REQUIRE(cond)                                                                   \
 	do {                                                                            \
@@ -193,7 +195,8 @@ static void check_response(const struct response *r, int parse_error)
 	REQUIRE(memcmp(r->head + r->head_len - 4, "\r\n\r\n", 4) == 0);
 	int n = snprintf(line, sizeof(line), " %d ", r->status);
 	REQUIRE(memcmp(r->head, "HTTP/1.", 7) == 0 && memcmp(r->head + 8, line, (size_t)n) == 0);
-	size_t body = r->kind == BODY_BUF ? r->body.len : r->kind == BODY_FILE ? r->file_len : 0;
+	size_t body = r->kind == BODY_BUF ? r->body.len
+		      : r->kind == BODY_FILE ? r->body.len + r->file_len : 0;
 	REQUIRE(head_length(r) == (long)body);
 	if (parse_error)
 		REQUIRE(r->status >= 400 && r->status < 500 && !r->keep_alive);
@@ -208,6 +211,7 @@ static void check_response(const struct response *r, int parse_error)
 	REQUIRE(strncmp(target, docroot, docroot_len) == 0 && target[docroot_len] == '/');
 	REQUIRE(fstat(r->fd, &st) == 0 && S_ISREG(st.st_mode));
 	REQUIRE(r->file_off + (off_t)r->file_len <= st.st_size);
+	REQUIRE(r->file_at <= r->body.len); /* a wrapper around the file: the file goes inside */
 }
 
 /* ktux's way: the module plans, the file is opened beneath the docroot and read here. */
@@ -246,8 +250,35 @@ static int path_is(const struct http_request *req, const char *lit)
 	return req->path.len == strlen(lit) && memcmp(req->path.p, lit, req->path.len) == 0;
 }
 
+/* A response's body as it goes on the wire (a file body read), into out. */
+static void wire_body(const struct response *r, struct buf *out)
+{
+	if (r->kind == BODY_BUF) {
+		REQUIRE(buf_append(out, r->body.data, r->body.len) == 0);
+	} else if (r->kind == BODY_FILE) {
+		REQUIRE(r->body.len > 0); /* only a wrapped file differs in kind from a copy */
+		REQUIRE(buf_append(out, r->body.data, r->file_at) == 0);
+		REQUIRE(buf_reserve(out, r->file_len) == 0);
+		REQUIRE(pread(r->fd, out->data + out->len, r->file_len, r->file_off) ==
+			(ssize_t)r->file_len);
+		out->len += r->file_len;
+		REQUIRE(buf_append(out, r->body.data + r->file_at, r->body.len - r->file_at) == 0);
+	}
+}
+
 static int same_bytes(const struct response *a, const struct response *b)
 {
+	if (a->kind != b->kind) { /* userver's sendfile reply against ktux's copy */
+		struct buf wa = {0}, wb = {0};
+		wire_body(a, &wa);
+		wire_body(b, &wb);
+		int same = a->status == b->status && a->head_len == b->head_len &&
+			   memcmp(a->head, b->head, a->head_len) == 0 && wa.len == wb.len &&
+			   memcmp(wa.data, wb.data, wa.len) == 0;
+		buf_free(&wa);
+		buf_free(&wb);
+		return same;
+	}
 	return a->status == b->status && a->kind == b->kind && a->head_len == b->head_len &&
 	       memcmp(a->head, b->head, a->head_len) == 0 && a->file_len == b->file_len &&
 	       (a->kind != BODY_BUF ||
@@ -276,7 +307,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			response_free(&a);
 			break;
 		}
-		site_respond(&site, &req, "127.0.0.1", &a);
+		reply_build(&site, DYN_SENDFILE, &req, "127.0.0.1", &a);
 		check_response(&a, 0);
 		respond_as_ktux(&req, &b);
 		check_response(&b, 0);

@@ -1,44 +1,20 @@
-/* dynamic.c — the µserver's dynamic path (see dynamic.h).
+/* dynamic.c — the µserver's blocking dynamic writes (see dynamic.h; the reply: reply.c).
  *
  * The paper (§4.3): "the SPECweb99 modules in both the µserver and TUX use the sendfile system
  * call", and (§4.3) "some system calls responsible for writing dynamically generated content to
  * the network can also block in our implementation of dynamic content support in the
- * µserver".  The µserver 0.4.5 source of that module was not published; we model the write as
- * a blocking one: the reply is first written as the loop writes everything (non-blocking, so a
- * reply that fits the socket buffer costs nothing extra), and when the socket buffer is full
- * the socket is made blocking and the process sleeps in send/sendfile until the client has
- * taken the rest: while it sleeps it serves no one else, as a µserver process did. */
+ * µserver".  We found no copy of the µserver 0.4.5 module's source to follow, so the write is
+ * modelled from those words as a blocking one: the reply is first written as the loop writes
+ * everything (non-blocking, so a reply that fits the socket buffer costs nothing extra), and
+ * when the socket buffer is full the socket is made blocking and the process sleeps in
+ * send/sendfile until the client has taken the rest: while it sleeps it serves no one else,
+ * as a µserver process did. */
 #include "dynamic.h"
 
-#include <errno.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-void dyn_respond(struct site *s, enum dyn_send mode, const struct http_request *req,
-		 struct conn *c)
-{
-	struct sw99_pending p;
-	struct response *r = &c->resp;
-	c->dynamic = 0;
-	if (!site_respond_begin(s, req, c->addr, r, &p))
-		return; /* static, status, a command, or an error: complete */
-	c->dynamic = 1;
-	struct stat st;
-	int fd = docroot_open(&s->docroot, p.url, p.url_len, &st), e;
-	if (fd < 0) {
-		e = sw99_open_error(fd);
-	} else if (mode == DYN_SENDFILE && sw99_file_unchanged(&p)) {
-		e = sw99_finish_sendfile(&s->module, &p, r, fd, (size_t)st.st_size); /* r owns fd */
-	} else { /* a custom-ad GET substitutes ads in a copy; --dynamic-send copy: every reply */
-		long got = sw99_read_file(fd, r, &p, (size_t)st.st_size);
-		close(fd);
-		e = sw99_finish(&s->module, &p, r, got);
-	}
-	site_respond_finish(s, &p, r, e);
-}
 
 static int nonblocking(int fd, int on)
 {

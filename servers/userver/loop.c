@@ -15,6 +15,7 @@
 
 #include "conn.h"
 #include "dynamic.h"
+#include "reply.h"
 
 #define DRAIN_SECONDS 2
 #define LINGER_SECONDS 2
@@ -146,7 +147,7 @@ static int begin_response(struct loop *l, struct conn *c)
 	case HTTP_INCOMPLETE:
 		return 0;
 	case HTTP_OK:
-		dyn_respond(l->site, l->cfg->dyn_send, &req, c);
+		c->dynamic = reply_build(l->site, l->cfg->dyn_send, &req, c->addr, &c->resp);
 		c->req_len = req.total_len;
 		break;
 	case HTTP_ERROR:

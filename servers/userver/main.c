@@ -16,6 +16,7 @@
 #include "../common/site.h"
 #include "dynamic.h"
 #include "loop.h"
+#include "reply.h"
 
 struct options {
 	const char *addr, *docroot, *post_log, *state_dir, *events, *server_name;
