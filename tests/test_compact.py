@@ -85,6 +85,37 @@ def test_phase_compacted_run_counts_straddlers_from_the_warmup_counts(tmp_path: 
     assert window.rates().tolist() == [300 + 39, 300 + 2]
 
 
+def test_loadgen2_point_with_inflight_rows_reads_and_compacts(tmp_path: Path) -> None:
+    """A loadgen-2 log (window_us in its summary, rows in flight at the close) reads from CSV
+    and from Parquet alike; in-flight rows count in no window and survive --measured-only."""
+    run = make_run(tmp_path, {("static", "ktux"): {100: [300.0]}})
+    point = analysis.point_dirs(run)[0]
+    summary = json.loads((point / "summary.json").read_text())
+    summary.update({"loadgen_version": 2, "count_rule": "completion",
+                    "window_us": {"warmup": [0, 1_000_000], "measure": [1_000_000, 3_000_000]},
+                    "inflight_at_close": 2})
+    (point / "summary.json").write_text(json.dumps(summary))
+    with gzip.open(point / "requests.csv.gz", "rt") as f:
+        text = f.read()
+    with gzip.open(point / "requests.csv.gz", "wt") as f:  # a straddler and two in flight
+        f.write(text + "990000,1010000,2,static,1,0,1,200,1000,1,,warmup\n"
+                "2900000,3000000,0,static,2,0,1,200,512,0,inflight,measure\n"
+                "2950000,3000000,3,static,1,0,1,0,0,0,inflight,measure\n")
+    before = analysis.points_table(run).iloc[0]
+    assert before["ok"] == 600 + 1 and before["started_in_warmup"] == 1
+    assert before["inflight_at_close"] == 2 and before["inflight_logged"]
+    assert before["errors"] == 2  # make_run's two timeouts; in-flight rows are no errors
+    window = completions.measured(point)
+    assert window.rates().tolist() == [301, 300] and window.inflight == 2
+    rows = logs.read_requests(point)
+    compact.compact(run, measured_only=True)
+    back = logs.read_requests(point)
+    assert (back["error"] == "inflight").sum() == 2
+    assert back.equals(rows[rows["t_end_us"] >= 1_000_000].reset_index(drop=True))
+    after = analysis.points_table(run).iloc[0]
+    assert after.drop(labels=["path"]).equals(before.drop(labels=["path"]))
+
+
 def test_compact_cli_refuses_what_is_not_a_run(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-m", "ukweb.cli", "compact", str(tmp_path)],
                          capture_output=True, text=True, timeout=60)

@@ -505,6 +505,27 @@ def test_read_requests_dtypes_and_errors(tmp_path: Path) -> None:
     assert logs.read_summary(bad)["loadgen_version"] == 1
 
 
+def test_loadgen1_logs_count_by_completion_against_their_implied_window(tmp_path: Path) -> None:
+    """A loadgen-1 summary has no window_us: its window is [warmup_s, warmup_s + measure_s) by
+    construction; a row completed past the end (its last event batch) counts nowhere."""
+    with gzip.open(tmp_path / "requests.csv.gz", "wt") as f:
+        f.write("t_start_us,t_end_us,conn,type,class,dir,file,status,bytes,ok,error,phase\n"
+                "100,400000,0,static,1,0,4,200,5300,1,,warmup\n"         # warm-up
+                "400000,1200000,1,static,1,0,4,200,5300,1,,warmup\n"     # straddles: counted
+                "1100000,1300000,2,static,1,0,4,0,0,0,timeout,measure\n"  # an error, counted
+                "2500000,3000000,3,static,1,0,4,200,5300,1,,measure\n")   # at the end: not
+    summary = {"loadgen_version": 1, "warmup_s": 1, "measure_s": 2}
+    window = completions.count(logs.read_requests(tmp_path), summary)
+    assert (window.start_us, window.end_us) == (1_000_000, 3_000_000)
+    assert window.totals()["ok"] == 1 and window.totals()["requests"] == 2
+    assert window.totals()["started_in_warmup"] == 1
+    assert window.inflight is None and window.after_close == 1
+    assert window.rates().tolist() == [1, 0]
+    assert len(completions.started_phase_count(logs.read_requests(tmp_path))) == 2
+    with pytest.raises(logs.LogError, match="measure_s"):
+        completions.window_us({"loadgen_version": 1})
+
+
 def test_command_line_of_params(tmp_path: Path) -> None:
     reset = ResetParams(100, 60, 328, 5, 105)
     argv = lg.command(lg.LoadgenParams(connections=10, mix=workload.mix("mix30"), reset=reset,
