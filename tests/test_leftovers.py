@@ -101,7 +101,8 @@ def test_a_dead_shield_is_given_back_to_what_its_processes_started_since() -> No
     try:
         full = sorted(psutil.Process(shell.pid).cpu_affinity())
         rec = shield.RECORDS / "shield-999999999.json"
-        rec.write_text(json.dumps({"server": [0], "moved": {str(shell.pid): {
+        rec.write_text(json.dumps({"server": [0], "since": leftovers.start_ticks(shell.pid),
+                                   "moved": {str(shell.pid): {
             "cpus": full, "ticks": leftovers.start_ticks(shell.pid)}}}))
         psutil.Process(shell.pid).cpu_affinity([1])  # what the dead shield did
         shell.stdin.write("\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -37,7 +38,8 @@ def test_parse_cpus() -> None:
 def test_check_cli_reports_every_step(capsys) -> None:
     assert testbed.cli([]) == 0
     out = capsys.readouterr().out
-    for step in ("cgroup", "drop_caches", "delay_accounting", "netns", "io_uring", "pinning"):
+    for step in ("cgroup", "drop_caches", "delay_accounting", "netns", "io_uring", "pinning",
+                 "leftovers"):
         assert step in out
     assert testbed.cli(["--json"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -353,6 +355,39 @@ def test_shield_moves_other_processes_off_the_server_cpu_and_back(tmp_path: Path
     finally:
         other.kill()
         other.wait()
+
+
+@pytest.mark.skipif(not CAPS.root or len(CAPS.cpus) < 2, reason="needs root and 2 CPUs")
+def test_a_process_started_from_a_shielded_shell_gets_the_cpu_back_when_the_shield_ends(
+        tmp_path: Path) -> None:
+    """[I] A shell moved off the server's CPU passes the reduced affinity to what it starts
+    meanwhile; without this, a test session started during another's sweep kept one CPU."""
+    go, out = tmp_path / "go", tmp_path / "child"
+    spawn = (f"import os, subprocess, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.02)\n"
+             f"open({str(out)!r} + '.tmp', 'w').write(str(subprocess.Popen(['sleep', '60']).pid))\n"
+             f"os.rename({str(out)!r} + '.tmp', {str(out)!r})\ntime.sleep(60)\n")
+    script = tmp_path / "shell.py"
+    script.write_text(spawn)
+    # The shell is not this process's child (a runner's shell is not the runner's).
+    shell = int(subprocess.run(["sh", "-c", f"{sys.executable} {script} >/dev/null 2>&1 & echo $!"],
+                               capture_output=True, text=True, check=True).stdout)
+    child = None
+    try:
+        before = set(psutil.Process(shell).cpu_affinity())
+        with Testbed(memory_mb=None, drop_caches=False, shield=True, prefix="ukweb-test") as tb:
+            go.touch()
+            deadline = time.monotonic() + 10
+            while not out.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            child = int(out.read_text())
+            assert not set(psutil.Process(child).cpu_affinity()) & set(tb.server_cpu_list)
+        assert set(psutil.Process(shell).cpu_affinity()) == before
+        assert set(psutil.Process(child).cpu_affinity()) == before
+    finally:
+        for pid in (child, shell):
+            if pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, 9)
 
 
 def test_a_busy_machine_is_recorded_by_its_cpu_time_not_its_load_average() -> None:

@@ -30,15 +30,22 @@ def _ticks(pid: int) -> int | None:
     return start_ticks(pid)
 
 
+def _now_ticks() -> int:
+    """Clock ticks since boot, the unit of a process's start time."""
+    return int(float(Path("/proc/uptime").read_text().split()[0]) * os.sysconf("SC_CLK_TCK"))
+
+
 def _undo(record: Path, stale: bool = False) -> None:
     """Give every process in a record its CPU affinity back; remove the record.
 
-    Records are {"server": [...], "moved": {pid: {"cpus": [...], "ticks": start}}} (or, from
-    before, {pid: cpus}). A pid that now names another process (other start time) is left
-    alone. For a dead runner's record (stale), also the processes started since from a moved one
-    (a shell's new commands: they inherited the reduced affinity), while they still have it:
-    [I] a resume started from such a shell otherwise saw only the client CPU and ran the server
-    there (issue 17)."""
+    Records are {"server": [...], "since": ticks, "moved": {pid: {"cpus": [...], "ticks":
+    start}}} (or, from before, {pid: cpus}). A pid that now names another process (other start
+    time) is left alone. Also given back: processes started while the shield was in force from
+    a moved one (a shell's new commands inherit the reduced affinity), while they still have
+    it and are not a live run's. [I] A resume started from such a shell otherwise saw only the
+    client CPU and ran the server there (issue 17); a test session started during another's
+    sweep kept one CPU for good. Our own children are ours to pin, unless the record is a dead
+    runner's (stale)."""
     try:
         data = json.loads(record.read_text())
     except (OSError, ValueError):
@@ -47,6 +54,7 @@ def _undo(record: Path, stale: bool = False) -> None:
     moved = data.get("moved") if "moved" in data else {p: {"cpus": c, "ticks": None}
                                                          for p, c in data.items()}
     server = set(data.get("server", []))
+    since = data.get("since")
     back: dict[int, tuple[set[int], set[int]]] = {}  # pid -> (reduced, original)
     for pid, entry in moved.items():
         pid = int(pid)
@@ -55,13 +63,17 @@ def _undo(record: Path, stale: bool = False) -> None:
         with contextlib.suppress(psutil.Error, OSError, ValueError):
             psutil.Process(pid).cpu_affinity(entry["cpus"])
             back[pid] = (set(entry["cpus"]) - server, set(entry["cpus"]))
-    if stale and server and back:
+    if server and since is not None and back:
         from ukweb.leftovers import live_runner_pids
         spare = live_runner_pids() - {os.getpid()}  # live runs pin their own children
         for proc in psutil.process_iter(["pid"]):
             with contextlib.suppress(psutil.Error, OSError, ValueError):
                 parents = proc.parents()
-                if proc.pid in back or spare & {proc.pid, *(p.pid for p in parents)}:
+                line = {p.pid for p in parents}
+                if proc.pid in back or spare & (line | {proc.pid}) or (
+                        not stale and os.getpid() in line):
+                    continue
+                if (_ticks(proc.pid) or 0) < since:  # older: its affinity is its owner's choice
                     continue
                 mine = set(proc.cpu_affinity())
                 for parent in parents:
@@ -71,6 +83,16 @@ def _undo(record: Path, stale: bool = False) -> None:
                             proc.cpu_affinity(sorted(original))
                         break
     record.unlink(missing_ok=True)
+
+
+def live_shields() -> list[int]:
+    """Pids of other runs whose shield is in force now."""
+    out = []
+    for record in RECORDS.glob("shield-*.json"):
+        pid = record.stem.removeprefix("shield-")
+        if pid.isdigit() and int(pid) != os.getpid() and _ticks(int(pid)) is not None:
+            out.append(int(pid))
+    return sorted(out)
 
 
 def undo_stale() -> list[int]:
@@ -105,7 +127,7 @@ def shielded(server_cpus: list[int], all_cpus: list[int]) -> Iterator[dict | Non
     RECORDS.mkdir(parents=True, exist_ok=True)
     record = RECORDS / f"shield-{os.getpid()}.json"
     tmp = record.with_name(record.name + ".tmp")
-    tmp.write_text(json.dumps({"server": sorted(server), "moved": {
+    tmp.write_text(json.dumps({"server": sorted(server), "since": _now_ticks(), "moved": {
         str(p): {"cpus": sorted(c), "ticks": _ticks(p)} for p, c in todo.items()}}))
     os.replace(tmp, record)
     moved, refused = 0, 0

@@ -249,8 +249,11 @@ class Testbed:
         wanted = parse_cpus(spec)
         usable = [c for c in wanted if c in self.caps.cpus]
         if usable != wanted:
+            held = shield.live_shields()
+            why = (f" (the shield of a run in progress, pid {', '.join(map(str, held))}, holds "
+                   f"the others)" if held else "")
             self.deviate(f"{name}", f"{name}={spec} but this machine allows CPUs "
-                         f"{format_cpus(self.caps.cpus)}; using {usable or 'all'}")
+                         f"{format_cpus(self.caps.cpus)}{why}; using {usable or 'all'}")
         return usable or list(self.caps.cpus)
 
     def __enter__(self) -> Testbed:
@@ -466,6 +469,9 @@ def report_lines(caps: Capabilities) -> list[str]:
         ("netns", caps.netns, "ip netns + veth + tc tbf"),
         ("io_uring", caps.io_uring_unavailable is None, caps.io_uring_unavailable or "available"),
     ]
+    left = leftovers.what_is_left()  # a killed runner's, until a run (or reap) removes them
+    rows.append(("leftovers", not left, "; ".join(left) + " (python -m ukweb.leftovers reap)"
+                 if left else "none from killed runs"))
     lines = [f"{'ok' if ok else 'NO':<3} {name:<17} {detail}" for name, ok, detail in rows]
     for step, why in problems.items():
         lines.append(f"deviation: {step}: {why}")
