@@ -102,14 +102,20 @@ def test_profiles_validate_and_cover_the_paper() -> None:
     assert quick.workloads == ["static", "dynamic", "mix30", "mix50", "mix80"]
     assert quick.servers["static"] == ["userver-1", "userver-16", "ktux"]
     assert quick.servers["dynamic"] == ["userver-1", "userver-8", "ktux"]
+    long = load_params(PARAMS / "paper-long.yaml")
     assert paper.warmup_s >= paper.settle_s and paper.memory_mb == 512 and paper.repetitions >= 3
-    assert paper.connections == list(range(100, 1501, 200))
+    assert paper.connections == list(range(100, 1501, 200)) == long.connections
     labels = {p.server for p in runs.plan(paper) if p.connections == 700}
     assert {f"userver-{n}" for n in (1, 2, 4, 8, 16, 32)} <= labels
-    for prof in (quick, paper):  # the whole method, in the profile's time
+    for prof in (quick, paper):  # the whole method, in the profile's time, settling included
         assert prof.cpu_method == "thief" and prof.disk_model and prof.prewarm and prof.netns
+        assert prof.carry_from == 700
         assert runs.estimate_minutes(prof) <= prof.max_minutes
-    assert paper.max_minutes <= 100 and quick.max_minutes <= 15
+        assert runs.check_budget(prof) is not None
+    assert paper.max_minutes <= 120 and quick.max_minutes <= 15
+    # paper-long: the paper's own 1 min + 2 min per point, resumable, its runtime stated
+    assert long.warmup_s == long.transition_s == 60 and long.duration_s == long.carried_s == 120
+    assert long.max_minutes is None and runs.estimate_minutes(long) > 120
     assert load_params(PARAMS / "smoke.yaml").max_connections() <= 10
 
 
@@ -146,6 +152,9 @@ def test_series_are_ascending_and_keep_repetitions_together() -> None:
         assert [x.connections for x in pts] == sorted(x.connections for x in pts)
     fig2 = next(s for s in series if (s[0].workload, s[0].server) == ("static", "ktux"))
     assert [(x.connections, x.repetition) for x in fig2[:4]] == [(100, 1), (100, 2), (100, 3), (300, 1)]
+    # carried points (>= carry_from) are one long window each: one repetition, batch means
+    assert [(x.connections, x.repetition) for x in fig2 if x.connections >= 700] == [
+        (c, 1) for c in range(700, 1501, 200)]
     assert sum(len(s) for s in series) == len(runs.plan(p)) == len(set(runs.plan(p)))
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ukweb import completions, logs, paths, steady
+from ukweb import batches, completions, logs, paths, steady
 from ukweb.testbed import parse_cpus
 from ukweb.workload import fileset_bytes, ndirs
 
@@ -300,11 +300,21 @@ def _measured_row(point: Path, row: dict, server_cpus: int, capacity_pct: float,
         samples = _measured_samples(system, warmup_s)
         row.update(system_metrics(system, warmup_s, capacity_pct, server_cpus,
                                   testbed.get("cpu_method", "quota")))
+    done = _done_record(point)
+    if done.get("mode") == "carried" and done.get("batch_s"):
+        rates = per_second_rates(window)
+        row.update(batch_columns(rates, int(done["batch_s"])))
+        row["mode"], row["window_s"] = "carried", measure_s
+        row["settle_s"] = (done.get("settle") or {}).get("settle_s", math.nan)
+        row["server_pid"] = (done.get("server_pids") or [math.nan])[0]
+    elif done:
+        row["mode"] = done.get("mode", "fresh")
     if testbed.get("steadiness"):
         rates = per_second_rates(window)
         row.update(steady.checks(rates, samples, testbed.get("memory_bytes"), warmup_s,
                                  testbed.get("settle_s", 10.0),
-                                 fileset_bytes(ndirs(int(row["connections"])))))
+                                 fileset_bytes(ndirs(int(row["connections"]))),
+                                 settle=done.get("settle") if done.get("mode") == "carried" else None))
     if (point / "server-status.json").exists():
         row.update(_status_counters(json.loads((point / "server-status.json").read_text())))
     if "server_cpu_s" in row and row["requests"]:
@@ -317,6 +327,27 @@ def _measured_row(point: Path, row: dict, server_cpus: int, capacity_pct: float,
     if completions.inflight_logged(summary):  # loadgen 1's summary counted by start
         _cross_check(row)
     return row
+
+
+def _done_record(point: Path) -> dict:
+    """The DONE record's JSON ({} when it is not JSON: older runs wrote it plainly)."""
+    try:
+        data = json.loads((point / "DONE").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def batch_columns(rates: np.ndarray, batch_s: int) -> dict:
+    """The batch-means columns of a carried point's window (ukweb.batches): batch length and
+    count, the standard error and dof of its mean, and the window's own integrated
+    autocorrelation time (batch_s should be >= 2 x tau_int_window_s for the batches to be
+    nearly independent; batch_over_tau says by how much)."""
+    bm = batches.batch_means(rates, batch_s)
+    tau = batches.integrated_time(batches.autocorrelation(rates, min(20, max(len(rates) // 4, 1))))
+    return {"batch_s": batch_s, "batches": bm.batches, "batch_se": bm.se, "batch_dof": bm.dof,
+            "batch_mean": bm.mean, "tau_int_window_s": tau,
+            "batch_over_tau": batch_s / tau if tau > 0 else math.nan}
 
 
 def _cross_check(row: dict) -> None:
@@ -440,6 +471,8 @@ def mean_ci(values: pd.Series, confidence: float = CONFIDENCE) -> tuple[float, f
 # (n = 1) from the repetitions of the other servers at the same workload and load (pooled), or
 # failing those from its own per-second rates; or not at all (older runs, points < 2 s).
 REPETITIONS, POOLED, SECONDS, NO_SPREAD = "repetitions", "pooled", "seconds", "none"
+# ... or, for a carried point (one long window, issue 17), from its batch means (ukweb.batches).
+BATCHES = "batches"
 CURVE_COLUMNS = ["workload", "server", "connections", "n", "throughput", "ci95", "std",
                  "mbit_per_s", "se", "dof", "basis", "half95", "steady"]
 
@@ -453,6 +486,11 @@ def _standard_error(group: pd.DataFrame) -> tuple[float, int, str]:
     n = len(group)
     if n >= 2:
         return float(group["ops_per_s"].std(ddof=1)) / math.sqrt(n), n - 1, REPETITIONS
+    if "batch_se" in group and pd.notna(group["batch_se"].iloc[0]) \
+            and int(group["batch_dof"].iloc[0]) >= 1:
+        # A carried point: its window's batch means (the mean is the window's replies/s; the
+        # batches drop at most batch_s - 1 trailing seconds, so their se stands for it).
+        return float(group["batch_se"].iloc[0]), int(group["batch_dof"].iloc[0]), BATCHES
     sd = float(group["ops_per_s_sd_1s"].iloc[0]) if "ops_per_s_sd_1s" in group else math.nan
     k = int(group["seconds_1s"].iloc[0]) if "seconds_1s" in group and pd.notna(
         group["seconds_1s"].iloc[0]) else 0
@@ -486,7 +524,7 @@ def _pooled(rows: list[dict]) -> None:
             repeated.setdefault((r["workload"], r["connections"]), []).append((rel_var, r["dof"]))
     for r in rows:
         pool = repeated.get((r["workload"], r["connections"]))
-        if r["n"] != 1 or not pool:
+        if r["n"] != 1 or not pool or r["basis"] == BATCHES:
             continue
         dof = sum(d for _, d in pool)
         r["se"] = r["throughput"] * math.sqrt(sum(v * d for v, d in pool) / dof)
@@ -559,7 +597,7 @@ def _se_dof(row: pd.Series) -> tuple[float, int, str]:
 
 def weaker_basis(*bases: str) -> str:
     """The basis of an estimate combining others: the weakest of theirs."""
-    for basis in (NO_SPREAD, SECONDS, POOLED):
+    for basis in (NO_SPREAD, SECONDS, POOLED, BATCHES):
         if basis in bases:
             return basis
     return REPETITIONS

@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from ukweb import analysis, claim_metrics, paths, rules, workload
-from ukweb.analysis import NO_SPREAD, POOLED, REPETITIONS, SECONDS
+from ukweb.analysis import BATCHES, NO_SPREAD, POOLED, REPETITIONS, SECONDS
 from ukweb.claim_metrics import COUNTS, EXACT, Context, NotMeasured, Points
 from ukweb.rules import (
     INCONCLUSIVE,
@@ -101,6 +101,9 @@ def uncertainty(est: analysis.Estimate) -> str:
                 f"load (pooled, {est.dof} dof)")
     if est.basis == SECONDS:
         return f"n = {est.n}: 95 % interval over {est.dof + 1} per-second values (no repetitions)"
+    if est.basis == BATCHES:
+        return (f"n = {est.n}: 95 % interval from batch means of one long window "
+                f"({est.dof} dof, the fewest batches - 1)")
     return f"n = {est.n}: no spread available"
 
 

@@ -9,6 +9,13 @@ fresh server in the series' cgroup, Reset, warm-up + measurement by loadgen, Fet
 Everything goes into the point's directory; DONE is written last, so a point without DONE is
 incomplete and is redone on resume. A point that cannot complete (server fails to start or
 dies, the disk model or the CPU thief dies) gets a FAILED file with the reason.
+
+Carried points (PointRunner.carried, issue 17): where the server is saturated one server process
+and its cache go from point to point as the paper's back-to-back iterations did: no pre-warm,
+no restart, a Reset between points (it rewrites SPECweb99's tables and post log, no cache). The
+block first settles the cache by driving the load for settle_taus x tau (tau = the memory cap /
+the disk's bytes/s measured while settling) or settle_max_s, then each point warms up for its
+transition and measures one long window (its interval from batch means, ukweb.batches).
 """
 
 from __future__ import annotations
@@ -18,8 +25,10 @@ import csv
 import errno
 import json
 import logging
+import math
 import os
 import shutil
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -135,8 +144,12 @@ class PointRunner:
     prewarm: bool = True
     max_connections: int = 1500  # the largest point: the file set to evict between series
     point_prewarm: bool = True   # top the cache up before every point (else once per series)
+    settle_taus: float = 2.0     # carried series: settle k x tau at their start ...
+    settle_max_s: float = 600.0  # ... capped here
+    settle_chunk_s: float = 30.0  # loadgen runs of this length while settling (tau re-measured)
     cg: Cgroup | None = field(default=None, init=False)  # the current series' cgroup
     in_series: bool = field(default=False, init=False)
+    server: Server | None = field(default=None, init=False)  # the carried server, if any
 
     @contextlib.contextmanager
     def series(self, label: str, connections: int) -> Iterator[dict]:
@@ -157,6 +170,111 @@ class PointRunner:
                 yield info
             finally:
                 self.cg, self.in_series = None, False
+
+    @contextlib.contextmanager
+    def carried(self, work: Path, config: ServerConfig, point: Point) -> Iterator[dict]:
+        """One server for the carried points of the current series, settled at `point`'s load
+        first; yields the settling record (pid, seconds, tau, k). PointFailed when it cannot."""
+        if not self.in_series:
+            raise RuntimeError("carried points run inside a series")
+        work.mkdir(parents=True, exist_ok=True)
+        server = Server(config, self.docroot, work, addr="0.0.0.0" if self.net else "127.0.0.1",
+                        preexec=self.testbed.server_preexec(self.cg))
+        try:
+            self._srv(server.start)
+        except (ServerError, OSError) as exc:
+            raise PointFailed("server failed to start", str(exc)) from exc
+        self.server = server
+        try:
+            info = self._settle(work / "settle", point)
+            yield info
+        finally:
+            self.server = None
+            self._srv(server.stop)
+
+    def _settle(self, work: Path, point: Point) -> dict:
+        """Drive `point`'s load until k x tau has passed (tau = cache cap / disk bytes/s read
+        meanwhile), or settle_max_s; loadgen runs of settle_chunk_s, logs discarded.
+
+        [I] k = settle_taus (2 in the profiles): the reference run's points decayed from the
+        pre-warmed cache for minutes, one turnover (tau ~150 s) leaves ~e^-1 of the start's
+        influence, two ~14 %, at the price of 5 min a series (the paper's 1-min warm-up per
+        iteration did the same over several iterations)."""
+        server, cap = self.server, (self.cg.memory_bytes if self.cg is not None else None)
+        assert server is not None
+        t0, bytes0 = _monotonic(), self._disk_bytes()
+        target, tau, chunks = self.settle_max_s, None, 0
+        while True:
+            elapsed = _monotonic() - t0
+            left = target - elapsed
+            if left < 0.5 or (chunks and elapsed >= target):
+                break
+            chunk = min(self.settle_chunk_s, left)
+            reset = ResetParams.for_run(point.connections, int(math.ceil(chunk)))
+            self._ask(server, "reset", lambda r=reset: server.reset(r))
+            params = loadgen_mod.LoadgenParams(
+                connections=point.connections, mix=point.workload, warmup_s=0,
+                duration_s=chunk, line_speed=self.line_speed,
+                seed=point.seed(self.seed) + 7919 * (chunks + 1), threads=self.loadgen_threads,
+                reset=reset)
+            out = work / f"chunk{chunks}"
+            out.mkdir(parents=True, exist_ok=True)
+            try:
+                self._client(lambda lp=params, o=out: loadgen_mod.run(
+                    lp, self._addrs(server.port), o, preexec=self.testbed.client_preexec()))
+            except loadgen_mod.LoadgenError as exc:
+                raise PointFailed("loadgen failed while settling", str(exc)) from exc
+            finally:
+                shutil.rmtree(out, ignore_errors=True)
+            chunks += 1
+            self._check_testbed()
+            if not _alive(server.pid):
+                raise PointFailed("server died while settling", f"pid {server.pid} exited")
+            rate = (self._disk_bytes() - bytes0) / max(_monotonic() - t0, 1e-3)
+            if cap and rate > 0:
+                tau = cap / rate
+                target = min(self.settle_taus * tau, self.settle_max_s)
+        info = {"settle_s": round(_monotonic() - t0, 1), "settle_taus": self.settle_taus,
+                "tau_s": None if tau is None else round(tau, 1), "settle_max_s": self.settle_max_s,
+                "disk_mb_per_s": round((self._disk_bytes() - bytes0) / max(_monotonic() - t0, 1e-3) / 1e6, 3),
+                "connections": point.connections, "server_pid": server.pid, "chunks": chunks,
+                "capped": tau is None or self.settle_taus * tau > self.settle_max_s}
+        log.info("settled %s at c%d: %s", point.workload, point.connections, info)
+        return info
+
+    def _disk_bytes(self) -> float:
+        return float(self.disk.stats().get("bytes", 0)) if self.disk is not None else 0.0
+
+    def run_carried(self, run_dir: Path, point: Point, window_s: float, transition_s: float,
+                    batch_s: int, settle: dict) -> dict:
+        """Measure one carried point on the carried server: Reset, transition_s of warm-up, one
+        window_s window; DONE records the window, batch length and the series' settling."""
+        server = self.server
+        if server is None:
+            raise RuntimeError("run_carried needs a carried server (PointRunner.carried)")
+        d = run_dir / point.rel()
+        if d.exists():
+            shutil.rmtree(d)
+        d.mkdir(parents=True)
+        check_space(d, point)
+        try:
+            return self._drive(d, point, server, self.cg, None, warmup_s=transition_s,
+                               duration_s=window_s,
+                               extra={"mode": "carried", "batch_s": batch_s,
+                                      "window_s": window_s, "transition_s": transition_s,
+                                      "settle": settle})
+        except DiskFull:
+            raise
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise DiskFull(errno.ENOSPC, f"disk full while measuring {point.label()}: {exc}") from exc
+            raise
+        except PointFailed:
+            check_space(d, point)
+            raise
+
+    def server_alive(self) -> bool:
+        return self.server is not None and _alive(self.server.pid)
 
     def _prewarm(self, cg: Cgroup | None, connections: int) -> dict | None:
         """Top the series' cache up to what a long run at `connections` would hold (the files
@@ -197,15 +315,16 @@ class PointRunner:
         if not self.testbed.thief_alive():
             raise TestbedDied("CPU thief died", "cputhief exited during the point")
 
-    def _check_disk_timing(self, system: Path) -> None:
+    def _check_disk_timing(self, system: Path, warmup_s: float | None = None) -> None:
         """A disk model that fell behind its model for longer than a point can tolerate fails
         the point with the reason (ukweb.diskmodel.fell_behind), not a silent slow point."""
         if self.disk is None or not system.exists():
             return
+        warmup = self.warmup_s if warmup_s is None else warmup_s
         with open(system, newline="") as f:
             rows = [r for r in csv.DictReader(f) if "disk_overrun_s" in r]
         seconds = [(float(r["t"]), float(r["disk_busy_s"]), float(r["disk_overrun_s"]))
-                   for r in rows if float(r["t"]) - 1.0 >= self.warmup_s - 0.1]  # measured
+                   for r in rows if float(r["t"]) - 1.0 >= warmup - 0.1]  # measured
                    # (a row covers the second before its t: the first measured one ends at
                    # warmup_s + 1, as in analysis._measured_samples)
         why = fell_behind(seconds)
@@ -262,18 +381,22 @@ class PointRunner:
         finally:
             self._srv(server.stop)
 
-    def _drive(self, d: Path, point: Point, server: Server, cg, warmed: dict | None = None) -> dict:
-        reset = ResetParams.for_run(point.connections, int(self.warmup_s + self.duration_s))
+    def _drive(self, d: Path, point: Point, server: Server, cg, warmed: dict | None = None,
+               warmup_s: float | None = None, duration_s: float | None = None,
+               extra: dict | None = None) -> dict:
+        warmup_s = self.warmup_s if warmup_s is None else warmup_s
+        duration_s = self.duration_s if duration_s is None else duration_s
+        reset = ResetParams.for_run(point.connections, int(warmup_s + duration_s))
         before = self._ask(server, "reset", lambda: (server.reset(reset), server.status())[1])
         params = loadgen_mod.LoadgenParams(
-            connections=point.connections, mix=point.workload, warmup_s=self.warmup_s,
-            duration_s=self.duration_s, line_speed=self.line_speed, seed=point.seed(self.seed),
+            connections=point.connections, mix=point.workload, warmup_s=warmup_s,
+            duration_s=duration_s, line_speed=self.line_speed, seed=point.seed(self.seed),
             threads=self.loadgen_threads, reset=reset)
         pids = cg.pids if cg is not None else lambda: _process_tree(server.pid)
         started = now()
-        extra = self._disk_counters if self.disk is not None else None
+        counters = self._disk_counters if self.disk is not None else None
         with Sampler(d / "system.csv", self.testbed.server_cpu_list, pids, cg,
-                     extra=extra) as sampler:
+                     extra=counters) as sampler:
             try:
                 summary = self._client(lambda: loadgen_mod.run(
                     params, self._addrs(server.port), d, preexec=self.testbed.client_preexec()))
@@ -282,7 +405,7 @@ class PointRunner:
         if sampler.error is not None:
             raise sampler.error
         self._check_testbed()
-        self._check_disk_timing(d / "system.csv")
+        self._check_disk_timing(d / "system.csv", warmup_s)
         if not _alive(server.pid):
             raise PointFailed("server died during the point", f"pid {server.pid} exited")
         after = self._ask(server, "status after the point", server.status)
@@ -294,7 +417,8 @@ class PointRunner:
                 "ops_per_s": summary.get("measure", {}).get("ops_per_s"),
                 "system_samples": sampler.rows,
                 "memory_limit_bytes": cg.memory_bytes if cg is not None else None,
-                "cgroup": cg.name if cg is not None else None, "prewarm": warmed}
+                "cgroup": cg.name if cg is not None else None, "prewarm": warmed,
+                "mode": "fresh", **(extra or {})}
         write_json(d / "DONE", done)
         return done
 
@@ -309,6 +433,10 @@ class PointRunner:
             alive = _alive(server.pid)
             state = "server still running" if alive else "server process is gone"
             raise PointFailed(f"server died or stopped answering ({what})", f"{state}: {exc}") from exc
+
+
+def _monotonic() -> float:
+    return time.monotonic()
 
 
 def _process_tree(pid: int) -> list[int]:

@@ -33,7 +33,7 @@ from pathlib import Path
 import yaml
 from tqdm import tqdm
 
-from ukweb import cpuemul, diskmodel, fileset, manifest, paths
+from ukweb import budget, cpuemul, diskmodel, fileset, manifest, paths
 from ukweb.cpuemul import CpuEmulationError
 from ukweb.diskmodel import DiskModelError
 from ukweb.leftovers import LeftoversError
@@ -76,10 +76,11 @@ def series_plan(params: SweepParams) -> list[list[Point]]:
     series already measures is not measured twice."""
     groups: dict[tuple[str, str], list[Point]] = {}
     reps = range(1, params.repetitions + 1)
+
     for w in params.workloads:
-        for s in params.servers[w]:
+        for s in params.servers[w]:  # a carried point is one long window (batch means), not reps
             groups[(w, s)] = [Point(w, s, c, r) for c in sorted(set(params.connections))
-                              for r in reps]
+                              for r in (range(1, 2) if budget.carried(params, w, s, c) else reps)]
     ps = params.process_sweep
     if ps is not None:
         sweep_reps = range(1, (ps.repetitions or params.repetitions) + 1)
@@ -98,22 +99,49 @@ def series_plan(params: SweepParams) -> list[list[Point]]:
 # pre-warm through the disk model); measured on the 2-core VM with the paper profile: its
 # reference run took 5,816 s for 296 points in 20 series (19.1 s a point, 16 s of it measured;
 # estimated 91.5 min, 5.5 % short: its top-ups at high load take longer), a quick run 11.5 min.
-POINT_OVERHEAD_S = 2.0
-SERIES_OVERHEAD_S = 8.0
+POINT_OVERHEAD_S = budget.POINT_OVERHEAD_S
+SERIES_OVERHEAD_S = budget.SERIES_OVERHEAD_S
+
+
+def budget_of(params: SweepParams) -> budget.Budget | None:
+    """The variance budget of a profile with carried series (None without)."""
+    if params.carry_from is None:
+        return None
+    try:
+        variance = budget.load_variance(params.variance)
+    except budget.BudgetError as exc:
+        raise ParamsError(str(exc)) from exc
+    if variance is None:
+        if params.batch_s is None or params.carried_s is None:
+            raise ParamsError("params: carry_from without a variance file needs batch_s and carried_s")
+        variance = {"batch_s": params.batch_s, "tau_int_s": {}, "points": {}}
+    return budget.Budget(params, variance)
 
 
 def estimate_minutes(params: SweepParams) -> float:
-    """The time a sweep of params takes, from its points, warm-up and measurement."""
+    """The time a sweep of params takes: its points' warm-up and measurement, the carried
+    series' settling and windows (ukweb.budget), the overheads."""
+    b = budget_of(params)
+    if b is not None:  # a profile without a target fills its max_minutes
+        return b.plan(params.max_minutes if params.target_half_pp is None else None).minutes
     series = series_plan(params)
     points = sum(len(s) for s in series)
     per_point = params.warmup_s + params.duration_s + POINT_OVERHEAD_S
     return (points * per_point + len(series) * SERIES_OVERHEAD_S) / 60.0
 
 
-def check_budget(params: SweepParams) -> None:
-    """ParamsError when the profile cannot finish in its max_minutes."""
+def check_budget(params: SweepParams) -> budget.Plan | None:
+    """ParamsError when the profile cannot finish in its max_minutes, or (carried series) when
+    its variance budget cannot be met in that time, naming the claims left undecided; else the
+    plan of a carried profile (its windows and expected half-widths)."""
+    b = budget_of(params)
+    if b is not None:
+        try:
+            return b.check()
+        except budget.BudgetError as exc:
+            raise ParamsError(str(exc)) from exc
     if params.max_minutes is None:
-        return
+        return None
     est = estimate_minutes(params)
     if est > params.max_minutes:
         n = len(plan(params))
@@ -121,6 +149,7 @@ def check_budget(params: SweepParams) -> None:
             f"params: {n} points of {params.warmup_s:g} s + {params.duration_s:g} s take about "
             f"{est:.0f} min, over max_minutes={params.max_minutes:g}: shorten warmup_s/duration_s, "
             "drop points or repetitions, or raise max_minutes")
+    return None
 
 
 def resolve_configs(labels: set[str], backlog: int,
@@ -314,7 +343,7 @@ def sweep(params: SweepParams, run_id: str | None = None, root: Path = RAW, prog
     """
     run_id = run_id or params.run_id or f"{params.profile}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     run = run_path(root, run_id)
-    check_budget(params)
+    carried = check_budget(params)
     check_methods(params)
     series = series_plan(params)
     cfgs = resolve_configs({p.server for s in series for p in s}, params.backlog, configs)
@@ -332,8 +361,10 @@ def sweep(params: SweepParams, run_id: str | None = None, root: Path = RAW, prog
             runner = PointRunner(testbed, disk.mountpoint if disk else docroot, params.warmup_s,
                                  params.duration_s, params.line_speed, params.seed,
                                  params.loadgen_threads, net, disk=disk, prewarm=params.prewarm,
-                                 max_connections=params.max_connections())
-            failed = _run_series(run, series, runner, cfgs, progress)
+                                 max_connections=params.max_connections(),
+                                 settle_taus=params.settle_taus, settle_max_s=params.settle_max_s)
+            failed = _run_series(run, series, runner, cfgs, progress,
+                                 Carry.of(params, carried), man)
             status = f"done, {len(failed)} failed" if failed else "done"
         finally:
             shutil.rmtree(run / "work", ignore_errors=True)  # servers' scratch (post logs)
@@ -422,9 +453,42 @@ class Progress:
         self.bar.update(1)
 
 
+@dataclasses.dataclass
+class Carry:
+    """How the carried points of a sweep are measured: from which connection count, the window
+    the budget gave each point, the transition and the batch length."""
+
+    params: SweepParams | None
+    windows: dict[tuple[str, str, int], float]
+    batches: dict[str, int]
+
+    @classmethod
+    def of(cls, params: SweepParams, plan: budget.Plan | None) -> Carry:
+        if params.carry_from is None or plan is None:
+            return cls(None, {}, {})
+        return cls(params, plan.windows, plan.batches)
+
+    @property
+    def transition_s(self) -> float:
+        return self.params.transition_s if self.params else 0.0
+
+    def carried(self, p: Point) -> bool:
+        return self.params is not None and budget.carried(self.params, p.workload, p.server,
+                                                          p.connections)
+
+    def batch_s(self, p: Point) -> int:
+        return self.batches[budget.family(p.server)]
+
+    def window(self, p: Point) -> float:
+        default = self.params.carried_s or self.params.min_batches * self.batch_s(p)
+        return self.windows.get((p.workload, p.server, p.connections), float(default))
+
+
 def _run_series(run: Path, series: list[list[Point]], runner: PointRunner,
-                cfgs: dict[str, ServerConfig], show: bool) -> list[Point]:
+                cfgs: dict[str, ServerConfig], show: bool, carry: Carry | None = None,
+                man: dict | None = None) -> list[Point]:
     failed: list[Point] = []
+    carry = carry or Carry(None, {}, {})
     prog = Progress(run, sum(len(s) for s in series), show)
     for pts in series:
         todo = [p for p in pts if not (run / p.rel() / "DONE").is_file()]
@@ -435,25 +499,88 @@ def _run_series(run: Path, series: list[list[Point]], runner: PointRunner,
         if not todo:
             continue
         label = f"{todo[0].workload}-{todo[0].server}"
+        fresh = [p for p in todo if not carry.carried(p)]
+        carried = [p for p in todo if carry.carried(p)]
+        # A carried series resumed midway (some of its carried points DONE) settles again
+        # before its next point: the server and its cache did not survive the interruption.
+        resumed = any(carry.carried(p) and p not in todo for p in pts)
         with runner.series(label, todo[0].connections) as info:
             prog.emit("series", **info)
-            for point in todo:
+            for point in fresh:
                 prog.begin(point)
                 status, rate = _run_point(run, point, runner, cfgs[point.server])
                 prog.end(point, status, rate)
                 if status != "DONE":
                     failed.append(point)
+            while carried:
+                failed += _run_carried(run, carried, runner, cfgs[carried[0].server], carry,
+                                       prog, man, resumed)
+                resumed = False
     prog.bar.close()
     return failed
 
 
-def _run_point(run: Path, point: Point, runner: PointRunner,
-               cfg: ServerConfig) -> tuple[str, float | None]:
-    """Measure one point; ('DONE', replies/s) or ('FAILED', None). A dead testbed part or a full
-    disk stops the sweep (SweepError) after marking the point."""
+def _run_carried(run: Path, carried: list[Point], runner: PointRunner, cfg: ServerConfig,
+                 carry: Carry, prog: Progress, man: dict | None, resumed: bool) -> list[Point]:
+    """The carried points of one series on one server, settled first; pops the points it
+    measured from `carried` and returns the failed ones. When the server dies the caller
+    starts another (settled again) for the rest."""
+    failed: list[Point] = []
+    first = carried[0]
+    work = run / "work" / "carried" / f"{first.workload}-{first.server}"
+    try:
+        with runner.carried(work, cfg, first) as settle:
+            record = {"series": f"{first.workload}-{first.server}", "from": first.label(),
+                      "resumed": resumed, **settle}
+            prog.emit("settled", **record)
+            _note_settling(run, man, record)
+            while carried:
+                point = carried.pop(0)
+                prog.begin(point)
+                status, rate = _run_point(run, point, runner, cfg, carry, settle)
+                prog.end(point, status, rate)
+                if status != "DONE":
+                    failed.append(point)
+                    if not runner.server_alive():
+                        break  # the rest on a new server, settled again
+    except TestbedDied as exc:
+        raise SweepError(f"{first.label()}: {exc}; rerun with the same run id to resume") from exc
+    except PointFailed as exc:  # the carried server could not start or settle: fail its point
+        point = carried.pop(0)
+        prog.begin(point)
+        (run / point.rel()).mkdir(parents=True, exist_ok=True)
+        mark_failed(run / point.rel(), point, exc)
+        prog.end(point, "FAILED", None)
+        failed.append(point)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return failed
+
+
+def _note_settling(run: Path, man: dict | None, record: dict) -> None:
+    """The manifest's current run lists each carried series' settling (a resumed series says
+    it settled again)."""
+    if man is None:
+        return
+    man["runs"][-1].setdefault("settled", []).append(record)
+    try:
+        manifest.write(run / "manifest.json", man)
+    except OSError as exc:
+        log.error("cannot update %s/manifest.json: %s", run, exc)
+
+
+def _run_point(run: Path, point: Point, runner: PointRunner, cfg: ServerConfig,
+               carry: Carry | None = None, settle: dict | None = None) -> tuple[str, float | None]:
+    """Measure one point (on the carried server when `carry` is given); ('DONE', replies/s) or
+    ('FAILED', None). A dead testbed part or a full disk stops the sweep (SweepError) after
+    marking the point."""
     d = run / point.rel()
     try:
-        done = runner.run(run, point, cfg)
+        if carry is not None:
+            done = runner.run_carried(run, point, carry.window(point), carry.transition_s,
+                                      carry.batch_s(point), settle or {})
+        else:
+            done = runner.run(run, point, cfg)
         return "DONE", done.get("ops_per_s")
     except DiskFull as exc:
         stop = SweepError(f"{exc}; free space under {run}, then resume")
@@ -518,7 +645,9 @@ def cli(argv: list[str]) -> int:
             params = validate({**_raw(args.params), **_overrides(args.set)})
         if args.run_id is not None:
             run_path(args.root, args.run_id)
-        check_budget(params)
+        plan_ = check_budget(params)
+        if plan_ is not None:
+            print(f"ukweb run: {params.profile}: {plan_.table()}", file=sys.stderr)
         run = sweep(params, args.run_id, args.root, progress=not args.no_progress)
     except ParamsError as exc:
         print(f"ukweb run: {exc}", file=sys.stderr)

@@ -12,6 +12,7 @@ Three checks, each recorded in points.parquet beside the verdict `steady`:
   connections SPECweb99's 439 MB file set fits in 512 MB: the cache holds all of it);
 - offered load settled: the warm-up lasted at least settle_s (SPECweb99's heavy-tailed hold
   times: after 2 s the clients offer ~19 % more than the stationary load, after >= 10 s < 1 %);
+- a carried series settled (its settling record: k x tau reached, not cut by settle_max_s);
 - the disk model kept its model: its overrun (busy time beyond the modelled service, system.csv's
   disk_overrun_s) was at most ukweb.diskmodel.OVERRUN_PCT of its busy time over the measured
   samples (a slower emulated disk is a different testbed, not the paper's).
@@ -67,8 +68,22 @@ def disk_overrun(samples: pd.DataFrame) -> tuple[float, float]:
     return over, overrun_pct(busy, over)
 
 
+def settled(settle: dict | None) -> str:
+    """'' when a carried series settled for its k x tau, else why not (capped by settle_max_s,
+    or no tau measured); '' for fresh points (settle None)."""
+    if not settle:
+        return ""
+    tau, k, secs = settle.get("tau_s"), settle.get("settle_taus", 0), settle.get("settle_s", 0)
+    if tau is None:
+        return f"series settled {secs:g} s, tau not measured"
+    if secs + 1 < k * tau:
+        return f"series settled {secs:g} s < {k:g} x tau = {k * tau:.0f} s"
+    return ""
+
+
 def checks(rates: np.ndarray, samples: pd.DataFrame, cap_bytes: float | None, warmup_s: float,
-           settle_s: float, fileset_bytes: float | None = None) -> dict:
+           settle_s: float, fileset_bytes: float | None = None,
+           settle: dict | None = None) -> dict:
     """The steadiness columns of one point: the four checks, `steady` and why not.
 
     cache_fill_of_cap is the lowest charge over the cap; the check compares it with what the
@@ -85,6 +100,9 @@ def checks(rates: np.ndarray, samples: pd.DataFrame, cap_bytes: float | None, wa
         failed.append(f"cache at {fill:.0%} of the cap")
     if warmup_s < settle_s:
         failed.append(f"warm-up {warmup_s:g} s < {settle_s:g} s")
+    unsettled = settled(settle)
+    if unsettled:
+        failed.append(unsettled)
     over_s, over_pct = disk_overrun(samples)
     if over_pct > OVERRUN_PCT:
         failed.append(f"disk model overrun {over_pct:.1f} % of its busy time")
@@ -92,4 +110,5 @@ def checks(rates: np.ndarray, samples: pd.DataFrame, cap_bytes: float | None, wa
             "disk_overrun_s": over_s, "disk_overrun_pct": over_pct,
             "cache_at_cap": bool(fill >= need) if not math.isnan(fill) else None,
             "offered_settled": warmup_s >= settle_s,
+            "series_settled": None if settle is None else not unsettled,
             "steady": not failed, "steady_reason": "; ".join(failed)}

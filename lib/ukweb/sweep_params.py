@@ -65,6 +65,21 @@ class SweepParams:
     prewarm: bool = True                  # fill the series' memory cap with the hottest files
     settle_s: float = 10.0                # warm-up a point needs for the offered load to settle
     max_minutes: float | None = None      # refuse a profile whose estimate exceeds this
+    # Carried series (issue 17, design "Steady points"): at and above carry_from connections one
+    # server process and its cache go from point to point in ascending connections, settled at
+    # the series' start for settle_taus x tau (the cache turnover), each point a transition_s
+    # warm-up and one long window whose interval comes from batch means. null: a fresh,
+    # pre-warmed server at every point (the older method).
+    carry_from: int | None = None
+    settle_taus: float = 2.0              # k: settle for k x tau at a carried series' start
+    settle_max_s: float = 600.0           # ... but never longer than this
+    transition_s: float = 10.0            # warm-up at each new connection count of a series
+    carried_s: float | None = None        # fixed window of a carried point; null: the budget's
+    batch_s: int | None = None            # batch length; null: params/variance.yaml's
+    min_batches: int = 3                  # the shortest carried window, in batches
+    max_window_s: float = 600.0           # the longest window the budget may give a point
+    target_half_pp: float | None = None   # the 95 % half-width each peak-gap claim should reach
+    variance: str | None = "params/variance.yaml"  # measured inputs (bench/variance.py)
     netns: bool = False
     backlog: int = 128
     seed: int = 1
@@ -223,6 +238,16 @@ def validate(raw: dict) -> SweepParams:
         prewarm=_bool("prewarm", g["prewarm"]),
         settle_s=_num("settle_s", g["settle_s"], 0),
         max_minutes=_optional("max_minutes", g["max_minutes"], lambda k, v: _num(k, v, 0.1)),
+        carry_from=_optional("carry_from", g["carry_from"], lambda k, v: _int(k, v, 1)),
+        settle_taus=_num("settle_taus", g["settle_taus"], 0),
+        settle_max_s=_num("settle_max_s", g["settle_max_s"], 0),
+        transition_s=_num("transition_s", g["transition_s"], 0),
+        carried_s=_optional("carried_s", g["carried_s"], lambda k, v: _num(k, v, 1)),
+        batch_s=_optional("batch_s", g["batch_s"], lambda k, v: _int(k, v, 1)),
+        min_batches=_int("min_batches", g["min_batches"], 2),
+        max_window_s=_num("max_window_s", g["max_window_s"], 1),
+        target_half_pp=_optional("target_half_pp", g["target_half_pp"], lambda k, v: _num(k, v, 0.1)),
+        variance=_optional("variance", g["variance"], _str),
         netns=_bool("netns", g["netns"]),
         backlog=_int("backlog", g["backlog"], 1),
         seed=_int("seed", g["seed"], 0),

@@ -3,8 +3,9 @@
 bench/variance.py, never typed by hand.
 
 Per repetition the per-second ok replies over warm-up and measurement (warm-up seconds from
-warmup_per_second.csv or the request log, measured seconds by completion time), the first
-SKIP_S seconds (connections opening) left out. From them, per point:
+warmup_per_second.csv or the request log, measured seconds by completion time, ukweb.completions), the
+first SKIP_S seconds (connections opening) left out; a run not compacted gives its measured
+windows. From them, per point:
 - sigma_rel: the per-second standard deviation around the repetition's own linear trend, over
   its mean (the noise a long steady window averages; the trend is the decay from the pre-warmed
   cache that a carried series settles away);
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ukweb import batches, logs
+from ukweb import batches, completions, logs
 from ukweb.analysis import DONE, point_dirs, point_key, point_status
 
 SKIP_S = 2
@@ -36,24 +37,17 @@ def family(server: str) -> str:
 
 
 def seconds(point: Path) -> np.ndarray:
-    """Per-second ok replies of one repetition over warm-up and measurement."""
+    """Per-second ok replies of one repetition: the compacted warm-up's seconds (by start, as
+    warmup_per_second.csv keeps them), then the measured window by completion
+    (ukweb.completions); a run not compacted gives its measured window only."""
     summary = logs.read_summary(point)
-    warm, meas = int(summary.get("warmup_s", 0)), int(summary["measure_s"])
-    req = logs.read_requests(point)
-    ok = req[req["ok"].astype(int) == 1]
-    wps = point / "warmup_per_second.csv"
-    if wps.exists():  # compacted: the warm-up kept as per-second counts
-        w = pd.read_csv(wps).set_index("second")["ok"].reindex(range(warm), fill_value=0)
-        warm_counts = w.to_numpy(dtype=float)
-        ok = ok[ok["phase"].astype(str) == "measure"]
-    else:
-        warm_counts = np.zeros(0)
-        warm = 0 if not len(warm_counts) else warm
-    start = warm * 1_000_000 if len(warm_counts) else 0
-    bins = meas if len(warm_counts) else warm + meas
-    idx = ((ok["t_end_us"].to_numpy() - start) // 1_000_000).clip(0, bins - 1).astype(int)
-    counts = np.bincount(idx, minlength=bins).astype(float)
-    return np.concatenate([warm_counts, counts])[SKIP_S:]
+    warm = int(summary.get("warmup_s", 0))
+    measured = completions.measured(point, summary=summary).rates()
+    wps = point / completions.WARMUP_FILE
+    if not wps.exists():
+        return measured
+    w = pd.read_csv(wps).set_index("second")["ok"].reindex(range(warm), fill_value=0)
+    return np.concatenate([w.to_numpy(dtype=float), measured])[SKIP_S:]
 
 
 def detrended_sigma_rel(x: np.ndarray) -> float:
@@ -90,7 +84,7 @@ def measure(run: Path, saturated_from: int = 700) -> dict:
         key = point_key(p)
         x = seconds(p)
         summ = logs.read_summary(p)
-        rows.append({**key, "ops": float(summ["measure"]["ops_per_s"]),
+        rows.append({**key, "ops": float(np.mean(x[-int(summ["measure_s"]):])) if len(x) else math.nan,
                      "sigma_rel": detrended_sigma_rel(x)})
         if key["connections"] >= saturated_from and len(x) > MAX_LAG + 2:
             acfs[family(key["server"])].append(batches.autocorrelation(x, MAX_LAG))
