@@ -55,10 +55,21 @@ def record(tok: str, **lists) -> Path:
 # --- the reaper, on made-up dead and live runners (no measurement) ---------------------------
 
 
+def mounted(path: Path) -> bool:
+    return diskmodel.mount_info(path) is not None
+
+
 @root_only
-def test_reap_removes_a_dead_runners_leftovers_and_spares_a_live_ones() -> None:
+def test_reap_removes_a_dead_runners_leftovers_and_spares_a_live_ones(tmp_path: Path) -> None:
     live = sleeper()  # stands for a live runner on this machine
     procs = []
+    # Mounts a killed runner left: one it recorded, one only named by its disk-<pid> directory
+    # (a tmpfs stands in for the disk model's dead FUSE mount; both go with umount -l).
+    recorded_mnt = tmp_path / "mnt"
+    named = leftovers.RUNTIME / f"disk-{DEAD.split(':')[0]}"
+    for m in (recorded_mnt, named / "mnt"):
+        m.mkdir(parents=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(m)], check=True)
     try:
         recorded = sleeper()  # the dead runner's thief, say
         orphan = sleeper(env={**os.environ, leftovers.ENV: DEAD})  # its server, not recorded
@@ -70,7 +81,7 @@ def test_reap_removes_a_dead_runners_leftovers_and_spares_a_live_ones() -> None:
         procs.append(inside)
         dead_rec = record(DEAD, processes=[{"pid": recorded.pid, "what": "cputhief",
                                             "ticks": leftovers.start_ticks(recorded.pid)}],
-                          cgroups=[cg.name])
+                          cgroups=[cg.name], mounts=[str(recorded_mnt)])
         live_rec = record(leftovers.token(live.pid), processes=[
             {"pid": theirs.pid, "what": "cputhief", "ticks": leftovers.start_ticks(theirs.pid)}])
         done = leftovers.reap()
@@ -79,6 +90,7 @@ def test_reap_removes_a_dead_runners_leftovers_and_spares_a_live_ones() -> None:
         assert theirs.poll() is None and child.poll() is None and live.poll() is None
         assert not dead_rec.exists() and live_rec.exists()
         assert not cgroups.leftovers(cg.name)
+        assert not mounted(recorded_mnt) and not mounted(named / "mnt") and not named.exists()
         assert any("cputhief" in line for line in done) and any(cg.name in line for line in done)
         assert not [x for x in leftovers.what_is_left() if DEAD.split(":")[0] in x]
     finally:
@@ -86,6 +98,8 @@ def test_reap_removes_a_dead_runners_leftovers_and_spares_a_live_ones() -> None:
             p.kill()
             p.wait()
         (leftovers.RUNTIME / f"runner-{live.pid}.json").unlink(missing_ok=True)
+        for m in (recorded_mnt, named / "mnt"):
+            subprocess.run(["umount", "-l", str(m)], capture_output=True, check=False)
 
 
 @root_only
