@@ -358,3 +358,35 @@ def test_a_stop_for_a_full_disk_prints_the_command_that_resumes(tmp_path: Path) 
     assert res.returncode == 1 and "disk full" in last, res.stderr
     assert last.endswith(f"then resume: ukweb run -f {params} --run-id full --root {raw} "
                          "--set duration_s=2"), last
+
+
+@needs_method
+def test_a_machine_it_cannot_restore_is_refused_in_one_line(tmp_path: Path) -> None:
+    """A thief nobody recorded (a runner from before records, killed) holds CPU 0: the run
+    names it and how to remove it, exits 1, and measures nothing."""
+    from ukweb.paths import bin_dir
+    out = subprocess.run(["sh", "-c", f"{bin_dir() / 'cputhief'} --cpu 0 --share 0.9 "
+                          ">/dev/null 2>&1 & echo $!"], capture_output=True, text=True, check=True)
+    thief = int(out.stdout)
+    try:
+        assert wait_for(lambda: any(f"pid {thief}" in line for line in
+                                    _refusal(leftovers.reap)), 5)
+        res = subprocess.run([sys.executable, "-m", "ukweb.cli", "run", "-f", str(tiny(tmp_path)),
+                              "--run-id", "refused", "--root", str(tmp_path / "raw"),
+                              "--no-progress"], capture_output=True, text=True, timeout=120)
+        last = res.stderr.strip().splitlines()[-1]
+        assert res.returncode == 1 and last.startswith("ukweb run: a killed ukweb run left"), res.stderr
+        assert f"kill {thief}" in last
+        assert not (tmp_path / "raw" / "refused" / "points").exists()
+        assert not (tmp_path / "raw" / "refused" / "manifest.json").exists()
+    finally:
+        os.kill(thief, signal.SIGKILL)
+    assert wait_for(lambda: not _refusal(leftovers.reap), 5)
+
+
+def _refusal(reap) -> list[str]:
+    try:
+        reap()
+    except leftovers.LeftoversError as exc:
+        return [str(exc)]
+    return []
