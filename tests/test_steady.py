@@ -47,3 +47,15 @@ def test_a_file_set_smaller_than_the_cap_is_at_the_cap_when_all_cached() -> None
     assert held["steady"] and held["cache_at_cap"] is True
     partial = steady.checks(flat, samples(0.40), CAP, 10, 10, fileset_bytes=small)
     assert not partial["steady"] and partial["cache_at_cap"] is False
+
+
+def test_a_carried_series_settled_short_of_k_tau_is_unsteady_and_says_why() -> None:
+    rates = np.full(20, 1000.0)
+    short = {"settle_s": 10.0, "settle_taus": 1.0, "tau_s": 150.0}
+    out = steady.checks(rates, samples(0.99), CAP, 10, 10, settle=short)
+    assert not out["steady"] and out["series_settled"] is False
+    assert "series settled 10 s < 1 x tau = 150 s" in out["steady_reason"]
+    done = steady.checks(rates, samples(0.99), CAP, 10, 10, settle={**short, "settle_s": 151.0})
+    assert done["steady"] and done["series_settled"] is True
+    fresh = steady.checks(rates, samples(0.99), CAP, 10, 10)
+    assert fresh["steady"] and fresh["series_settled"] is None
