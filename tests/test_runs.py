@@ -525,6 +525,7 @@ def test_a_carried_series_keeps_one_server_and_its_ci_comes_from_batch_means(tmp
     cur = analysis.curves(points).set_index("connections")
     assert cur.loc[8, "basis"] == analysis.BATCHES and cur.loc[8, "dof"] == 2
     assert cur.loc[8, "se"] == pytest.approx(row["batch_se"])
+    assert cur.loc[8, "ci95"] == pytest.approx(cur.loc[8, "half95"])  # the figures' error bar
     assert cur.loc[4, "basis"] == analysis.REPETITIONS
     assert not our_processes(str(tmp_path))
 

@@ -535,7 +535,8 @@ def _pooled(rows: list[dict]) -> None:
 def curves(points: pd.DataFrame) -> pd.DataFrame:
     """Mean throughput per (workload, server, connections) over the completed repetitions.
 
-    ci95 is the repetitions' 95 % t interval (NaN with n = 1, so figures draw no error bar);
+    ci95 is the repetitions' 95 % t interval, or a carried point's batch-means interval (NaN
+    with n = 1 otherwise, so figures draw no error bar);
     se/dof/basis/half95 are the uncertainty verdicts use: for n = 1 pooled from the repeated
     points beside it, else per-second (see _pooled)."""
     done = points[points["status"] == DONE]
@@ -543,6 +544,8 @@ def curves(points: pd.DataFrame) -> pd.DataFrame:
     for (workload, server, conns), group in done.groupby(KEYS[:3], sort=True):
         mean, half = mean_ci(group["ops_per_s"])
         se, dof, basis = _standard_error(group)
+        if basis == BATCHES:  # a carried point's error bar: its batch-means interval
+            half = t_quantile(dof) * se
         rows.append({"workload": workload, "server": server, "connections": conns,
                      "n": len(group), "throughput": mean, "ci95": half,
                      "std": float(group["ops_per_s"].std(ddof=1)) if len(group) > 1 else math.nan,
