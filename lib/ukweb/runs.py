@@ -344,6 +344,8 @@ def sweep(params: SweepParams, run_id: str | None = None, root: Path = RAW, prog
     run_id = run_id or params.run_id or f"{params.profile}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     run = run_path(root, run_id)
     carried = check_budget(params)
+    if carried is not None:  # the notebooks reach here without the CLI's printout
+        log.info("%s: %s", params.profile, carried.table())
     check_methods(params)
     series = series_plan(params)
     cfgs = resolve_configs({p.server for s in series for p in s}, params.backlog, configs)
