@@ -16,6 +16,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "loop.h"
+
+#define NS 1000000000u
+#define SLICE_S 1 /* SO_SNDTIMEO: how often a blocked write looks at the clock and at SIGTERM */
+
 static int nonblocking(int fd, int on)
 {
 	return ioctl(fd, FIONBIO, &on);
@@ -25,30 +30,41 @@ static uint64_t mono_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	return (uint64_t)ts.tv_sec * NS + (uint64_t)ts.tv_nsec;
 }
 
 enum conn_io dyn_write_blocking(struct conn *c, int idle_timeout, struct stats_counters *st)
 {
-	/* Bound the sleep: a client that takes nothing for idle_timeout (the loop's own rule for a
-	 * response that makes no progress) gets EAGAIN and is closed, so one dead client costs the
-	 * process at most idle_timeout per stall, not forever. */
+	/* Bound the sleep: each blocking call gives up after SLICE_S without progress, so the
+	 * process looks at the clock: a client that took nothing for idle_timeout (the loop's own
+	 * rule for a response that makes no progress) is given up; after SIGTERM a reply is given
+	 * up at the first slice without progress, or LOOP_DRAIN_SECONDS after it was seen.  One dead client costs the process at most
+	 * idle_timeout per stall, not forever. */
 	if (!c->sndtimeo_set) {
-		struct timeval tv = {.tv_sec = idle_timeout};
+		struct timeval tv = {.tv_sec = SLICE_S};
 		if (setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
 			return IO_ERROR;
 		c->sndtimeo_set = 1;
 	}
 	if (nonblocking(c->fd, 0) < 0)
 		return IO_ERROR;
-	uint64_t t0 = mono_ns();
-	enum conn_io io = IO_AGAIN;
+	uint64_t t0 = mono_ns(), progress = t0, stopped = 0;
+	enum conn_io io;
 	for (;;) {
-		time_t now = (time_t)(mono_ns() / 1000000000u);
 		size_t before = c->sent;
-		io = conn_send(c, now, &st->bytes_out);
-		if (io != IO_AGAIN || c->sent == before)
-			break; /* done, failed, or the timeout passed with no progress at all */
+		io = conn_send(c, (time_t)(mono_ns() / NS), &st->bytes_out);
+		if (io != IO_AGAIN)
+			break; /* done or failed */
+		uint64_t now = mono_ns();
+		int moved = c->sent != before;
+		if (moved)
+			progress = now;
+		else if (now - progress >= (uint64_t)idle_timeout * NS)
+			break; /* IO_AGAIN: the client took nothing for idle_timeout */
+		if (loop_stop && !stopped)
+			stopped = now;
+		if (stopped && (!moved || now - stopped >= (uint64_t)LOOP_DRAIN_SECONDS * NS))
+			break; /* draining: a client still reading gets the loop's drain time */
 	}
 	st->dynw.blocked++;
 	st->dynw.block_ns += mono_ns() - t0;

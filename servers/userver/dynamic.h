@@ -11,7 +11,8 @@ enum dyn_writes { DYN_BLOCKING, DYN_NONBLOCKING }; /* --dynamic-writes */
 
 /* The rest of a dynamic reply whose non-blocking write returned IO_AGAIN, written with the
  * socket in blocking mode until it is all sent: IO_DONE, IO_ERROR, or IO_AGAIN when the client
- * took nothing for idle_timeout seconds (SO_SNDTIMEO).  Counts the time in st->dynw. */
+ * took nothing for idle_timeout seconds or SIGTERM came LOOP_DRAIN_SECONDS ago.  Counts the
+ * reply and the time blocked in st->dynw. */
 enum conn_io dyn_write_blocking(struct conn *c, int idle_timeout, struct stats_counters *st);
 
 #endif

@@ -17,7 +17,6 @@
 #include "dynamic.h"
 #include "reply.h"
 
-#define DRAIN_SECONDS 2
 #define LINGER_SECONDS 2
 
 volatile sig_atomic_t loop_stop;
@@ -278,7 +277,7 @@ static void begin_drain(struct loop *l)
 {
 	set_mask(l, l->cfg->listen_fd, &l->listen_mask, 0);
 	l->draining = 1;
-	l->drain_deadline = l->now + DRAIN_SECONDS;
+	l->drain_deadline = l->now + LOOP_DRAIN_SECONDS;
 	sweep(l); /* closes every connection that is not mid-response */
 }
 

@@ -17,6 +17,8 @@ struct loop_config {
 	int dyn_writes;   /* enum dyn_writes: dynamic replies' writes block (the µserver) or not */
 };
 
+#define LOOP_DRAIN_SECONDS 2
+
 /* Set by the SIGTERM handler: stop accepting, finish in-flight responses (≤ 2 s), return. */
 extern volatile sig_atomic_t loop_stop;
 
