@@ -34,6 +34,11 @@ def main(argv: list[str]) -> int:
         print(f"variance: {args.run} is not a run directory", file=sys.stderr)
         return 2
     data = variance.measure(args.run)
+    if set(data["tau_int_s"]) != {"ktux", "userver"}:
+        print(f"variance: {args.run} has no saturated ktux and userver points with more than "
+              f"{variance.MAX_LAG + 2} s of per-second replies (a quick run's windows are too "
+              "short); measure a paper run", file=sys.stderr)
+        return 2
     data["batch_s"] = {f: int(math.ceil(BATCH_TAUS * t)) for f, t in data["tau_int_s"].items()}
     data["source"] = str(args.run.resolve().relative_to(REPO)) if args.run.resolve().is_relative_to(REPO) else str(args.run)
     head = ("# Written by bench/variance.py from the run named in `source`; do not edit by hand.\n"
