@@ -215,7 +215,8 @@ class PointRunner:
             params = loadgen_mod.LoadgenParams(
                 connections=point.connections, mix=point.workload, warmup_s=0,
                 duration_s=chunk, line_speed=self.line_speed,
-                seed=point.seed(self.seed) + 7919 * (chunks + 1), threads=self.loadgen_threads,
+                seed=(point.seed(self.seed) + 7919 * (chunks + 1)) % 4_294_967_291 or 1,
+                threads=self.loadgen_threads,
                 reset=reset)
             out = work / f"chunk{chunks}"
             out.mkdir(parents=True, exist_ok=True)
