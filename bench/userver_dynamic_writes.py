@@ -20,6 +20,7 @@ import argparse
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from userver_vs_nginx import CLIENT_CPU, SERVER_CPU, cpu_seconds, pinned, warm_cache
@@ -41,6 +42,11 @@ def one_run(name: str, args: argparse.Namespace, docroot: Path, work: Path) -> d
         reset = ResetParams.for_run(args.connections, int(args.warmup + args.seconds))
         srv.reset(reset)
         pids = srv.pids()
+        for _ in range(100):  # a child fills its slot's pid once it runs
+            if all(pids):
+                break
+            time.sleep(0.05)
+            pids = srv.pids()
         cpu0 = cpu_seconds(pids)
         params = loadgen.LoadgenParams(connections=args.connections, mix="dynamic",
                                        warmup_s=args.warmup, duration_s=args.seconds,
