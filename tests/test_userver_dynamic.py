@@ -21,6 +21,7 @@ import pytest
 import requests
 from servers_client import read_response
 
+from ukweb import paths
 from ukweb.servers import Server
 from ukweb.specweb99 import Request, ResetParams
 
@@ -167,3 +168,14 @@ def test_sigterm_ends_a_blocked_write_within_the_drain(kind: str, start_server) 
     # given up at its first 1-s slice without progress after SIGTERM (the kernel may still be
     # taking bytes for a while): exit 0 before Server.stop's 5-s grace ends in SIGKILL
     assert code == 0 and took < 5.0
+
+
+@pytest.mark.parametrize("args", [["--dynamic-writes", "sometimes"], ["--dynamic-send", "mmap"],
+                                  ["--dynamic-send"]])
+def test_bad_dynamic_switch_exits_2_with_one_line(docroot: Path, tmp_path: Path,
+                                                  args: list[str]) -> None:
+    cmd = [str(paths.binary("userver")), "--docroot", str(docroot), "--post-log",
+           str(tmp_path / "post.log"), *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert "--dynamic" in done.stderr or "incomplete option" in done.stderr
