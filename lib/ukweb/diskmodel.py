@@ -61,7 +61,9 @@ BEHIND_S_PER_S = 0.1       # a second in which the disk lost more than this is "
 BEHIND_RUN_S = 5           # behind this many seconds in a row fails the point (the per-second
 #                            throughput is autocorrelated for ~7 s: a run this long is a whole
 #                            independent sample measured on a slower disk)
-FAIL_OVERRUN_PCT = 10.0    # or this much of the window's busy time lost fails it outright
+FAIL_OVERRUN_PCT = 10.0    # or this much of the window's busy time lost fails it outright,
+FAIL_OVERRUN_MIN_S = 0.1   # when that is at least this much: a smoke point whose disk was busy
+                           # 0.1 s lost 0.01 s and failed, though no reply could have noticed
 
 
 def overrun_pct(busy_s: float, overrun_s: float) -> float:
@@ -86,7 +88,7 @@ def fell_behind(seconds: list[tuple[float, float, float]]) -> str | None:
         return (f"the disk model lost more than {BEHIND_S_PER_S:g} s of every second for "
                 f"{longest} s in a row (ending at t={at:.0f} s; {over:.2f} s of {busy:.1f} s "
                 f"busy in the window): its daemon could not keep its timing")
-    if pct > FAIL_OVERRUN_PCT:
+    if pct > FAIL_OVERRUN_PCT and over >= FAIL_OVERRUN_MIN_S:
         return (f"the disk model overran its model by {pct:.1f} % of its busy time "
                 f"({over:.2f} s of {busy:.1f} s; > {FAIL_OVERRUN_PCT:g} %)")
     return None
