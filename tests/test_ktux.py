@@ -505,6 +505,44 @@ def test_client_that_never_reads_does_not_stall_others(start_ktux: StartKtux, do
             s.close()
 
 
+def read_responses(sock: socket.socket, n: int, timeout: float = 30) -> list[int]:
+    """Read n HTTP responses off sock; their status codes (fewer if the server closes)."""
+    sock.settimeout(timeout)
+    buf = b""
+    codes: list[int] = []
+    while len(codes) < n:
+        end = buf.find(b"\r\n\r\n")
+        if end >= 0:
+            head = buf[:end].decode("latin-1")
+            length = next(int(line.split(":", 1)[1]) for line in head.split("\r\n")
+                          if line.lower().startswith("content-length:"))
+            if len(buf) >= end + 4 + length:
+                codes.append(int(head.split(" ", 2)[1]))
+                buf = buf[end + 4 + length:]
+                continue
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            break
+        buf += chunk
+    return codes
+
+
+@pytest.mark.parametrize(("count", "name"), [(320, file_path(0, 3, 0)), (5000, file_path(0, 0, 0))])
+def test_pipelined_requests_beyond_the_input_buffer_are_all_answered(
+        start_ktux: StartKtux, count: int, name: str) -> None:
+    """One write of 320 (16,960 B) or 5,000 GETs: each is answered; ktux reads less (cancels its
+    receive) while it holds a backlog rather than dropping the client (issue 16, Bad input)."""
+    srv = start_ktux()
+    with socket.create_connection((srv.addr, srv.port)) as s:
+        payload = f"GET /{name} HTTP/1.1\r\nHost: x\r\n\r\n".encode() * count
+        sender = threading.Thread(target=s.sendall, args=(payload,))  # may block: back-pressure
+        sender.start()
+        codes = read_responses(s, count)
+        sender.join(timeout=30)
+    assert codes == [200] * count
+    assert counters(srv)["errors"]["header_too_large"] == 0
+
+
 def open_sockets(pid: int) -> int:
     """Sockets among a process's descriptors."""
     fds = Path(f"/proc/{pid}/fd")
@@ -660,7 +698,7 @@ def test_probe_agrees_with_io_uring_unavailable(ktux_ok: None) -> None:
 
 
 @pytest.mark.parametrize("args", [["--sqpoll=x"], ["--cache-bytes", "0"], ["--iowq-workers", "-1"],
-                                  ["--no-cache=1"]])
+                                  ["--no-cache=1"], ["--bogus"]])
 def test_bad_ktux_flags_exit_2(ktux_ok: None, docroot: Path, tmp_path: Path, args: list[str]) -> None:
     proc = subprocess.run([str(paths.binary("ktux")), "--docroot", str(docroot), "--post-log",
                            str(tmp_path / "p.log"), *args], capture_output=True, text=True, timeout=10)

@@ -19,7 +19,14 @@
 
 #include "ktux.h"
 
-#define IN_CAP (HTTP_MAX_REQUEST + RECV_BUF_SIZE)
+/* Pipelined input waiting while a response is in flight.  At IN_HIGH bytes the multishot
+ * receive is cancelled (back-pressure: read less, the client's sends then block on a full
+ * window) and re-armed once parsing brings the backlog under IN_LOW; requests already buffered
+ * are all answered.  What lands between the cancel and its completion is kept (a few provided
+ * buffers), up to IN_HARD, beyond which the client is not one we can serve. */
+#define IN_HIGH (HTTP_MAX_REQUEST + RECV_BUF_SIZE)
+#define IN_LOW (IN_HIGH / 2)
+#define IN_HARD (64 * RECV_BUF_SIZE + IN_HIGH)
 
 static void arm_recv(struct server *s, struct conn *c)
 {
@@ -30,6 +37,27 @@ static void arm_recv(struct server *s, struct conn *c)
 	io_uring_sqe_set_data64(sqe, ud_pack(OP_RECV, 0, c->fd));
 	c->recv_armed = 1;
 	c->inflight++;
+}
+
+/* Stop reading c (its backlog of pipelined requests is IN_HIGH): cancel the multishot receive. */
+static void pause_recv(struct server *s, struct conn *c)
+{
+	if (c->recv_paused || !c->recv_armed)
+		return;
+	c->recv_paused = 1;
+	struct io_uring_sqe *sqe = ring_sqe(&s->ring);
+	io_uring_prep_cancel64(sqe, ud_pack(OP_RECV, 0, c->fd), 0);
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_CANCEL, 0, -1));
+}
+
+/* Read c again (backlog drained, or lingering needs the client's FIN). */
+void conn_resume_recv(struct server *s, struct conn *c)
+{
+	if (!c->recv_paused)
+		return;
+	c->recv_paused = 0;
+	if (!c->recv_armed && !c->closing && !c->peer_closed)
+		arm_recv(s, c); /* else the cancelled receive's last completion re-arms it */
 }
 
 void conn_open(struct server *s, int fd)
@@ -159,16 +187,22 @@ static int keep_input(struct server *s, struct conn *c, const char *p, size_t n)
 {
 	if (n == 0)
 		return 0;
-	if (!c->in && !(c->in = malloc(IN_CAP))) {
-		conn_abort(s, c, SE_INTERNAL);
-		return -1;
-	}
-	if (c->in_len + n > IN_CAP) {
-		conn_abort(s, c, SE_HEADER_TOO_LARGE); /* pipelined far beyond any sane request */
-		return -1;
+	if (c->in_len + n > c->in_cap) {
+		size_t cap = c->in_cap ? c->in_cap * 2 : IN_HIGH;
+		while (cap < c->in_len + n)
+			cap *= 2;
+		char *p2 = c->in_len + n <= IN_HARD ? realloc(c->in, cap) : NULL;
+		if (!p2) {
+			conn_abort(s, c, c->in_len + n > IN_HARD ? SE_HEADER_TOO_LARGE : SE_INTERNAL);
+			return -1;
+		}
+		c->in = p2;
+		c->in_cap = cap;
 	}
 	memmove(c->in + c->in_len, p, n);
 	c->in_len += n;
+	if (c->in_len >= IN_HIGH)
+		pause_recv(s, c); /* a response is in flight and the client keeps pipelining */
 	return 0;
 }
 
@@ -181,11 +215,13 @@ void conn_parse_input(struct server *s, struct conn *c)
 	if (used >= c->in_len) {
 		free(c->in);
 		c->in = NULL;
-		c->in_len = 0;
+		c->in_len = c->in_cap = 0;
 	} else if (used > 0) {
 		memmove(c->in, c->in + used, c->in_len - used);
 		c->in_len -= used;
 	}
+	if (c->in_len < IN_LOW && !c->lingering)
+		conn_resume_recv(s, c);
 }
 
 static void received(struct server *s, struct conn *c, const char *data, size_t n)
@@ -234,10 +270,10 @@ void conn_recv_done(struct server *s, struct io_uring_cqe *cqe)
 	} else if (cqe->res == 0 && !c->closing) {
 		c->peer_closed = 1;
 		peer_closed(s, c);
-	} else if (cqe->res < 0 && cqe->res != -ENOBUFS && !c->closing) {
+	} else if (cqe->res < 0 && cqe->res != -ENOBUFS && cqe->res != -ECANCELED && !c->closing) {
 		conn_abort(s, c, c->lingering ? -1 : SE_RESET);
 	}
-	if (!c->closing && !c->recv_armed && !c->peer_closed)
+	if (!c->closing && !c->recv_armed && !c->peer_closed && !c->recv_paused)
 		arm_recv(s, c); /* multishot ended (e.g. ENOBUFS): re-arm */
 	conn_op_done(s, c);
 }

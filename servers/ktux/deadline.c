@@ -60,7 +60,8 @@ void conn_linger(struct server *s, struct conn *c)
 	c->in_len = 0;
 	shutdown(c->fd, SHUT_WR);
 	list_push(s, &s->linger, c); /* closed for good after LINGER_MS, whatever the client does */
-	if (!c->recv_armed)
+	conn_resume_recv(s, c);        /* a paused receive must read on to the client's FIN */
+	if (!c->recv_armed && !c->recv_paused)
 		conn_abort(s, c, -1);
 }
 

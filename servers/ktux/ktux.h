@@ -114,6 +114,7 @@ struct conn {
 	enum conn_phase phase;
 	int inflight;  /* operations whose completion is still to come */
 	int recv_armed;
+	int recv_paused; /* backlog of pipelined input at its cap: receive cancelled (conn.c) */
 	int closing;   /* shut down; freed when inflight reaches 0 */
 	int lingering; /* response sent with Connection: close; waiting for the client's FIN */
 	int peer_closed; /* the client's FIN arrived: no more receives */
@@ -122,7 +123,7 @@ struct conn {
 	struct conn *older, *newer; /* on one deadline list (idle or linger), oldest first */
 	struct conn_list *on;
 	char *in;      /* request bytes waiting to be parsed (NULL when parsing in place) */
-	size_t in_len;
+	size_t in_len, in_cap;
 	/* the response in flight */
 	struct response resp;
 	struct iovec iov[2];
@@ -183,6 +184,7 @@ void conn_touch(struct server *s, struct conn *c);
 void conn_expire(struct server *s);
 void conn_response_sent(struct server *s, struct conn *c);
 void conn_parse_input(struct server *s, struct conn *c);
+void conn_resume_recv(struct server *s, struct conn *c);
 
 /* deadline.c */
 void deadline_unlink(struct conn *c);
