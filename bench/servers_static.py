@@ -18,6 +18,7 @@ pinned to another, so ratios are measured side by side in one run:
                                              [--paced-rate 4000] [--strace] [--ktux-option OPT ...]
                                              [--server-cpu-pct 50]
                                              [--ablate no_zerocopy --ablate no_cache ...]
+                                             [--ktux-before /tmp/ktux-before/build/ktux]
 
 Numbers on a shared, busy machine are noisy: compare the ratios, not the absolute rates.
 """
@@ -64,10 +65,22 @@ delay = function() return {delay_ms} end
 """
 
 
+class BinaryServer(Server):
+    """A Server run from a given binary (e.g. a baseline build in a git worktree)."""
+
+    def __init__(self, binary: Path, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super().__init__(*args, **kwargs)
+        self.binary = binary
+
+    def command(self) -> list[str]:
+        return [str(self.binary), *super().command()[1:]]
+
+
 @contextlib.contextmanager
-def ktux(docroot: Path, work: Path, options: dict) -> Iterator[Server]:
+def ktux(docroot: Path, work: Path, options: dict, binary: Path | None = None) -> Iterator[Server]:
     cfg = ServerConfig(label="ktux", kind="ktux", backlog=128, options=options)
-    server = Server(cfg, docroot, work, preexec=pinned(SERVER_CPU))
+    server = (BinaryServer(binary, cfg, docroot, work, preexec=pinned(SERVER_CPU)) if binary
+              else Server(cfg, docroot, work, preexec=pinned(SERVER_CPU)))
     try:
         yield server.start()
     finally:
@@ -160,6 +173,10 @@ def report(peak: dict[str, list[Measurement]], paced: dict[str, list[Paced]],
               f"cpu {cpu[label]:6.1f} us/req{extra}")
     for label in (k for k in rate if k.startswith("ktux-")):
         print(f"{label} / ktux throughput: {rate[label] / rate['ktux']:.3f}")
+    for label in (k for k in rate if k.startswith("ktux")):
+        print(f"{label:12s} / nginx throughput: {rate[label] / rate['nginx']:.3f}  "
+              f"peak cpu {statistics.median(m.cpu_us_per_req for m in peak[label]):6.1f} us/req  "
+              f"paced cpu {cpu[label]:6.1f} us/req")
     print(f"ktux / nginx   throughput: {rate['ktux'] / rate['nginx']:.3f}  (goal >= 1.3)")
     print(f"ktux / userver throughput: {rate['ktux'] / rate['userver']:.3f}")
     print(f"ktux / responder CPU per request: {cpu['ktux'] / cpu['responder']:.3f}  (goal <= 1.25)")
@@ -177,6 +194,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="CPU quota for every server, %% of one core (needs root and cgroups)")
     p.add_argument("--ktux-option", action="append", default=[],
                    help="a switch for the main ktux, e.g. no_zerocopy (repeatable)")
+    p.add_argument("--ktux-before", type=Path, default=None,
+                   help="also measure this ktux binary (e.g. a baseline build) as ktux-before")
     p.add_argument("--ablate", action="append", default=[],
                    help="also measure a ktux with this one switch, side by side (repeatable)")
     return p.parse_args(argv)
@@ -197,6 +216,10 @@ def main(argv: list[str] | None = None) -> int:
             resp = stack.enter_context(started([str(build_responder()), str(port)], port, SERVER_CPU))
             variants = [(f"ktux-{o}", stack.enter_context(ktux(work, work / o, {o: True})))
                         for o in args.ablate]
+            if args.ktux_before:
+                variants.append(("ktux-before", stack.enter_context(
+                    ktux(work, work / "ktux-before", dict.fromkeys(args.ktux_option, True),
+                         binary=args.ktux_before))))
             nginx = Nginx(work, work / "nginx").start()
             try:
                 servers = [Target("ktux", kt.url, kt.pids, kt.status),
