@@ -17,6 +17,7 @@ COMMANDS = {
     "fileset": ("ukweb.fileset", "generate or verify a SPECweb99 file set"),
     "calibrate": ("ukweb.calibrate", "find the CPU share that matches the paper's anchor"),
     "run": ("ukweb.runs", "run a sweep from a params file"),
+    "hosts": ("ukweb.hosts", "check a multi-host testbed's hosts file (docs/hosts.md)"),
     "analyze": ("ukweb.analysis", "tidy table of a run's data points"),
     "report": ("ukweb.report", "figures, claims and report.html from a run directory"),
     "compact": ("ukweb.compact", "a run's request logs as Parquet (zstd), to commit a reference"),

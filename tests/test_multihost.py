@@ -1,0 +1,276 @@
+"""Multi-host testbed (issue 18): the hosts file, and real SSH to hosts that are network
+namespaces, each running its own sshd (openssh-server) with a key generated here, joined to this
+namespace by a control veth and to each other by two data links in two subnets, as the paper's
+two cards (§4)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from ukweb import analysis, fileset, hosts, logs, multihost, paths
+from ukweb.loadgen import LoadgenParams
+from ukweb.remote import RemoteError, RemoteProcess, connect
+
+SSHD = "/usr/sbin/sshd"
+GOOD = {
+    "ssh": {"user": "root", "key": "/k", "workdir": "/srv/ukweb"},
+    "server": {"address": "10.0.0.1", "links": ["10.1.1.1", "10.1.2.1"],
+               "emulation": {"memory_cap": True, "disk_model": True}},
+    "clients": [{"name": "c1", "address": "10.0.0.11", "target": "10.1.1.1", "share": 0.5},
+                {"name": "c2", "address": "10.0.0.12", "target": "10.1.2.1", "share": 0.5}],
+}
+
+
+def _bad(mutate) -> str:
+    data = json.loads(json.dumps(GOOD))
+    mutate(data)
+    with pytest.raises(hosts.HostsError) as err:
+        hosts.parse(data, "h.yaml")
+    msg = str(err.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_valid_file_and_split():
+    h = hosts.parse(GOOD, "h.yaml")
+    assert h.server.links == ("10.1.1.1", "10.1.2.1") and h.server.emulation["disk_model"]
+    assert not h.server.emulation["cpu_thief"]
+    assert h.split(7) == {"c1": 4, "c2": 3} and sum(h.split(1001).values()) == 1001
+    assert h.record()["clients"][1]["ssh"]["auth"] == "key"
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda d: d["clients"][1].pop("target"), "clients[1].target: missing"),
+    (lambda d: d["server"].pop("address"), "server.address: missing"),
+    (lambda d: d["clients"][1].update(address="10.0.0.11"), "clients[1].address: duplicate"),
+    (lambda d: d["clients"][1].update(name="c1"), "clients[1].name: duplicate"),
+    (lambda d: d["clients"][1].update(share=0.4), "clients[*].share: shares add up to 0.9"),
+    (lambda d: d["clients"][0].update(shares=1), "clients[0].shares: unknown key"),
+    (lambda d: d["ssh"].update(password="x"), "ssh.password: passwords are not accepted"),
+    (lambda d: d["clients"][0].update(target="10.9.9.9"), "clients[0].target: 10.9.9.9 is not"),
+    (lambda d: d["server"]["emulation"].update(swap=True), "server.emulation.swap: unknown key"),
+    (lambda d: d["ssh"].pop("key"), "server.key: missing (or agent: true)"),
+])
+def test_bad_hosts_file_is_one_line_naming_the_field(mutate, field):
+    assert field in _bad(mutate)
+
+
+def test_hosts_check_cli_exits_2(tmp_path):
+    bad = json.loads(json.dumps(GOOD))
+    bad["clients"][0]["share"] = 0.7
+    f = tmp_path / "hosts.yaml"
+    f.write_text(yaml.safe_dump(bad))
+    res = subprocess.run(["ukweb", "hosts", "check", str(f)], capture_output=True, text=True)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        f"ukweb hosts: {f}: clients[*].share: shares add up to 1.2, must add up to 1"]
+    f.write_text(yaml.safe_dump(GOOD))
+    res = subprocess.run(["ukweb", "hosts", "check", str(f)], capture_output=True, text=True)
+    assert res.returncode == 0 and "c2->10.1.2.1 0.5" in res.stdout
+
+
+# -- real SSH to namespaces
+
+def _ip(*args: str, ns: str | None = None) -> None:
+    subprocess.run((["ip", "netns", "exec", ns] if ns else []) + list(args), check=True,
+                   capture_output=True, timeout=30)
+
+
+def _keygen(path: Path) -> str:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return path.with_suffix(".pub").read_text().split()[0:2]  # type: ignore[return-value]
+
+
+@pytest.fixture
+def testbed(tmp_path):
+    """1 server + 2 client namespaces, each with sshd on a control link from here; data links
+    server<->c1 (10.197.1.0/24) and server<->c2 (10.197.2.0/24)."""
+    if os.geteuid() != 0 or not Path(SSHD).exists():
+        pytest.skip("needs root and openssh-server")
+    tag = f"ukmh{os.getpid() % 100000}"
+    names = ["srv", "c1", "c2"]
+    ns = {n: f"{tag}-{n}" for n in names}
+    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
+    client_key = tmp_path / "id_test"
+    _keygen(client_key)
+    (tmp_path / "authorized_keys").write_text(client_key.with_suffix(".pub").read_text())
+    known, sshds, ctl = [], [], {}
+    try:
+        for i, n in enumerate(names):
+            _ip("ip", "netns", "add", ns[n])
+            _ip("ip", "link", "set", "lo", "up", ns=ns[n])
+            here, there = f"{tag}h{i}", f"{tag}n{i}"
+            _ip("ip", "link", "add", here, "type", "veth", "peer", "name", there, "netns", ns[n])
+            _ip("ip", "addr", "add", f"10.198.{i + 1}.1/24", "dev", here)
+            _ip("ip", "link", "set", here, "up")
+            _ip("ip", "addr", "add", f"10.198.{i + 1}.2/24", "dev", there, ns=ns[n])
+            _ip("ip", "link", "set", there, "up", ns=ns[n])
+            ctl[n] = f"10.198.{i + 1}.2"
+        for k, c in ((1, "c1"), (2, "c2")):
+            s, d = f"{tag}s{k}", f"{tag}d{k}"
+            _ip("ip", "link", "add", s, "netns", ns["srv"], "type", "veth", "peer", "name", d,
+                "netns", ns[c])
+            for space, dev, host in ((ns["srv"], s, 1), (ns[c], d, 2)):
+                _ip("ip", "addr", "add", f"10.197.{k}.{host}/24", "dev", dev, ns=space)
+                _ip("ip", "link", "set", dev, "up", ns=space)
+        for n in names:
+            d = tmp_path / n
+            d.mkdir()
+            key_type, key = _keygen(d / "host_key")
+            known.append(f"{ctl[n]} {key_type} {key}")
+            (d / "sshd_config").write_text(
+                f"Port 22\nListenAddress {ctl[n]}\nHostKey {d / 'host_key'}\n"
+                f"AuthorizedKeysFile {tmp_path / 'authorized_keys'}\nPermitRootLogin prohibit-password\n"
+                "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
+                f"StrictModes no\nPidFile {d / 'sshd.pid'}\nSubsystem sftp internal-sftp\n")
+            sshds.append(subprocess.Popen(["ip", "netns", "exec", ns[n], SSHD, "-D", "-e", "-f",
+                                           str(d / "sshd_config")], stderr=subprocess.DEVNULL))
+        (tmp_path / "known_hosts").write_text("\n".join(known) + "\n")
+        data = {"ssh": {"user": "root", "key": str(client_key), "workdir": str(paths.REPO),
+                        "known_hosts": str(tmp_path / "known_hosts")},
+                "server": {"name": "srv", "address": ctl["srv"], "http_port": 8080,
+                           "links": ["10.197.1.1", "10.197.2.1"]},
+                "clients": [{"name": "c1", "address": ctl["c1"], "target": "10.197.1.1", "share": 0.75},
+                            {"name": "c2", "address": ctl["c2"], "target": "10.197.2.1", "share": 0.25}]}
+        _wait_ssh(list(ctl.values()))
+        yield hosts.parse(data, "test-hosts"), tmp_path, data
+    finally:
+        for p in sshds:
+            p.terminate()
+            p.wait(timeout=10)
+        for n in names:
+            subprocess.run(["ip", "netns", "del", ns[n]], capture_output=True, timeout=30)
+        for i in range(len(names)):
+            subprocess.run(["ip", "link", "del", f"{tag}h{i}"], capture_output=True, timeout=30)
+
+
+def _wait_ssh(addrs: list[str]) -> None:
+    import socket
+    deadline = time.monotonic() + 10
+    for a in addrs:
+        while True:
+            try:
+                socket.create_connection((a, 22), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+
+def _ours(marker: str) -> list[psutil.Process]:
+    out = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if marker in cmd and p.pid != os.getpid():
+            out.append(p)
+    return out
+
+
+@pytest.mark.root
+def test_hosts_over_real_ssh(testbed):
+    h, tmp, data = testbed
+    # Preparation of 1 server + 2 clients: commit, build, clock.
+    prep = multihost.prepare(h, build=False)
+    assert set(prep["hosts"]) == {"srv", "c1", "c2"}
+    assert all(r["commit"] == prep["commit"] for r in prep["hosts"].values())
+    # one clock here: every measured offset is within its exchange's error (half the round trip)
+    assert all(abs(r["clock_offset_ms"]) <= r["clock_rtt_ms"] / 2 + 1 for r in prep["hosts"].values()), prep
+
+    # A host whose key is not the one in known_hosts: refused.
+    bad_known = tmp / "known_hosts_bad"
+    lines = (tmp / "known_hosts").read_text().splitlines()
+    bad_known.write_text("\n".join([lines[0], lines[1].split()[0] + " " + " ".join(
+        lines[2].split()[1:])]) + "\n")  # c1's address with c2's key
+    wrong = json.loads(json.dumps(data))
+    wrong["ssh"]["known_hosts"] = str(bad_known)
+    with pytest.raises(RemoteError, match=r"^c1 \(root@10\.198\.2\.2:22\): host key refused"):
+        multihost.prepare(hosts.parse(wrong, "x"), build=False)
+
+    # A host at another commit: refused, both named.
+    other = tmp / "other-checkout"
+    other.mkdir()
+    subprocess.run(["git", "init", "-q", str(other)], check=True)
+    subprocess.run(["git", "-C", str(other), "-c", "user.name=t", "-c", "user.email=t@t",
+                    "commit", "-q", "--allow-empty", "-m", "other"], check=True)
+    theirs = subprocess.run(["git", "-C", str(other), "rev-parse", "HEAD"], capture_output=True,
+                            text=True, check=True).stdout.strip()
+    moved = json.loads(json.dumps(data))
+    moved["clients"][1]["workdir"] = str(other)
+    with pytest.raises(RemoteError) as err:
+        multihost.prepare(hosts.parse(moved, "x"), build=False)
+    assert str(err.value).startswith("c2: ") and theirs in str(err.value) \
+        and prep["commit"] in str(err.value)
+
+
+@pytest.mark.root
+def test_point_over_ssh_merged_and_killed_client(testbed):
+    h, tmp, _ = testbed
+    fileset.generate(tmp / "fs", dirs=1, progress=False)
+    server_argv = [str(paths.binary("userver")), "--addr", "0.0.0.0", "--port", "8080",
+                   "--docroot", str(tmp / "fs"), "--post-log", str(tmp / "post.log"),
+                   "--state-dir", str(tmp / "state"), "--procs", "1", "--events", "epoll"]
+    (tmp / "state").mkdir()
+    params = LoadgenParams(connections=8, mix="static", warmup_s=1, duration_s=2, dirs=1,
+                           line_speed=2_000_000, timeout_s=5)
+    tag = f"t{os.getpid()}"
+    killed = {}
+
+    async def scenario() -> None:
+        async with await connect(h.server) as conn:
+            server = await RemoteProcess.start(conn, h.server, server_argv, cwd=str(tmp))
+            try:
+                # wait until userver answers on a data link from a client namespace
+                point = tmp / "run" / "static" / "userver" / "c8" / "r1"
+                point.mkdir(parents=True)
+                await asyncio.sleep(0.5)
+                merged = await multihost.drive_async(h, params, point, tag=tag)
+                (point / "DONE").write_text("{}")
+                check_point(point, merged)
+
+                def kill_c2(procs):
+                    def kill():
+                        for p in _ours(f"/{tag}b/c2"):
+                            if "loadgen" in p.name():
+                                killed["pid"] = p.pid
+                                p.kill()
+                    asyncio.get_running_loop().call_later(START_LEAD + 1.5, kill)
+                with pytest.raises(multihost.ClientFailed, match=r"^c2: loadgen exited 137 "
+                                   r"\(killed by SIGKILL\)"):
+                    await multihost.drive_async(h, params, tmp / "p2", tag=f"{tag}b",
+                                                on_started=kill_c2)
+            finally:
+                await server.stop()
+
+    START_LEAD = multihost.START_LEAD_S
+    asyncio.run(scenario())
+    assert killed, "c2's loadgen was not found to kill"
+    time.sleep(0.3)
+    left = [p for m in (tag, str(tmp / "fs")) for p in _ours(m)]
+    assert not left, f"processes left: {[p.cmdline() for p in left]}"
+
+
+def check_point(point: Path, merged: dict) -> None:
+    c1 = logs.read_summary(point / "clients" / "c1")
+    c2 = logs.read_summary(point / "clients" / "c2")
+    assert (c1["connections"], c2["connections"]) == (6, 2)  # shares 0.75 / 0.25
+    assert merged["connections"] == 8 and merged["window_us"] == c1["window_us"]
+    assert merged["measure"]["requests"] == c1["measure"]["requests"] + c2["measure"]["requests"]
+    req = logs.read_requests(point)  # the analysis reader, unchanged
+    assert len(req) == c1["requests_all_phases"] + c2["requests_all_phases"]
+    who = multihost.client_column(req, point)
+    assert set(req.loc[who == "c2", "conn"]) <= {6, 7} and (who == "c1").sum() > (who == "c2").sum() > 0
+    row = analysis.point_row(point)
+    assert row["status"] == analysis.DONE and row["ops_per_s"] > 0
+    assert abs(row["ops_per_s"] - merged["measure"]["ops_per_s"]) <= 0.05 * row["ops_per_s"]
+    shutil.rmtree(point / "clients")
