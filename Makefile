@@ -10,7 +10,7 @@ RUN ?=
 # peers used by tests and benchmarks (nginx as a baseline server, wrk as a baseline client);
 # clang with its runtime for libFuzzer (make fuzz).
 APT_PACKAGES := gcc make pkg-config liburing-dev zlib1g-dev nginx-light wrk procps iproute2 curl \
-                libfuse3-dev fuse3 clang libclang-rt-14-dev
+                libfuse3-dev fuse3 clang libclang-rt-14-dev openssh-server openssh-client
 
 .PHONY: setup system venv build asan fuzz test reproduce report lab clean
 
