@@ -74,6 +74,17 @@ void dyn_open_done(struct server *s, struct conn *c, int fd)
 		dyn_complete(s, c, sw99_open_error(S_ISDIR(st.st_mode) ? -403 : -404));
 		return;
 	}
+	if (sw99_file_unchanged(c->dyn)) {
+		/* Sent from the file (splice, or --no-zerocopy's 64 KiB bounce) after head + wrapper:
+		 * a client that does not read holds a pipe's worth of page-cache pages, not a copy of
+		 * the reply (TUX's SEND_BUFFER waited on write space with the module's buffer). */
+		c->file_fd = -1; /* the response owns fd now */
+		c->dyn_active = 0;
+		int e = sw99_finish_sendfile(&s->site.module, c->dyn, &c->resp, fd, (size_t)st.st_size);
+		site_respond_finish(&s->site, c->dyn, &c->resp, e);
+		conn_send_response(s, c);
+		return;
+	}
 	if (!sw99_file_dst(&c->resp, c->dyn, (size_t)st.st_size)) {
 		dyn_complete(s, c, SE_INTERNAL);
 		return;

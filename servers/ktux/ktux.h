@@ -129,6 +129,7 @@ struct conn {
 	struct iovec iov[2];
 	struct msghdr msg;
 	size_t sent, total;
+	int tail;                  /* sending a file reply's wrapper tail, after the file (send.c) */
 	struct cache_entry *entry; /* sending from a cache entry (after the head in resp.head) */
 	struct cache_entry *fill;  /* filling a cache entry (a miss being faulted in) */
 	char *bounce;              /* --no-zerocopy: file bytes copied through user memory */
@@ -191,6 +192,7 @@ void deadline_unlink(struct conn *c);
 void conn_linger(struct server *s, struct conn *c);
 void conn_send_response(struct server *s, struct conn *c);
 void conn_send_entry(struct server *s, struct conn *c, struct cache_entry *e);
+void conn_file_sent(struct server *s, struct conn *c);
 
 /* static.c: static GETs — cache hit, or a miss read through the ring */
 int static_route(const struct http_request *req);

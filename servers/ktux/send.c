@@ -55,10 +55,20 @@ static void submit_send(struct server *s, struct conn *c)
 			submit_sendmsg(s, c, fill_iov(c, c->sent, p, body), MSG_WAITALL);
 		}
 	} else {
-		/* head and body buffer in one sendmsg; iov advanced past what was sent */
-		const char *body = c->resp.kind == BODY_BUF ? c->resp.body.data : NULL;
-		size_t len = c->resp.kind == BODY_BUF ? c->resp.body.len : 0;
-		submit_sendmsg(s, c, fill_iov(c, c->sent, body, len), MSG_WAITALL);
+		/* head and body buffer in one sendmsg; iov advanced past what was sent.  A file body
+		 * with a wrapper (a dynamic reply, sw99_finish_sendfile): head + body[0, file_at)
+		 * before the file, body[file_at, len) after it (c->tail; the head skipped). */
+		const struct response *r = &c->resp;
+		if (c->tail) {
+			submit_sendmsg(s, c, fill_iov(c, r->head_len + c->sent, r->body.data + r->file_at,
+						      r->body.len - r->file_at), MSG_WAITALL);
+		} else {
+			const char *body = r->kind != BODY_NONE ? r->body.data : NULL;
+			size_t len = r->kind == BODY_BUF ? r->body.len : r->kind == BODY_FILE ? r->file_at : 0;
+			submit_sendmsg(s, c, fill_iov(c, c->sent, body, len),
+				       r->file_at > 0 && r->file_len > 0 ? MSG_WAITALL | MSG_MORE
+										: MSG_WAITALL);
+		}
 	}
 	c->inflight++;
 }
@@ -68,7 +78,10 @@ void conn_send_response(struct server *s, struct conn *c)
 {
 	c->phase = PH_SENDING;
 	c->sent = 0;
-	c->total = c->resp.head_len + (c->resp.kind == BODY_BUF ? c->resp.body.len : 0);
+	c->tail = 0;
+	c->total = c->resp.head_len + (c->resp.kind == BODY_BUF    ? c->resp.body.len
+				       : c->resp.kind == BODY_FILE ? c->resp.file_at
+								   : 0);
 	if (!c->resp.keep_alive)
 		c->keep_alive = 0;
 	submit_send(s, c);
@@ -123,10 +136,23 @@ void conn_send_done(struct server *s, struct io_uring_cqe *cqe)
 	c->sent += (size_t)cqe->res;
 	if (c->sent < c->total)
 		submit_send(s, c);
-	else if (c->resp.kind == BODY_FILE)
+	else if (c->resp.kind == BODY_FILE && !c->tail)
 		splice_start(s, c);
 	else
 		conn_response_sent(s, c);
+}
+
+/* The file half of a BODY_FILE reply is out: the wrapper's tail, if any, else done. */
+void conn_file_sent(struct server *s, struct conn *c)
+{
+	if (c->resp.body.len <= c->resp.file_at) {
+		conn_response_sent(s, c);
+		return;
+	}
+	c->tail = 1;
+	c->sent = 0;
+	c->total = c->resp.body.len - c->resp.file_at;
+	submit_send(s, c);
 }
 
 /* The kernel no longer uses the pages of a zero-copy send. */

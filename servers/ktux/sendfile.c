@@ -70,7 +70,7 @@ void splice_start(struct server *s, struct conn *c)
 	c->file_left = c->resp.file_len;
 	c->pipe_bytes = 0;
 	if (c->file_left == 0) {
-		conn_response_sent(s, c);
+		conn_file_sent(s, c);
 		return;
 	}
 	if (s->cfg->no_zerocopy) {
@@ -96,7 +96,7 @@ static void splice_continue(struct server *s, struct conn *c)
 	else if (c->file_left > 0)
 		splice_next(s, c);
 	else
-		conn_response_sent(s, c);
+		conn_file_sent(s, c);
 }
 
 void splice_done(struct server *s, struct io_uring_cqe *cqe)
@@ -163,5 +163,5 @@ void copy_sent(struct server *s, struct conn *c, int res)
 	else if (c->file_left > 0)
 		copy_next(s, c);
 	else
-		conn_response_sent(s, c);
+		conn_file_sent(s, c);
 }
