@@ -156,6 +156,7 @@ static int config_set(struct config *cfg, const char *key, const char *v, char *
     NUM("seed", 0, 4294967295.0, cfg->seed)
     INT("threads", 1, 64, cfg->threads)
     NUM("timeout", 0.001, 3600, cfg->timeout_s)
+    NUM("start-at", 0, 1e11, cfg->start_at)
     INT("maxload", 1, 10000000, cfg->maxload)
     INT("maxthread", 0, 10000000, cfg->maxthread)
     INT("pttime", 0, 100000000, cfg->pttime)
@@ -238,7 +239,7 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t n)
         {"keepalive-pct", 1, 0, 0}, {"ka-min", 1, 0, 0}, {"ka-max", 1, 0, 0}, {"seed", 1, 0, 0},
         {"threads", 1, 0, 0}, {"timeout", 1, 0, 0}, {"maxload", 1, 0, 0}, {"maxthread", 1, 0, 0},
         {"exp", 1, 0, 0}, {"pttime", 1, 0, 0}, {"prefix", 1, 0, 0}, {"url", 1, 0, 0},
-        {"dump-deck", 1, 0, 0}, {0, 0, 0, 0},
+        {"dump-deck", 1, 0, 0}, {"start-at", 1, 0, 0}, {0, 0, 0, 0},
     };
     defaults(cfg);
     opterr = 0;

@@ -43,6 +43,7 @@ struct config {
     uint32_t seed;
     int threads;
     double timeout_s;
+    double start_at; /* CLOCK_REALTIME seconds the run starts at (multi-host); 0: at once */
     /* Reset parameters (§4.8); have_reset says all four were given. */
     int maxload, maxthread, exp1, exp2, pttime;
     int have_reset;

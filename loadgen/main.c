@@ -79,6 +79,18 @@ static struct cpu_time cpu_now(void)
 /* Run every worker to the end; returns 0, or 1 with a message printed. */
 static int run_workers(const struct config *cfg, const struct ad_tables *ads, struct worker *ws)
 {
+    /* --start-at: the clients of a multi-host testbed start their runs (t0, the log's time base)
+     * at one agreed wall-clock time, set up and waiting, so their windows line up. */
+    if (cfg->start_at > 0) {
+        struct timespec at = {(time_t)cfg->start_at,
+                              (long)((cfg->start_at - (double)(time_t)cfg->start_at) * 1e9)};
+        while (!loadgen_stop && clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &at, NULL) == EINTR)
+            ;
+        if (loadgen_stop) {
+            fprintf(stderr, "loadgen: interrupted before --start-at\n");
+            return 1;
+        }
+    }
     uint64_t t0 = now_us();
     int started = 0, rc = 0;
     for (int i = 0; i < cfg->threads; i++) {

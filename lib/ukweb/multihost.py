@@ -205,9 +205,9 @@ async def drive_async(hosts: Hosts, params: loadgen_mod.LoadgenParams, point_dir
             await run(conns[c.name], c, ["mkdir", "-p", out])
             argv = loadgen_mod.command(per[c.name], [f"{c.target}:{hosts.server.port}"], Path(out))
             argv[0] = f"{c.ssh.workdir}/build/loadgen"
-            procs[c.name] = await RemoteProcess.start(
-                conns[c.name], c, argv, cwd=c.ssh.workdir,
-                start_at=start_at + offsets_s.get(c.name, 0.0))
+            # loadgen sets up, then waits for the agreed time in the host's clock
+            argv += ["--start-at", f"{start_at + offsets_s.get(c.name, 0.0):.6f}"]
+            procs[c.name] = await RemoteProcess.start(conns[c.name], c, argv, cwd=c.ssh.workdir)
         if on_started is not None:
             on_started(procs)
         limit = START_LEAD_S + params.warmup_s + params.duration_s + params.timeout_s \
