@@ -203,6 +203,23 @@ def test_multishot_accept_switch(start_ktux: StartKtux) -> None:
     assert st["accept_calls"] <= st["accepts"]
 
 
+@pytest.mark.parametrize("defer", [True, False], ids=["defer_accept", "no_defer_accept"])
+def test_defer_accept_hands_over_a_connection_with_its_request(start_ktux: StartKtux,
+                                                               defer: bool) -> None:
+    """TUX's default TCP_DEFER_ACCEPT: a connected client that has sent nothing is not
+    accepted (it waits in the kernel); its first bytes hand it over.  --no-defer-accept: it is
+    accepted at the handshake."""
+    srv = start_ktux(**({} if defer else {"no_defer_accept": True}))
+    assert srv.status()["config"]["no_defer_accept"] is (not defer)
+    with socket.create_connection((srv.addr, srv.port)) as quiet:
+        if defer:
+            time.sleep(0.3)  # a negative: nothing to wait for; 0.3 s is >> a loopback accept
+            assert counters(srv)["conns_open"] == 1  # only the status request's own
+            quiet.sendall(b"GET /server-status HTTP/1.1\r\n\r\n")
+        # the quiet client and the status request's own connection
+        wait_until(lambda: counters(srv)["conns_open"] == 2, what="the quiet client accepted")
+
+
 def test_backlog_and_flags_in_status(start_ktux: StartKtux) -> None:
     srv = start_ktux(backlog=64, iowq_workers=2, no_zerocopy=True)
     st = srv.status()

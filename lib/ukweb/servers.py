@@ -33,7 +33,8 @@ STOP_GRACE_S = 5
 # ktux's switches (docs/interfaces.md), each ablating one TUX feature; values: True, or a number
 # (cache_bytes, cache_entry_max, iowq_workers, sqpoll=CPU).
 KTUX_OPTIONS = ("cache_bytes", "cache_entry_max", "iowq_workers", "sqpoll", "no_cache",
-                "no_multishot_accept", "no_zerocopy", "ring_iowait", "post_log_sync")
+                "no_multishot_accept", "no_zerocopy", "ring_iowait", "post_log_sync",
+                "no_defer_accept")
 USERVER_OPTIONS = ("post_log_sync", "dynamic_send", "dynamic_writes")
 
 

@@ -26,6 +26,7 @@ struct ktux_config {
 	int sqpoll, sqpoll_cpu; /* sqpoll_cpu -1: not pinned */
 	size_t cache_entry_max;
 	int no_cache, no_multishot_accept, no_zerocopy;
+	int no_defer_accept; /* TUX's TCP_DEFER_ACCEPT off (main.c) */
 	int ring_iowait; /* waits count as iowait, as the kernel does by default (no NO_IOWAIT) */
 	int probe;
 };

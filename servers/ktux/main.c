@@ -10,6 +10,8 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +32,7 @@
 #define DEFAULT_IOWQ_WORKERS 4           /* [I] TUX's async disk-I/O thread pool */
 
 enum { OPT_CACHE = 256, OPT_IOWQ, OPT_SQPOLL, OPT_NO_CACHE, OPT_NO_MULTI, OPT_NO_ZC, OPT_PROBE, OPT_SYNC,
-       OPT_ENTRY_MAX, OPT_RING_IOWAIT };
+       OPT_ENTRY_MAX, OPT_RING_IOWAIT, OPT_NO_DEFER };
 
 static const struct option LONG_OPTS[] = {
 	{"port", required_argument, 0, 'p'},         {"addr", required_argument, 0, 'a'},
@@ -43,13 +45,14 @@ static const struct option LONG_OPTS[] = {
 	{"no-multishot-accept", no_argument, 0, OPT_NO_MULTI}, {"no-zerocopy", no_argument, 0, OPT_NO_ZC},
 	{"cache-entry-max", required_argument, 0, OPT_ENTRY_MAX},
 	{"ring-iowait", no_argument, 0, OPT_RING_IOWAIT},
+	{"no-defer-accept", no_argument, 0, OPT_NO_DEFER},
 	{"probe", no_argument, 0, OPT_PROBE},          {0, 0, 0, 0}};
 
 static _Noreturn void usage_error(const char *what, const char *arg)
 {
 	fprintf(stderr, "ktux: %s%s%s (usage: ktux --port P --docroot DIR --post-log FILE "
 		"[--cache-bytes N] [--cache-entry-max N] [--iowq-workers N] [--sqpoll[=CPU]] "
-		"[--no-cache] [--no-multishot-accept] [--no-zerocopy] [--ring-iowait] ...)\n", what, arg ? " " : "", arg ? arg : "");
+		"[--no-cache] [--no-multishot-accept] [--no-zerocopy] [--ring-iowait] [--no-defer-accept] ...)\n", what, arg ? " " : "", arg ? arg : "");
 	exit(2);
 }
 
@@ -98,6 +101,7 @@ static void set_option(struct ktux_config *o, int c, const char *arg)
 	case OPT_NO_CACHE: o->no_cache = 1; break;
 	case OPT_NO_MULTI: o->no_multishot_accept = 1; break;
 	case OPT_NO_ZC: o->no_zerocopy = 1; break;
+	case OPT_NO_DEFER: o->no_defer_accept = 1; break;
 	case OPT_PROBE: o->probe = 1; break;
 	default: usage_error("unknown or incomplete option", NULL);
 	}
@@ -133,12 +137,13 @@ static char *config_json(const struct ktux_config *o)
 	buf_printf(&b, ", \"backlog\": %d, \"max_conns\": %d, \"idle_timeout\": %d, "
 		   "\"post_log_sync\": %s, \"cache_bytes\": %zu, \"cache_entry_max\": %zu, "
 		   "\"iowq_workers\": %d, \"sqpoll\": %s, \"sqpoll_cpu\": %d, \"no_cache\": %s, "
-		   "\"no_multishot_accept\": %s, \"no_zerocopy\": %s, \"ring_iowait\": %s}",
+		   "\"no_multishot_accept\": %s, \"no_zerocopy\": %s, \"ring_iowait\": %s, "
+		   "\"no_defer_accept\": %s}",
 		   o->backlog, o->max_conns, o->idle_timeout, o->post_log_sync ? "true" : "false",
 		   o->cache_bytes, o->cache_entry_max, o->iowq_workers, o->sqpoll ? "true" : "false",
 		   o->sqpoll_cpu, o->no_cache ? "true" : "false",
 		   o->no_multishot_accept ? "true" : "false", o->no_zerocopy ? "true" : "false",
-		   o->ring_iowait ? "true" : "false");
+		   o->ring_iowait ? "true" : "false", o->no_defer_accept ? "true" : "false");
 	if (!b.data)
 		startup_error("out of memory");
 	return b.data;
@@ -226,7 +231,16 @@ int main(int argc, char **argv)
 		snprintf(err, sizeof err, "cannot listen on %s:%d: %s", o.addr, o.port, strerror(errno));
 		startup_error(err);
 	}
-	printf("listening %s:%d\n", o.addr, port);
+	/* TUX 2.x default (its defer_accept sysctl = 1, issue 16): a connection is handed to the
+	 * worker only once its request's first bytes are in, so an accept round never takes a
+	 * connection that has nothing to read yet.  --no-defer-accept: accept at the handshake. */
+	int defer_s = 1;
+	if (!o.no_defer_accept &&
+	    setsockopt(s.listen_fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof defer_s) < 0) {
+		snprintf(err, sizeof err, "TCP_DEFER_ACCEPT: %s (run with --no-defer-accept)", strerror(errno));
+		startup_error(err);
+	}
+		printf("listening %s:%d\n", o.addr, port);
 	fflush(stdout);
 	int rc = server_run(&s);
 	cache_destroy(s.cache);
