@@ -6,10 +6,12 @@ two cards (§4)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -215,7 +217,7 @@ def test_hosts_over_real_ssh(testbed):
 
 @pytest.mark.root
 def test_point_over_ssh_merged_and_killed_client(testbed):
-    h, tmp, _ = testbed
+    h, tmp, data = testbed
     fileset.generate(tmp / "fs", dirs=1, progress=False)
     server_argv = [str(paths.binary("userver")), "--addr", "0.0.0.0", "--port", "8080",
                    "--docroot", str(tmp / "fs"), "--post-log", str(tmp / "post.log"),
@@ -247,8 +249,10 @@ def test_point_over_ssh_merged_and_killed_client(testbed):
                     asyncio.get_running_loop().call_later(START_LEAD + 1.5, kill)
                 with pytest.raises(multihost.ClientFailed, match=r"^c2: loadgen exited 137 "
                                    r"\(killed by SIGKILL\)"):
-                    await multihost.drive_async(h, params, tmp / "p2", tag=f"{tag}b",
-                                                on_started=kill_c2)
+                    # a long point, so the kill lands in it whatever the machine's load
+                    await multihost.drive_async(h, dataclasses.replace(params, duration_s=30),
+                                                tmp / "p2", tag=f"{tag}b", on_started=kill_c2)
+                await sigterm_stops_every_client(h, data, tmp, f"{tag}c")
             finally:
                 await server.stop()
 
@@ -258,6 +262,27 @@ def test_point_over_ssh_merged_and_killed_client(testbed):
     time.sleep(0.3)
     left = [p for m in (tag, str(tmp / "fs")) for p in _ours(m)]
     assert not left, f"processes left: {[p.cmdline() for p in left]}"
+
+
+async def sigterm_stops_every_client(h: hosts.Hosts, data: dict, tmp: Path, tag: str) -> None:
+    """A runner (its own process) driving a long point gets SIGTERM: it stops every remote
+    loadgen by its process group and exits 143; none is left on any host."""
+    f = tmp / "hosts.yaml"
+    f.write_text(yaml.safe_dump(data))
+    code = ("import sys; from pathlib import Path; from ukweb import hosts, multihost; "
+            "from ukweb.loadgen import LoadgenParams; "
+            "multihost.drive(hosts.load(sys.argv[1]), LoadgenParams(connections=4, mix='static', "
+            "warmup_s=1, duration_s=60, dirs=1), Path(sys.argv[2]), tag=sys.argv[3])")
+    runner = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, str(f), str(tmp / "p3"), tag)
+    deadline = time.monotonic() + 15
+    while len([p for p in _ours(f"/{tag}/") if p.name() == "loadgen"]) < 2:
+        assert time.monotonic() < deadline, "the runner's loadgens did not start"
+        await asyncio.sleep(0.1)
+    runner.terminate()
+    assert await asyncio.wait_for(runner.wait(), 15) == 143
+    await asyncio.sleep(0.3)
+    assert not _ours(f"/{tag}/"), "a remote loadgen outlived the runner's SIGTERM"
 
 
 def check_point(point: Path, merged: dict) -> None:
