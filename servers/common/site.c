@@ -111,9 +111,13 @@ static int respond_static(struct site *s, const struct http_request *req, struct
 				 s->cfg.server_name) < 0 ? SE_INTERNAL : -1;
 }
 
-static int is_dynamic(const struct http_request *req)
+enum site_route site_route(const struct http_request *req)
 {
-	return path_is(req, "/specweb99") || path_is(req, "/cgi-bin/specweb99");
+	if (path_is(req, "/specweb99") || path_is(req, "/cgi-bin/specweb99"))
+		return ROUTE_MODULE;
+	if (req->method != HTTP_GET)
+		return ROUTE_METHOD; /* POST to a static path or /server-status: 405 */
+	return path_is(req, "/server-status") ? ROUTE_STATUS : ROUTE_STATIC;
 }
 
 /* Count the request; the module's answer (or SW99_NEEDS_FILE with p filled), or a static or
@@ -121,17 +125,26 @@ static int is_dynamic(const struct http_request *req)
 static int respond(struct site *s, const struct http_request *req, const char *remote_addr,
 		   struct response *r, struct sw99_pending *p)
 {
-	int dynamic = is_dynamic(req);
-	enum req_type type = dynamic ? sw99_classify(req)
+	enum site_route route = site_route(req);
+	enum req_type type = route == ROUTE_MODULE ? sw99_classify(req)
 			     : path_is(req, "/server-status") ? RT_STATUS : RT_STATIC;
 	response_free(r);
 	s->mine->requests[type]++;
-	if (dynamic)
+	switch (route) {
+	case ROUTE_MODULE:
 		return p ? sw99_begin(&s->module, req, remote_addr, r, p)
 			 : sw99_handle(&s->module, req, remote_addr, r);
-	if (req->method != HTTP_GET)
-		return SE_METHOD; /* POST to a static path or /server-status: 405 */
-	return type == RT_STATUS ? respond_status(s, req, r) : respond_static(s, req, r);
+	case ROUTE_METHOD: return SE_METHOD;
+	case ROUTE_STATUS: return respond_status(s, req, r);
+	case ROUTE_STATIC: break;
+	}
+	return respond_static(s, req, r);
+}
+
+void site_respond_fail(struct site *s, int keep_alive, int minor_version, int e, struct response *r)
+{
+	fail_as(s, keep_alive, minor_version, e, r);
+	stats_response(s->mine, r->status);
 }
 
 void site_respond(struct site *s, const struct http_request *req, const char *remote_addr,

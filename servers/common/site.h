@@ -40,6 +40,20 @@ int site_open(struct site *s, const struct site_config *cfg, struct stats *stats
 	      char *err, size_t errlen);
 void site_close(struct site *s);
 
+/* Where a request goes — the one router of both servers (a server that serves static files
+ * itself, ktux, asks it first and hands everything but ROUTE_STATIC to site_respond_begin). */
+enum site_route {
+	ROUTE_STATIC, /* GET of a path under the docroot (any path not named below) */
+	ROUTE_MODULE, /* /specweb99, /cgi-bin/specweb99: the SPECweb99 module */
+	ROUTE_STATUS, /* GET /server-status */
+	ROUTE_METHOD, /* anything but GET on a static path or /server-status: 405 */
+};
+enum site_route site_route(const struct http_request *req);
+
+/* An error reply for a request already counted (e: enum stat_error): counted as the site's
+ * own errors are; keeps the connection only for a clean 404/403 when keep_alive. */
+void site_respond_fail(struct site *s, int keep_alive, int minor_version, int e, struct response *r);
+
 /* Route and handle one complete request; counts it in the stats.  Never fails: errors become
  * 4xx/5xx responses.  remote_addr: the client's IP as text. */
 void site_respond(struct site *s, const struct http_request *req, const char *remote_addr,

@@ -22,16 +22,11 @@
 
 #include "ktux.h"
 
-static int path_is(const struct http_request *req, const char *lit)
-{
-	return req->path.len == strlen(lit) && memcmp(req->path.p, lit, req->path.len) == 0;
-}
-
-/* The same routing as site_respond: everything but the module and the status page. */
+/* The site's router decides (servers/common/site.c), so a URL the site adds is never served
+ * here as a file. */
 int static_route(const struct http_request *req)
 {
-	return req->method == HTTP_GET && !path_is(req, "/specweb99") &&
-	       !path_is(req, "/cgi-bin/specweb99") && !path_is(req, "/server-status");
+	return site_route(req) == ROUTE_STATIC;
 }
 
 /* Decode into c->key (after the variant byte); the path relative to the docroot, or NULL. */
@@ -51,18 +46,11 @@ void static_count_punt(struct server *s, struct conn *c)
 		s->st->ring.iowq_punts++;
 }
 
-/* 404/403/500 for a static request, as the site's fail() does. */
+/* 404/403/500 for a static request: the site's own error reply. */
 void static_error(struct server *s, struct conn *c, int status)
 {
 	enum stat_error e = status == 404 ? SE_NOT_FOUND : status == 403 ? SE_FORBIDDEN : SE_INTERNAL;
-	const char *name = s->site.cfg.server_name;
-	s->st->errors[e]++;
-	response_error(&c->resp, c->minor, status, name);
-	int keep = c->keep_alive && (status == 404 || status == 403);
-	c->resp.keep_alive = keep;
-	if (keep)
-		response_set_head(&c->resp, c->minor, status, "text/html", c->resp.body.len, "", name);
-	stats_response(s->st, status);
+	site_respond_fail(&s->site, c->keep_alive, c->minor, e, &c->resp);
 	conn_send_response(s, c);
 }
 
