@@ -113,18 +113,29 @@ void accept_done(struct server *s, struct io_uring_cqe *cqe)
 	if (cqe->res >= 0) {
 		int taken = accepted(s, cqe->res);
 		if (multishot) {
-			/* accepts counts now (a status request in the same batch sees it); the round
-			 * is recorded when the batch ends (loop.c), which adds its n again */
+			/* counted once, with its round, when the batch ends (accept_round_end) */
 			s->accepted_this_round += (unsigned)taken;
-			s->st->accepts += (uint64_t)taken;
+			s->accept_round_seen = 1;
 		} else { /* one operation, one connection: a round of one, like accept(2) */
 			stats_accept_round(s->st, (unsigned)taken);
 		}
 	}
 	else if (cqe->res != -ECANCELED && cqe->res != -EINTR)
 		s->st->errors[SE_INTERNAL]++;
+	else if (multishot)
+		s->accept_round_seen = 1; /* a round that took nothing is still a round */
 	if (multishot && !(cqe->flags & IORING_CQE_F_MORE) && gen == s->accept_gen)
 		s->accept_multishot_armed = 0;
 	if (!s->accept_paused)
 		accept_arm(s);
+}
+
+/* A batch of completions has been handled: with multishot, the accepts it held are one round
+ * (what the kernel accepted for us between two looks at the ring). */
+void accept_round_end(struct server *s)
+{
+	if (s->accept_round_seen)
+		stats_accept_round(s->st, s->accepted_this_round);
+	s->accept_round_seen = 0;
+	s->accepted_this_round = 0;
 }

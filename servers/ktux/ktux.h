@@ -161,7 +161,8 @@ struct server {
 	struct conn_list idle, linger; /* deadline lists: --idle-timeout, and LINGER_MS */
 	int accept_multishot_armed, accept_single_inflight, accept_paused;
 	uint32_t accept_gen;
-	unsigned accepted_this_round;
+	unsigned accepted_this_round; /* multishot accepts of this batch (accept.c) */
+	int accept_round_seen;
 	int draining;
 	uint64_t now_ms, drain_deadline_ms;
 	struct __kernel_timespec tick;
@@ -174,6 +175,7 @@ int server_run(struct server *s);
 void accept_arm(struct server *s);
 void accept_done(struct server *s, struct io_uring_cqe *cqe);
 void accept_stop(struct server *s);
+void accept_round_end(struct server *s);
 
 /* conn.c */
 void conn_open(struct server *s, int fd);

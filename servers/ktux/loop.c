@@ -75,19 +75,13 @@ static void reap(struct server *s)
 {
 	struct io_uring_cqe *cqe;
 	unsigned head, n = 0;
-	int accept_seen = 0;
-	s->accepted_this_round = 0;
 	io_uring_for_each_cqe(&s->ring.uring, head, cqe) {
-		accept_seen |= ud_op(cqe->user_data) == OP_ACCEPT && ud_aux(cqe->user_data) != 0;
 		dispatch(s, cqe);
 		if (++n == REAP_MAX)
 			break;
 	}
 	io_uring_cq_advance(&s->ring.uring, n);
-	if (accept_seen) {
-		stats_accept_round(s->st, s->accepted_this_round);
-		s->st->accepts -= s->accepted_this_round; /* already counted one by one */
-	}
+	accept_round_end(s);
 }
 
 /* SIGTERM: stop accepting, close idle connections, let busy ones finish without keep-alive. */
