@@ -595,6 +595,32 @@ def test_dynamic_replies_to_clients_that_never_read_do_not_grow_memory(
             h.close()
 
 
+def test_client_that_resets_or_half_closes_during_a_dynamic_request(start_ktux: StartKtux) -> None:
+    """A client that half-closes right after its dynamic GET still gets the whole reply; 50
+    that reset (SO_LINGER 0) while their 900 KB replies are on the way cost the worker
+    nothing: each ends (as a reset, or a reply already handed to the kernel), every slot is
+    freed and the next client is served (issue 16, Bad input)."""
+    srv = start_ktux()
+    want = dyn_get(srv, BIG)
+    with socket.create_connection((srv.addr, srv.port)) as half:
+        half.sendall(f"GET /specweb99?/{BIG} HTTP/1.1\r\nConnection: close\r\n\r\n".encode())
+        half.shutdown(socket.SHUT_WR)
+        got = b""
+        half.settimeout(10)
+        while chunk := half.recv(1 << 20):
+            got += chunk
+    assert got.split(b"\r\n\r\n", 1)[1] == want
+    for _ in range(50):
+        r = socket.create_connection((srv.addr, srv.port))
+        r.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        r.sendall(f"GET /specweb99?/{BIG} HTTP/1.1\r\n\r\n".encode())
+        r.close()  # RST
+    wait_until(lambda: counters(srv)["conns_open"] == 1, what="every reset connection freed")
+    assert dyn_get(srv, BIG) == want
+    c = counters(srv)
+    assert c["errors"]["internal"] == 0
+
+
 def open_sockets(pid: int) -> int:
     """Sockets among a process's descriptors."""
     fds = Path(f"/proc/{pid}/fd")
