@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -170,11 +171,12 @@ def _wait_ssh(addrs: list[str]) -> None:
                 time.sleep(0.05)
 
 
-def _ours(marker: str) -> list[psutil.Process]:
+def _ours(marker: str, name: str | None = None) -> list[psutil.Process]:
+    """Processes (any namespace: they share our pid namespace) whose command line holds marker."""
     out = []
-    for p in psutil.process_iter(["cmdline"]):
+    for p in psutil.process_iter(["cmdline", "name"]):
         cmd = " ".join(p.info["cmdline"] or [])
-        if marker in cmd and p.pid != os.getpid():
+        if marker in cmd and p.pid != os.getpid() and (name is None or p.info["name"] == name):
             out.append(p)
     return out
 
@@ -211,8 +213,9 @@ def test_hosts_over_real_ssh(testbed):
     moved["clients"][1]["workdir"] = str(other)
     with pytest.raises(RemoteError) as err:
         multihost.prepare(hosts.parse(moved, "x"), build=False)
-    assert str(err.value).startswith("c2: ") and theirs in str(err.value) \
-        and prep["commit"] in str(err.value)
+    # both commits named (ours read again: other sessions commit to this tree meanwhile)
+    assert re.fullmatch(rf"c2: {other} is at commit {theirs}, this checkout at [0-9a-f]{{40}}; "
+                        "check out the same commit on every host", str(err.value))
 
 
 @pytest.mark.root
@@ -242,10 +245,9 @@ def test_point_over_ssh_merged_and_killed_client(testbed):
 
                 def kill_c2(procs):
                     def kill():
-                        for p in _ours(f"/{tag}b/c2"):
-                            if "loadgen" in p.name():
-                                killed["pid"] = p.pid
-                                p.kill()
+                        for p in _ours(f"/{tag}b/c2", "loadgen"):
+                            killed["pid"] = p.pid
+                            p.kill()
                     asyncio.get_running_loop().call_later(START_LEAD + 1.5, kill)
                 with pytest.raises(multihost.ClientFailed, match=r"^c2: loadgen exited 137 "
                                    r"\(killed by SIGKILL\)"):
@@ -261,7 +263,7 @@ def test_point_over_ssh_merged_and_killed_client(testbed):
     assert killed, "c2's loadgen was not found to kill"
     time.sleep(0.3)
     left = [p for m in (tag, str(tmp / "fs")) for p in _ours(m)]
-    assert not left, f"processes left: {[p.cmdline() for p in left]}"
+    assert not left, f"processes left: {[p.info['cmdline'] for p in left]}"
 
 
 async def sigterm_stops_every_client(h: hosts.Hosts, data: dict, tmp: Path, tag: str) -> None:
@@ -276,13 +278,47 @@ async def sigterm_stops_every_client(h: hosts.Hosts, data: dict, tmp: Path, tag:
     runner = await asyncio.create_subprocess_exec(
         sys.executable, "-c", code, str(f), str(tmp / "p3"), tag)
     deadline = time.monotonic() + 15
-    while len([p for p in _ours(f"/{tag}/") if p.name() == "loadgen"]) < 2:
+    while len(_ours(f"/{tag}/", "loadgen")) < 2:
         assert time.monotonic() < deadline, "the runner's loadgens did not start"
         await asyncio.sleep(0.1)
     runner.terminate()
     assert await asyncio.wait_for(runner.wait(), 15) == 143
     await asyncio.sleep(0.3)
     assert not _ours(f"/{tag}/"), "a remote loadgen outlived the runner's SIGTERM"
+
+
+def _differ(a: object, b: object, at: str = "") -> list[str]:
+    """Where two summaries differ (floats to 1e-6)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        if a.keys() != b.keys():
+            return [f"{at} keys {sorted(a.keys() ^ b.keys())}"]
+        return [d for k in a for d in _differ(a[k], b[k], f"{at}.{k}")]
+    if isinstance(a, float) or isinstance(b, float):
+        return [] if a == pytest.approx(b, rel=1e-6, abs=1e-9) else [f"{at}: {a} != {b}"]
+    return [] if a == b else [f"{at}: {a!r} != {b!r}"]
+
+
+def test_loadgen_waits_for_start_at():
+    """--start-at: loadgen sets up, then starts its run at that wall-clock time; SIGTERM while
+    it waits is one line and exit 1."""
+    out = Path(os.environ.get("TMPDIR", "/tmp")) / f"ukweb-start-at-{os.getpid()}"
+    argv = [str(paths.binary("loadgen")), "--server", "127.0.0.1:9", "--connections", "1",
+            "--out", str(out), "--warmup", "0", "--duration", "0.2", "--dirs", "1", "--mix", "static"]
+    try:
+        t0 = time.time()
+        res = subprocess.run(argv + ["--start-at", f"{t0 + 1.0:.6f}"], capture_output=True,
+                             text=True, timeout=30)
+        took = time.time() - t0
+        assert res.returncode == 0, res.stderr
+        assert 1.2 <= took < 3.0
+        p = subprocess.Popen(argv + ["--start-at", f"{time.time() + 30:.6f}"],
+                             stderr=subprocess.PIPE, text=True)
+        time.sleep(0.3)
+        p.terminate()
+        _, err = p.communicate(timeout=10)
+        assert p.returncode == 1 and err.strip() == "loadgen: interrupted before --start-at"
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def check_point(point: Path, merged: dict) -> None:
@@ -295,6 +331,10 @@ def check_point(point: Path, merged: dict) -> None:
     assert len(req) == c1["requests_all_phases"] + c2["requests_all_phases"]
     who = multihost.client_column(req, point)
     assert set(req.loc[who == "c2", "conn"]) <= {6, 7} and (who == "c1").sum() > (who == "c2").sum() > 0
+    # one client merged alone is that client's summary (but args, kept per client)
+    alone = multihost.merge_summaries([c1], ["c1"])
+    assert alone.pop("args") == {"c1": c1["args"]}
+    assert not _differ(alone, {k: v for k, v in c1.items() if k != "args"})
     row = analysis.point_row(point)
     assert row["status"] == analysis.DONE and row["ops_per_s"] > 0
     assert abs(row["ops_per_s"] - merged["measure"]["ops_per_s"]) <= 0.05 * row["ops_per_s"]

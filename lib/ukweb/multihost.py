@@ -303,9 +303,9 @@ def merge_summaries(summaries: list[dict], names: list[str]) -> dict:
     conns = merged.get("connections", 0)
     if conns:
         merged["conforming_pct"] = 100.0 * merged.get("conforming_connections", 0) / conns
-    measured = merged.get("measure", {}).get("requests", 0)
+    requests = merged.get("requests_all_phases", 0)  # loadgen's denominator (summary.c)
     cpu = merged.get("cpu_user_s", 0) + merged.get("cpu_sys_s", 0)
-    merged["cpu_us_per_request"] = cpu * 1e6 / measured if measured else 0.0
+    merged["cpu_us_per_request"] = cpu * 1e6 / requests if requests else 0.0
     merged["args"] = {n: s.get("args") for n, s in zip(names, summaries, strict=True)}
     return merged
 
