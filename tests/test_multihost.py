@@ -191,6 +191,20 @@ def test_hosts_over_real_ssh(testbed):
     # one clock here: every measured offset is within its exchange's error (half the round trip)
     assert all(abs(r["clock_offset_ms"]) <= r["clock_rtt_ms"] / 2 + 1 for r in prep["hosts"].values()), prep
 
+    # The same from the command line; a host that does not answer is one line, exit 2.
+    f = tmp / "hosts.yaml"
+    f.write_text(yaml.safe_dump(data))
+    res = subprocess.run(["ukweb", "hosts", "check", "--reach", str(f)], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout.count("clock offset") == 3, res.stderr
+    down = json.loads(json.dumps(data))
+    down["clients"][0]["port"] = 2222
+    f.write_text(yaml.safe_dump(down))
+    res = subprocess.run(["ukweb", "hosts", "check", "--reach", str(f)], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 2 and re.fullmatch(
+        r"ukweb hosts: c1 \(root@10\.198\.2\.2:2222\): unreachable: .*\n", res.stderr), res.stderr
+
     # A host whose key is not the one in known_hosts: refused.
     bad_known = tmp / "known_hosts_bad"
     lines = (tmp / "known_hosts").read_text().splitlines()

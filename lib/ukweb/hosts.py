@@ -257,7 +257,10 @@ def cli(argv: list[str]) -> int:
           f"{len(hosts.clients)} clients: "
           + ", ".join(f"{c.name}->{c.target} {c.share:g}" for c in hosts.clients))
     if args.reach:
+        import asyncssh
+
         from ukweb import multihost
+        asyncssh.set_log_level(logging.WARNING)  # it logs every connection and channel at INFO
         try:
             result = multihost.prepare(hosts)
         except multihost.RemoteError as exc:
