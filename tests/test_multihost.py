@@ -353,3 +353,20 @@ def check_point(point: Path, merged: dict) -> None:
     assert row["status"] == analysis.DONE and row["ops_per_s"] > 0
     assert abs(row["ops_per_s"] - merged["measure"]["ops_per_s"]) <= 0.05 * row["ops_per_s"]
     shutil.rmtree(point / "clients")
+
+
+def test_run_sync_gives_back_the_runners_sigterm_handler():
+    """drive() takes SIGTERM for its cleanup and gives the runner's own handler back."""
+    import signal
+
+    def mine(*_: object) -> None:
+        pass
+
+    old = signal.signal(signal.SIGTERM, mine)
+    try:
+        async def one() -> int:
+            return 1
+        assert multihost.run_sync(one()) == 1
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, old)

@@ -144,6 +144,7 @@ def run_sync(coro: Awaitable[T]) -> T:
         task = asyncio.ensure_future(coro)
         loop = asyncio.get_running_loop()
         termed = False
+        previous = signal.getsignal(signal.SIGTERM)  # the runner's own (runs._sigterm_raises)
 
         def on_term() -> None:
             nonlocal termed
@@ -161,8 +162,9 @@ def run_sync(coro: Awaitable[T]) -> T:
             raise
         finally:
             try:
-                loop.remove_signal_handler(signal.SIGTERM)
-            except (RuntimeError, ValueError):
+                if loop.remove_signal_handler(signal.SIGTERM):
+                    signal.signal(signal.SIGTERM, previous)  # remove_ sets SIG_DFL
+            except (RuntimeError, ValueError, TypeError):
                 pass
     return asyncio.run(main())
 
