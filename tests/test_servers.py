@@ -518,6 +518,12 @@ def test_named_configs() -> None:
     with pytest.raises(ValueError, match="userver-N"):
         named_config("apache")
     assert json.loads(json.dumps(named_config("userver-1").args()))
+    # ablation variants: the µserver's blocking sendfile path switched off, one flag each
+    assert "--dynamic-writes=nonblocking" in named_config("userver-8.nonblocking").args()
+    assert named_config("userver-8.copy.nonblocking").options == {
+        "dynamic_send": "copy", "dynamic_writes": "nonblocking"}
+    with pytest.raises(ValueError, match="unknown userver variant 'fast'"):
+        named_config("userver-8.fast")
 
 
 def test_ukweb_build_runs_make() -> None:

@@ -90,7 +90,10 @@ class ServerConfig:
         return out
 
 
-_USERVER_RE = re.compile(r"userver-(\d+)")
+_USERVER_RE = re.compile(r"userver-(\d+)((?:\.[a-z]+)*)")
+# Variant suffixes for ablations (ukweb.ablation): each switches one of the paper's mechanisms
+# off. userver's dynamic writes block and send the file with sendfile, as the µserver's did.
+USERVER_VARIANTS = {"nonblocking": {"dynamic_writes": "nonblocking"}, "copy": {"dynamic_send": "copy"}}
 
 
 def named_config(label: str) -> ServerConfig:
@@ -99,8 +102,15 @@ def named_config(label: str) -> ServerConfig:
         return ServerConfig(label="ktux", kind="ktux")
     m = _USERVER_RE.fullmatch(label)
     if m and int(m.group(1)) >= 1:
-        return ServerConfig(label=label, kind="userver", procs=int(m.group(1)))
-    raise ValueError(f"unknown server {label!r}; known: ktux, userver-N (N >= 1, e.g. userver-8)")
+        options: dict = {}
+        for variant in filter(None, m.group(2).split(".")):
+            if variant not in USERVER_VARIANTS:
+                raise ValueError(f"unknown userver variant {variant!r} in {label!r}; "
+                                 f"known: {', '.join(sorted(USERVER_VARIANTS))}")
+            options.update(USERVER_VARIANTS[variant])
+        return ServerConfig(label=label, kind="userver", procs=int(m.group(1)), options=options)
+    raise ValueError(f"unknown server {label!r}; known: ktux, userver-N (N >= 1, e.g. userver-8), "
+                     f"userver-N.<variant> ({', '.join(sorted(USERVER_VARIANTS))})")
 
 
 class Server:
