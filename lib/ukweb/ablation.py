@@ -139,6 +139,10 @@ def _nanmean(values: list[float]) -> float:
     return sum(ok) / len(ok) if ok else math.nan
 
 
+def _pct(v: float) -> str:
+    return "–" if math.isnan(v) else f"{v:.0f} %"
+
+
 def markdown(t: pd.DataFrame) -> str:
     """The ablation as a Markdown table (README, notebook 05)."""
     lines = ["| connections | ktux (api, sched) | over | ktux replies/s | userver replies/s | "
@@ -148,7 +152,7 @@ def markdown(t: pd.DataFrame) -> str:
         lines.append(f"| {r.connections} | {r.ktux} ({r.module_api}, {r.sched}) | {r.userver} | "
                      f"{r.ktux_replies_per_s:,.0f} | {r.userver_replies_per_s:,.0f} | "
                      f"{r.gap_pct:+.1f} % [{r.gap_lo:+.1f}, {r.gap_hi:+.1f}] | "
-                     f"{r.ktux_cpu_busy_pct:.0f} % | {r.module_cpu_of_worker_pct:.0f} % |")
+                     f"{_pct(r.ktux_cpu_busy_pct)} | {_pct(r.module_cpu_of_worker_pct)} |")
     lines.append(f"\nPaper (§5, 100 % dynamic, 500 connections): TUX's module < "
                  f"{PAPER_MODULE_CPU_PCT:.0f} % of the CPU, TUX in all ~{PAPER_TUX_CPU_PCT:.0f} %; "
                  "userver-8 13 % ahead of TUX at the dynamic peaks (Fig. 3).")
