@@ -115,9 +115,10 @@ def counters(srv: Server) -> dict:
 
 @pytest.mark.parametrize("options", [
     {}, {"no_cache": True}, {"no_zerocopy": True}, {"no_cache": True, "no_zerocopy": True},
-    {"cache_bytes": 1 << 20}, {"sqpoll": True}, {"no_multishot_accept": True},
+    {"cache_bytes": 1 << 20}, {"sqpoll": True}, {"no_multishot_accept": True, "sched": "completion"},
     {"cache_entry_max": 1 << 20}, {"cache_entry_max": 1 << 20, "no_zerocopy": True},
-], ids=lambda o: ",".join(o) or "defaults")
+    {"sched": "completion"}, {"module_api": "direct"}, {"io_threads": 1}, {"io_threads": 0},
+], ids=lambda o: ",".join(f"{k}={v}" if v is not True else k for k, v in o.items()) or "defaults")
 def test_every_path_serves_exact_bytes(start_ktux: StartKtux, docroot: Path, options: dict) -> None:
     """Hits (head + pinned pages; send_zc from 16 KiB when entries may be that large), fills,
     splice (files over the entry limit), copy (--no-zerocopy): the same bytes."""
@@ -188,12 +189,12 @@ def test_cache_churn_under_concurrency(start_ktux: StartKtux, docroot: Path) -> 
 
 
 def test_multishot_accept_switch(start_ktux: StartKtux) -> None:
-    single = start_ktux(no_multishot_accept=True)
+    single = start_ktux(no_multishot_accept=True, sched="completion")
     for _ in range(20):
         requests.get(f"{single.url}/{file_path(0, 0, 0)}", timeout=10)
     st = counters(single)
     assert st["accept_calls"] == st["accepts"] >= 21
-    multi = start_ktux()
+    multi = start_ktux(sched="completion")
     socks = [socket.create_connection((multi.addr, multi.port)) for _ in range(50)]
     try:  # the status request itself is accepted after the 50 (one listen queue, in order)
         st = wait_until(lambda: (c := counters(multi))["accepts"] >= 51 and c, what="51 accepts")
@@ -565,13 +566,15 @@ def rss_kib(pid: int) -> int:
                 if line.startswith("VmRSS:"))
 
 
-@pytest.mark.parametrize("options", [{}, {"no_zerocopy": True}], ids=["splice", "no_zerocopy"])
+@pytest.mark.parametrize(("options", "window"), [
+    ({}, 64), ({"module_api": "direct"}, 0), ({"module_api": "direct", "no_zerocopy": True}, 64),
+], ids=["tux_module", "direct_splice", "direct_no_zerocopy"])
 def test_dynamic_replies_to_clients_that_never_read_do_not_grow_memory(
-        start_ktux: StartKtux, docroot: Path, options: dict) -> None:
-    """800 connections each send a dynamic GET of the 921,600-byte file and never read: the
-    reply goes out from the file after head + wrapper, so ktux holds a pipe (or a 64 KiB
-    bounce), not a copy (it held ~235 MB before: issue 16, Bad input); a normal client is
-    still served at once."""
+        start_ktux: StartKtux, docroot: Path, options: dict, window: int) -> None:
+    """800 connections each send a dynamic GET of the 921,600-byte file and never read: ktux
+    holds the module's 64 KiB send window (TUX's SEND_BUFFER), a pipe (direct, splice) or a
+    64 KiB bounce (direct, --no-zerocopy), not a copy of the reply (it held ~235 MB before:
+    issue 16, Bad input); a normal client is still served at once."""
     raise_fd_limit(2000)
     srv = start_ktux(**options)
     rss0 = rss_kib(srv.pid)
@@ -588,7 +591,7 @@ def test_dynamic_replies_to_clients_that_never_read_do_not_grow_memory(
         assert static_ok(srv, docroot)
         assert time.monotonic() - t0 < 0.5
         grown = rss_kib(srv.pid) - rss0
-        window = 64 if options else 0  # KiB per connection: the bounce buffer (measured 58 MB / 7 MB)
+        # KiB per connection (measured: tux module 32 MB, splice 7 MB, bounce 58 MB)
         assert grown < 800 * window + 24 * 1024, f"RSS grew {grown} KiB for 800 stuck dynamic replies"
     finally:
         for h in hogs:

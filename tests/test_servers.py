@@ -522,8 +522,14 @@ def test_named_configs() -> None:
     assert "--dynamic-writes=nonblocking" in named_config("userver-8.nonblocking").args()
     assert named_config("userver-8.copy.nonblocking").options == {
         "dynamic_send": "copy", "dynamic_writes": "nonblocking"}
-    with pytest.raises(ValueError, match="unknown userver variant 'fast'"):
+    with pytest.raises(ValueError, match="unknown variant 'fast'"):
         named_config("userver-8.fast")
+    # ktux's: TUX's module API and accept-first loop by default, each switched off by a variant
+    assert named_config("ktux").options == {}
+    assert named_config("ktux.direct.completion").args()[-2:] == ["--module-api=direct",
+                                                                 "--sched=completion"]
+    with pytest.raises(ValueError, match="unknown variant 'nonblocking'"):
+        named_config("ktux.nonblocking")
 
 
 def test_ukweb_build_runs_make() -> None:

@@ -34,7 +34,7 @@ STOP_GRACE_S = 5
 # (cache_bytes, cache_entry_max, iowq_workers, sqpoll=CPU).
 KTUX_OPTIONS = ("cache_bytes", "cache_entry_max", "iowq_workers", "sqpoll", "no_cache",
                 "no_multishot_accept", "no_zerocopy", "ring_iowait", "post_log_sync",
-                "no_defer_accept")
+                "no_defer_accept", "module_api", "sched", "io_threads")
 USERVER_OPTIONS = ("post_log_sync", "dynamic_send", "dynamic_writes")
 
 
@@ -94,22 +94,33 @@ _USERVER_RE = re.compile(r"userver-(\d+)((?:\.[a-z]+)*)")
 # Variant suffixes for ablations (ukweb.ablation): each switches one of the paper's mechanisms
 # off. userver's dynamic writes block and send the file with sendfile, as the µserver's did.
 USERVER_VARIANTS = {"nonblocking": {"dynamic_writes": "nonblocking"}, "copy": {"dynamic_send": "copy"}}
+# ktux's: "ktux" is TUX's user-module API and accept-first loop; .direct calls the module from
+# completion handlers, .completion handles completions in arrival order with multishot accept.
+KTUX_VARIANTS = {"direct": {"module_api": "direct"}, "completion": {"sched": "completion"}}
+
+
+def _variants(label: str, suffix: str, known: dict) -> dict:
+    options: dict = {}
+    for variant in filter(None, suffix.split(".")):
+        if variant not in known:
+            raise ValueError(f"unknown variant {variant!r} in {label!r}; "
+                             f"known: {', '.join(sorted(known))}")
+        options.update(known[variant])
+    return options
 
 
 def named_config(label: str) -> ServerConfig:
-    """The paper's server labels: "userver-N" (N processes, select, Accept-Inf) and "ktux"."""
-    if label == "ktux":
-        return ServerConfig(label="ktux", kind="ktux")
+    """The paper's server labels: "userver-N" (N processes, select, Accept-Inf) and "ktux",
+    each with optional ablation variants ("userver-8.nonblocking", "ktux.direct.completion")."""
+    if label == "ktux" or label.startswith("ktux."):
+        return ServerConfig(label=label, kind="ktux",
+                            options=_variants(label, label[len("ktux"):], KTUX_VARIANTS))
     m = _USERVER_RE.fullmatch(label)
     if m and int(m.group(1)) >= 1:
-        options: dict = {}
-        for variant in filter(None, m.group(2).split(".")):
-            if variant not in USERVER_VARIANTS:
-                raise ValueError(f"unknown userver variant {variant!r} in {label!r}; "
-                                 f"known: {', '.join(sorted(USERVER_VARIANTS))}")
-            options.update(USERVER_VARIANTS[variant])
+        options = _variants(label, m.group(2), USERVER_VARIANTS)
         return ServerConfig(label=label, kind="userver", procs=int(m.group(1)), options=options)
-    raise ValueError(f"unknown server {label!r}; known: ktux, userver-N (N >= 1, e.g. userver-8), "
+    raise ValueError(f"unknown server {label!r}; known: ktux, ktux.<variant> "
+                     f"({', '.join(sorted(KTUX_VARIANTS))}), userver-N (N >= 1, e.g. userver-8), "
                      f"userver-N.<variant> ({', '.join(sorted(USERVER_VARIANTS))})")
 
 

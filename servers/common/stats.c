@@ -117,6 +117,21 @@ static void stats_sum(const struct stats_counters *procs, int nprocs, struct sta
 		sum->ring.iowq_punts += c->ring.iowq_punts;
 		sum->ring.sqpoll |= c->ring.sqpoll;
 		sum->ring.no_iowait |= c->ring.no_iowait;
+		sum->pool.waits += c->pool.waits;
+		sum->pool.wait_ms += c->pool.wait_ms;
+		if (c->pool.busy_max > sum->pool.busy_max)
+			sum->pool.busy_max = c->pool.busy_max;
+		add_array(sum->module.requests, c->module.requests, RT_COUNT);
+		add_array(sum->module.actions, c->module.actions, RT_COUNT);
+		sum->module.handbacks += c->module.handbacks;
+		sum->module.reentries += c->module.reentries;
+		sum->module.accept_rounds += c->module.accept_rounds;
+		sum->module.steps += c->module.steps;
+		sum->module.steps_timed += c->module.steps_timed;
+		sum->module.cpu_timed_ns += c->module.cpu_timed_ns;
+		sum->module.worker_cpu_ns += c->module.worker_cpu_ns;
+		sum->module.fifo_waits += c->module.fifo_waits;
+		sum->module.fifo_wait_ns += c->module.fifo_wait_ns;
 	}
 }
 
@@ -152,6 +167,35 @@ static int json_ktux(struct buf *o, const struct stats_counters *c)
 			  c->ring.sqpoll ? "true" : "false", c->ring.no_iowait ? "true" : "false");
 }
 
+/* The module's CPU time: the timed steps' CPU scaled to all steps. */
+static double module_cpu_s(const struct stats_counters *c)
+{
+	if (c->module.steps_timed == 0)
+		return 0.0;
+	return (double)c->module.cpu_timed_ns / 1e9 * (double)c->module.steps / (double)c->module.steps_timed;
+}
+
+static int json_module(struct buf *o, const struct stats_counters *c)
+{
+	int rc = buf_puts(o, ", \"pool\": ");
+	rc |= buf_printf(o, "{\"waits\": %llu, \"wait_s\": %.3f, \"busy_max\": %llu}",
+			 (unsigned long long)c->pool.waits, (double)c->pool.wait_ms / 1e3,
+			 (unsigned long long)c->pool.busy_max);
+	rc |= buf_puts(o, ", \"module\": {\"requests\": ");
+	rc |= json_named(o, REQ_NAMES, c->module.requests, RT_COUNT);
+	rc |= buf_puts(o, ", \"actions\": ");
+	rc |= json_named(o, REQ_NAMES, c->module.actions, RT_COUNT);
+	rc |= buf_printf(o, ", \"handbacks\": %llu, \"reentries\": %llu, \"accept_rounds\": %llu, "
+			 "\"steps\": %llu, \"steps_timed\": %llu, \"cpu_s\": %.6f, "
+			 "\"worker_cpu_s\": %.6f, \"fifo_waits\": %llu, \"fifo_wait_s\": %.6f}",
+			 (unsigned long long)c->module.handbacks, (unsigned long long)c->module.reentries,
+			 (unsigned long long)c->module.accept_rounds, (unsigned long long)c->module.steps,
+			 (unsigned long long)c->module.steps_timed, module_cpu_s(c),
+			 (double)c->module.worker_cpu_ns / 1e9, (unsigned long long)c->module.fifo_waits,
+			 (double)c->module.fifo_wait_ns / 1e9);
+	return rc;
+}
+
 static int json_counters(struct buf *o, const struct stats_counters *c, int ktux)
 {
 	static const char *const resp[3] = {"2xx", "4xx", "5xx"};
@@ -170,7 +214,7 @@ static int json_counters(struct buf *o, const struct stats_counters *c, int ktux
 	rc |= buf_printf(o, ", \"event_waits\": %llu, \"paused_accepting\": %llu",
 			 (unsigned long long)c->event_waits, (unsigned long long)c->paused_accepting);
 	if (ktux)
-		rc |= json_ktux(o, c);
+		rc |= json_ktux(o, c) | json_module(o, c);
 	else
 		rc |= buf_printf(o, ", \"dynamic_writes\": {\"replies\": %llu, \"blocked\": %llu, "
 				 "\"blocked_s\": %.6f, \"sendfile_bytes\": %llu}",

@@ -45,6 +45,18 @@ struct stats_counters {
 	/* ktux only (emitted when stats.ktux is set) */
 	struct { uint64_t hits, misses, evictions, bytes, entries, limit, entry_max; } cache;
 	struct { uint64_t submissions, enters, iowq_punts; int sqpoll, no_iowait; } ring;
+	/* the disk-I/O pool (ktux pool.c): reads that waited for a slot, their wait, most busy */
+	struct { uint64_t waits, wait_ms, busy_max; } pool;
+	/* TUX's user-module API (ktux module.c), by request type: requests handed to the module
+	 * and the actions (kernel crossings) they made; hand-backs (user_req_t copies); loop
+	 * re-entries from actions and the accept rounds they ran; the module's thread CPU time
+	 * (every MODULE_CPU_EVERY-th step timed, scaled: cpu_ns), the worker's (set when the
+	 * status is served); requests' waits in the work FIFO. */
+	struct {
+		uint64_t requests[RT_COUNT], actions[RT_COUNT];
+		uint64_t handbacks, reentries, accept_rounds, steps, steps_timed, cpu_timed_ns;
+		uint64_t worker_cpu_ns, fifo_waits, fifo_wait_ns;
+	} module;
 };
 
 struct stats {

@@ -1,5 +1,12 @@
-/* accept.c — TUX's aggressive accepting: one multishot accept lets the kernel accept every
- * pending connection as it arrives, without a system call per connection.
+/* accept.c — TUX's aggressive accepting.
+ *
+ * --sched tux (the default): as TUX 2's event_loop (net/tux/main.c: accept_requests before
+ * process_requests, on every pass and on every re-entry from a user-module action), the worker
+ * accepts until the listen queue is empty — accept4 until EAGAIN — each time round its loop
+ * (accept_drain).  A multishot poll on the listening socket only wakes an idle loop.
+ *
+ * --sched completion: one multishot accept lets the kernel accept every pending connection as
+ * it arrives, without a system call per connection; accepts are completions like any other.
  *
  * --max-conns is honoured by pausing: at the limit no accept is armed and the backlog holds
  * new clients until a connection closes, then accepting resumes.  Connections the kernel
@@ -13,6 +20,8 @@
  * each completion a round of one, so accept_calls == accepts as with one accept(2) per call.
  */
 #include <errno.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "ktux.h"
@@ -58,6 +67,56 @@ static void cancel_multishot(struct server *s)
 	s->accept_multishot_armed = 0; /* its final completion may still come */
 }
 
+static void arm_listen_poll(struct server *s)
+{
+	if (s->listen_poll_armed)
+		return;
+	struct io_uring_sqe *sqe = ring_sqe(&s->ring);
+	io_uring_prep_poll_multishot(sqe, s->listen_fd, POLLIN);
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_LISTEN_POLL, 0, s->listen_fd));
+	s->listen_poll_armed = 1;
+}
+
+/* The listening socket became readable: the loop's next pass accepts (accept_drain). */
+void accept_polled(struct server *s, struct io_uring_cqe *cqe)
+{
+	if (!(cqe->flags & IORING_CQE_F_MORE)) {
+		s->listen_poll_armed = 0;
+		if (!s->accept_paused)
+			accept_arm(s);
+	}
+}
+
+/* --sched tux: accept until the queue is empty (or --max-conns is reached): one round. */
+void accept_drain(struct server *s)
+{
+	if (s->listen_fd < 0 || s->draining || s->accept_paused)
+		return;
+	unsigned n = 0;
+	for (;;) {
+		if (conns_free(s) <= 0) {
+			accept_stop(s); /* resumed by the next close (conn_free → accept_arm) */
+			break;
+		}
+		int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				s->st->errors[SE_INTERNAL]++; /* e.g. EMFILE: try again next round */
+			break;
+		}
+		if (fd >= s->nconns_cap) {
+			close(fd);
+			s->st->errors[SE_INTERNAL]++;
+			continue;
+		}
+		conn_open(s, fd);
+		n++;
+	}
+	stats_accept_round(s->st, n);
+}
+
 /* Start (or resume) accepting when there is room; called after every close too.
  * One multishot wake-up accepts everything queued (up to the backlog), so near the limit
  * [I: fewer free slots than backlog + ACCEPT_DEPTH] ktux switches to single-shot accepts,
@@ -72,6 +131,10 @@ void accept_arm(struct server *s)
 		return;
 	}
 	s->accept_paused = 0;
+	if (s->cfg->sched == SCHED_TUX) {
+		arm_listen_poll(s);
+		return;
+	}
 	if (!s->cfg->no_multishot_accept && room > s->cfg->backlog + ACCEPT_DEPTH) {
 		if (!s->accept_multishot_armed)
 			arm_multishot(s);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ktux.h"
@@ -99,6 +100,7 @@ static void conn_free(struct server *s, struct conn *c)
 	free(c->in);
 	free(c->bounce);
 	free(c->dyn);
+	module_free(c);
 	c->in = c->bounce = NULL;
 	c->dyn = NULL;
 	c->entry = c->fill = NULL;
@@ -146,16 +148,34 @@ static const char *remote_addr(struct conn *c)
 	return c->remote;
 }
 
-static void handle_request(struct server *s, struct conn *c, const struct http_request *req)
+/* The worker thread's CPU time, for /server-status beside the module's. */
+static void note_worker_cpu(struct server *s)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	s->st->module.worker_cpu_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* raw: where the request's bytes start (it is req->total_len long). */
+static void handle_request(struct server *s, struct conn *c, const char *raw,
+			   const struct http_request *req)
 {
 	c->keep_alive = req->keep_alive && !s->draining;
 	c->minor = req->minor_version;
 	conn_touch(s, c);
-	if (static_route(req)) {
-		static_begin(s, c, req);
-		return;
+	switch (site_route(req)) {
+	case ROUTE_STATIC: static_begin(s, c, req); return;
+	case ROUTE_MODULE:
+		if (s->cfg->module_api == API_TUX) {
+			remote_addr(c); /* into c->remote, for the module */
+			module_request(s, c, raw, req);
+			return;
+		}
+		break;
+	case ROUTE_STATUS: note_worker_cpu(s); break;
+	case ROUTE_METHOD: break;
 	}
-	dyn_begin(s, c, req, remote_addr(c)); /* the module, /server-status, or an error */
+	dyn_begin(s, c, req, remote_addr(c)); /* the direct module, /server-status, or an error */
 }
 
 /* Parse and handle requests at buf[0..len) while no response is in flight; returns the bytes
@@ -177,8 +197,8 @@ static size_t parse_requests(struct server *s, struct conn *c, const char *buf, 
 			conn_send_response(s, c);
 			return len; /* the rest of the stream cannot be trusted */
 		}
+		handle_request(s, c, buf + used, &req);
 		used += req.total_len;
-		handle_request(s, c, &req);
 	}
 	return used;
 }

@@ -51,7 +51,7 @@ void dyn_begin(struct server *s, struct conn *c, const struct http_request *req,
 	static_submit_open(s, c, rel);
 }
 
-static void submit_read(struct server *s, struct conn *c)
+static void read_submit(struct server *s, struct conn *c)
 {
 	struct io_uring_sqe *sqe = ring_sqe(&s->ring);
 	char *dst = c->resp.body.data + c->dyn->at + (size_t)c->file_off;
@@ -59,6 +59,13 @@ static void submit_read(struct server *s, struct conn *c)
 	io_uring_sqe_set_data64(sqe, ud_pack(OP_READ, 0, c->fd));
 	c->file_seq = s->ring.enter_seq;
 	c->inflight++;
+}
+
+/* The read, on a disk-I/O slot (pool.c). */
+static void submit_read(struct server *s, struct conn *c)
+{
+	if (pool_take(s, c, read_submit))
+		read_submit(s, c);
 }
 
 /* The open completed (fd, or -errno); as docroot_open: only regular files. */

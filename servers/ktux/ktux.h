@@ -29,12 +29,17 @@ struct ktux_config {
 	int no_defer_accept; /* TUX's TCP_DEFER_ACCEPT off (main.c) */
 	int ring_iowait; /* waits count as iowait, as the kernel does by default (no NO_IOWAIT) */
 	int probe;
+	enum { API_TUX, API_DIRECT } module_api; /* --module-api: TUX's user-module API (module.c) */
+	enum { SCHED_TUX, SCHED_COMPLETION } sched; /* --sched: TUX's accept-first event loop */
+	int io_threads; /* --io-threads: disk reads in flight at most (pool.c); 0: unbounded */
 };
 
 /* ---- user_data: op (8 bits) | aux (24 bits, e.g. cache entry) | fd (32 bits) ---- */
 enum op {
 	OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_SEND_ZC, OP_OPEN, OP_READ, OP_SPLICE_IN, OP_SPLICE_OUT,
 	OP_TIMER, OP_CANCEL, OP_FILES_UPDATE, OP_FILL,
+	OP_LISTEN_POLL, /* --sched tux: the listening socket became readable (wakes the loop) */
+	OP_MODULE_SEND, /* a module's SEND_BUFFER waiting for write space (module.c) */
 };
 
 static inline uint64_t ud_pack(enum op op, uint32_t aux, int fd)
@@ -69,6 +74,8 @@ void ring_close(struct ring *r);
 struct io_uring_sqe *ring_sqe(struct ring *r);
 /* Submit; wait for one completion when none is ready.  Counts submissions and enters. */
 int ring_submit_wait(struct ring *r);
+/* One io_uring_enter that submits what is queued and takes in ready completions, never waits. */
+void ring_enter(struct ring *r);
 /* The receive buffer bid, and giving it back to the kernel. */
 char *ring_recv_buf(struct ring *r, unsigned bid);
 void ring_recycle(struct ring *r, unsigned bid);
@@ -107,7 +114,12 @@ enum conn_phase {
 	PH_IDLE,    /* waiting for (the rest of) a request */
 	PH_FILE,    /* a static miss or a dynamic request's file: open/read in flight */
 	PH_SENDING, /* a response is being sent */
+	PH_MODULE,  /* --module-api tux: the request is TUX's user module's (module.c) */
 };
+
+struct server;
+typedef void (*pool_resume_fn)(struct server *s, struct conn *c);
+struct modreq;
 
 struct conn {
 	int fd;
@@ -142,6 +154,11 @@ struct conn {
 	uint64_t file_seq;         /* enter_seq when the file op was submitted (punt counting) */
 	struct sw99_pending *dyn;  /* a dynamic GET/POST's plan (allocated on first use) */
 	int dyn_active;            /* its file is being opened or read (PH_FILE) */
+	struct modreq *mod;        /* --module-api tux: the request in TUX's module path */
+	struct conn *fifo_next;    /* on the work FIFO (module.c) */
+	struct conn *pool_next;    /* waiting for a disk-I/O slot (pool.c) */
+	pool_resume_fn pool_resume;
+	uint64_t pool_since_ms;
 	char key[DOCROOT_MAX_PATH + 2];
 	struct open_how how;
 	char remote[48];
@@ -159,12 +176,15 @@ struct server {
 	struct conn *conns; /* indexed by fd */
 	int nconns_cap;
 	struct conn_list idle, linger; /* deadline lists: --idle-timeout, and LINGER_MS */
-	int accept_multishot_armed, accept_single_inflight, accept_paused;
+	int accept_multishot_armed, accept_single_inflight, accept_paused, listen_poll_armed;
 	uint32_t accept_gen;
 	unsigned accepted_this_round; /* multishot accepts of this batch (accept.c) */
 	int accept_round_seen;
 	int draining;
 	uint64_t now_ms, drain_deadline_ms;
+	struct conn *fifo_head, *fifo_tail; /* TUX's work queue: requests due a module step */
+	unsigned pool_busy;                 /* disk reads in flight (pool.c) */
+	struct conn *pool_head, *pool_tail; /* ... and those waiting for a slot */
 	struct __kernel_timespec tick;
 };
 
@@ -176,6 +196,23 @@ void accept_arm(struct server *s);
 void accept_done(struct server *s, struct io_uring_cqe *cqe);
 void accept_stop(struct server *s);
 void accept_round_end(struct server *s);
+/* --sched tux: accept until the listen queue is empty (accept4 until EAGAIN), one round. */
+void accept_drain(struct server *s);
+void accept_polled(struct server *s, struct io_uring_cqe *cqe);
+
+/* pool.c: TUX's disk-I/O threads */
+int pool_take(struct server *s, struct conn *c, pool_resume_fn resume);
+void pool_give(struct server *s);
+
+/* module.c: TUX's user-module API and work FIFO (--module-api tux) */
+void module_request(struct server *s, struct conn *c, const char *raw, const struct http_request *req);
+void module_open_done(struct server *s, struct conn *c, int fd);
+void module_fill_done(struct server *s, struct conn *c, int res);
+void module_send_done(struct server *s, struct io_uring_cqe *cqe);
+/* Run the work FIFO: each request at its head gets one module step (ending in an action);
+ * with --sched tux every action re-enters the loop: an accept round, then reap. */
+void module_run_fifo(struct server *s, void (*reap)(struct server *s));
+void module_free(struct conn *c);
 
 /* conn.c */
 void conn_open(struct server *s, int fd);
@@ -198,7 +235,6 @@ void conn_send_entry(struct server *s, struct conn *c, struct cache_entry *e);
 void conn_file_sent(struct server *s, struct conn *c);
 
 /* static.c: static GETs — cache hit, or a miss read through the ring */
-int static_route(const struct http_request *req);
 void static_begin(struct server *s, struct conn *c, const struct http_request *req);
 void static_open_done(struct server *s, struct io_uring_cqe *cqe);
 void static_read_done(struct server *s, struct io_uring_cqe *cqe);
@@ -206,6 +242,8 @@ void static_fill_done(struct server *s, struct io_uring_cqe *cqe);
 void static_error(struct server *s, struct conn *c, int status);
 void static_submit_open(struct server *s, struct conn *c, const char *rel);
 void static_count_punt(struct server *s, struct conn *c);
+/* Are all pages of the mapping [p, p+len) in the page cache (mincore; large: "no")? */
+int page_resident(char *p, size_t len);
 
 /* dynamic.c: dynamic GETs/POSTs — the module plans, the file is read through the ring */
 void dyn_begin(struct server *s, struct conn *c, const struct http_request *req, const char *remote);

@@ -62,6 +62,8 @@ static void dispatch(struct server *s, struct io_uring_cqe *cqe)
 	case OP_FILL: static_fill_done(s, cqe); break;
 	case OP_SPLICE_IN:
 	case OP_SPLICE_OUT: splice_done(s, cqe); break;
+	case OP_LISTEN_POLL: accept_polled(s, cqe); break;
+	case OP_MODULE_SEND: module_send_done(s, cqe); break;
 	case OP_TIMER:
 		conn_expire(s);
 		arm_timer(s);
@@ -128,6 +130,9 @@ int server_run(struct server *s)
 			return 1;
 		}
 		s->now_ms = now_ms();
+		if (s->cfg->sched == SCHED_TUX)
+			accept_drain(s); /* TUX's event_loop: accept until the queue is empty, then work */
 		reap(s);
+		module_run_fifo(s, reap); /* requests due a module step (--module-api tux) */
 	}
 }

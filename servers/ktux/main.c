@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -29,10 +30,11 @@
  * while larger files are spliced from the page cache.  Measured: servers/ktux/README.md. */
 #define DEFAULT_CACHE_BYTES (64L << 20)      /* 1/8 of the paper's 512 MB */
 #define DEFAULT_CACHE_ENTRY_MAX (16L << 10)  /* files up to class2_0 (10 KB) */
-#define DEFAULT_IOWQ_WORKERS 4           /* [I] TUX's async disk-I/O thread pool */
+#define DEFAULT_IO_THREADS 32 /* TUX 2's disk-I/O threads per worker (net/tux/cachemiss.c) */
+#define IOWQ_WORKERS_UNPOOLED 4 /* [I] io-wq's bounded workers with --io-threads 0 */
 
 enum { OPT_CACHE = 256, OPT_IOWQ, OPT_SQPOLL, OPT_NO_CACHE, OPT_NO_MULTI, OPT_NO_ZC, OPT_PROBE, OPT_SYNC,
-       OPT_ENTRY_MAX, OPT_RING_IOWAIT, OPT_NO_DEFER };
+       OPT_ENTRY_MAX, OPT_RING_IOWAIT, OPT_NO_DEFER, OPT_MODULE_API, OPT_SCHED, OPT_IO_THREADS };
 
 static const struct option LONG_OPTS[] = {
 	{"port", required_argument, 0, 'p'},         {"addr", required_argument, 0, 'a'},
@@ -46,13 +48,16 @@ static const struct option LONG_OPTS[] = {
 	{"cache-entry-max", required_argument, 0, OPT_ENTRY_MAX},
 	{"ring-iowait", no_argument, 0, OPT_RING_IOWAIT},
 	{"no-defer-accept", no_argument, 0, OPT_NO_DEFER},
+	{"module-api", required_argument, 0, OPT_MODULE_API}, {"sched", required_argument, 0, OPT_SCHED},
+	{"io-threads", required_argument, 0, OPT_IO_THREADS},
 	{"probe", no_argument, 0, OPT_PROBE},          {0, 0, 0, 0}};
 
 static _Noreturn void usage_error(const char *what, const char *arg)
 {
 	fprintf(stderr, "ktux: %s%s%s (usage: ktux --port P --docroot DIR --post-log FILE "
 		"[--cache-bytes N] [--cache-entry-max N] [--iowq-workers N] [--sqpoll[=CPU]] "
-		"[--no-cache] [--no-multishot-accept] [--no-zerocopy] [--ring-iowait] [--no-defer-accept] ...)\n", what, arg ? " " : "", arg ? arg : "");
+		"[--no-cache] [--no-multishot-accept] [--no-zerocopy] [--ring-iowait] [--no-defer-accept] "
+		"[--module-api tux|direct] [--sched tux|completion] [--io-threads N] ...)\n", what, arg ? " " : "", arg ? arg : "");
 	exit(2);
 }
 
@@ -102,6 +107,17 @@ static void set_option(struct ktux_config *o, int c, const char *arg)
 	case OPT_NO_MULTI: o->no_multishot_accept = 1; break;
 	case OPT_NO_ZC: o->no_zerocopy = 1; break;
 	case OPT_NO_DEFER: o->no_defer_accept = 1; break;
+	case OPT_MODULE_API:
+		if (strcmp(arg, "tux") && strcmp(arg, "direct"))
+			usage_error("--module-api needs tux or direct, got", arg);
+		o->module_api = strcmp(arg, "tux") ? API_DIRECT : API_TUX;
+		break;
+	case OPT_SCHED:
+		if (strcmp(arg, "tux") && strcmp(arg, "completion"))
+			usage_error("--sched needs tux or completion, got", arg);
+		o->sched = strcmp(arg, "tux") ? SCHED_COMPLETION : SCHED_TUX;
+		break;
+	case OPT_IO_THREADS: o->io_threads = (int)int_arg("io-threads", arg, 0, 4096); break;
 	case OPT_PROBE: o->probe = 1; break;
 	default: usage_error("unknown or incomplete option", NULL);
 	}
@@ -113,7 +129,7 @@ static void parse_args(int argc, char **argv, struct ktux_config *o)
 				  .max_conns = 15000, .idle_timeout = 60,
 				  .cache_bytes = DEFAULT_CACHE_BYTES,
 				  .cache_entry_max = DEFAULT_CACHE_ENTRY_MAX,
-				  .iowq_workers = DEFAULT_IOWQ_WORKERS, .sqpoll_cpu = -1};
+				  .io_threads = DEFAULT_IO_THREADS, .sqpoll_cpu = -1};
 	opterr = 0;
 	int c;
 	while ((c = getopt_long(argc, argv, "", LONG_OPTS, NULL)) != -1)
@@ -122,6 +138,12 @@ static void parse_args(int argc, char **argv, struct ktux_config *o)
 		usage_error("unexpected argument", argv[optind]);
 	if (!o->probe && (!o->docroot || !o->post_log))
 		usage_error("--docroot and --post-log are required", NULL);
+	if (o->no_multishot_accept && o->sched == SCHED_TUX)
+		usage_error("--no-multishot-accept applies to --sched completion (--sched tux accepts "
+			    "with accept4 until the queue is empty)", NULL);
+	/* io-wq's bounded workers run the pooled reads: as many as the pool has slots */
+	if (o->iowq_workers == 0)
+		o->iowq_workers = o->io_threads ? o->io_threads : IOWQ_WORKERS_UNPOOLED;
 }
 
 /* Every flag as JSON, for the "config" object of /server-status. */
@@ -138,12 +160,15 @@ static char *config_json(const struct ktux_config *o)
 		   "\"post_log_sync\": %s, \"cache_bytes\": %zu, \"cache_entry_max\": %zu, "
 		   "\"iowq_workers\": %d, \"sqpoll\": %s, \"sqpoll_cpu\": %d, \"no_cache\": %s, "
 		   "\"no_multishot_accept\": %s, \"no_zerocopy\": %s, \"ring_iowait\": %s, "
-		   "\"no_defer_accept\": %s}",
+		   "\"no_defer_accept\": %s, \"module_api\": \"%s\", \"sched\": \"%s\", "
+		   "\"io_threads\": %d}",
 		   o->backlog, o->max_conns, o->idle_timeout, o->post_log_sync ? "true" : "false",
 		   o->cache_bytes, o->cache_entry_max, o->iowq_workers, o->sqpoll ? "true" : "false",
 		   o->sqpoll_cpu, o->no_cache ? "true" : "false",
 		   o->no_multishot_accept ? "true" : "false", o->no_zerocopy ? "true" : "false",
-		   o->ring_iowait ? "true" : "false", o->no_defer_accept ? "true" : "false");
+		   o->ring_iowait ? "true" : "false", o->no_defer_accept ? "true" : "false",
+		   o->module_api == API_TUX ? "tux" : "direct", o->sched == SCHED_TUX ? "tux" : "completion",
+		   o->io_threads);
 	if (!b.data)
 		startup_error("out of memory");
 	return b.data;
@@ -240,7 +265,10 @@ int main(int argc, char **argv)
 		snprintf(err, sizeof err, "TCP_DEFER_ACCEPT: %s (run with --no-defer-accept)", strerror(errno));
 		startup_error(err);
 	}
-		printf("listening %s:%d\n", o.addr, port);
+	/* --sched tux accepts with accept4 until EAGAIN: the listening socket must not block */
+	if (o.sched == SCHED_TUX && fcntl(s.listen_fd, F_SETFL, fcntl(s.listen_fd, F_GETFL) | O_NONBLOCK) < 0)
+		startup_error("cannot make the listening socket non-blocking");
+	printf("listening %s:%d\n", o.addr, port);
 	fflush(stdout);
 	int rc = server_run(&s);
 	cache_destroy(s.cache);

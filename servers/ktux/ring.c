@@ -285,6 +285,25 @@ int ring_submit_wait(struct ring *r)
 	return ret < 0 ? ret : 0;
 }
 
+/* A user-module action's kernel crossing: submit what is queued and take in the completions
+ * that are ready (GETEVENTS runs the deferred completion work), without waiting. */
+void ring_enter(struct ring *r)
+{
+	unsigned submit = flush_sq(r);
+	unsigned flags = IORING_ENTER_GETEVENTS;
+	int fd = r->uring.ring_fd;
+	if (r->sqpoll && (IO_URING_READ_ONCE(*r->uring.sq.kflags) & IORING_SQ_NEED_WAKEUP))
+		flags |= IORING_ENTER_SQ_WAKEUP;
+	if (r->sqpoll)
+		submit = 0; /* the poller submits */
+	if (r->reg_ring) {
+		flags |= IORING_ENTER_REGISTERED_RING;
+		fd = r->uring.enter_ring_fd;
+	}
+	long ret = syscall(__NR_io_uring_enter, fd, submit, 0, flags, NULL, 0);
+	count_submit(r, ret > 0 ? (int)ret : 0, 1);
+}
+
 char *ring_recv_buf(struct ring *r, unsigned bid)
 {
 	return r->recv_mem + (size_t)bid * RECV_BUF_SIZE;

@@ -40,8 +40,8 @@ static void splice_out(struct server *s, struct conn *c, size_t len)
 	c->inflight++;
 }
 
-/* One round: file → pipe linked to pipe → socket. */
-static void splice_next(struct server *s, struct conn *c)
+/* One round: file → pipe linked to pipe → socket (on a disk-I/O slot, pool.c). */
+static void splice_submit(struct server *s, struct conn *c)
 {
 	size_t len = c->file_left < c->pipe_cap ? c->file_left : c->pipe_cap;
 	if (io_uring_sq_space_left(&s->ring.uring) < 2)
@@ -54,7 +54,13 @@ static void splice_next(struct server *s, struct conn *c)
 	splice_out(s, c, len);
 }
 
-static void copy_next(struct server *s, struct conn *c)
+static void splice_next(struct server *s, struct conn *c)
+{
+	if (pool_take(s, c, splice_submit))
+		splice_submit(s, c);
+}
+
+static void copy_submit(struct server *s, struct conn *c)
 {
 	size_t len = c->file_left < COPY_CHUNK ? c->file_left : COPY_CHUNK;
 	struct io_uring_sqe *sqe = ring_sqe(&s->ring);
@@ -62,6 +68,12 @@ static void copy_next(struct server *s, struct conn *c)
 	io_uring_sqe_set_data64(sqe, ud_pack(OP_READ, 0, c->fd));
 	c->file_seq = s->ring.enter_seq;
 	c->inflight++;
+}
+
+static void copy_next(struct server *s, struct conn *c)
+{
+	if (pool_take(s, c, copy_submit))
+		copy_submit(s, c);
 }
 
 void splice_start(struct server *s, struct conn *c)
@@ -104,6 +116,8 @@ void splice_done(struct server *s, struct io_uring_cqe *cqe)
 	struct conn *c = &s->conns[ud_fd(cqe->user_data)];
 	int res = cqe->res;
 	c->inflight--;
+	if (ud_op(cqe->user_data) == OP_SPLICE_IN)
+		pool_give(s); /* the file half is the disk read */
 	if (c->closing) {
 		conn_op_done(s, c);
 		return;

@@ -22,13 +22,6 @@
 
 #include "ktux.h"
 
-/* The site's router decides (servers/common/site.c), so a URL the site adds is never served
- * here as a file. */
-int static_route(const struct http_request *req)
-{
-	return site_route(req) == ROUTE_STATIC;
-}
-
 /* Decode into c->key (after the variant byte); the path relative to the docroot, or NULL. */
 static const char *relative_path(struct conn *c, const struct http_request *req)
 {
@@ -101,7 +94,7 @@ void static_begin(struct server *s, struct conn *c, const struct http_request *r
 /* Are all pages of [p, p+len) in the page cache?  (mincore on a file mapping; a caller that
  * may not see the page cache of a file it does not own is told "no", which only costs the
  * asynchronous fill.) */
-static int resident(char *p, size_t len)
+int page_resident(char *p, size_t len)
 {
 	size_t page = (size_t)sysconf(_SC_PAGESIZE), pages = (len + page - 1) / page;
 	unsigned char vec[64];
@@ -117,22 +110,29 @@ static int resident(char *p, size_t len)
 
 static void fill_complete(struct server *s, struct conn *c);
 
+/* The populate, on a disk-I/O slot (pool.c). */
+static void fill_submit(struct server *s, struct conn *c)
+{
+	struct io_uring_sqe *sqe = ring_sqe(&s->ring);
+	io_uring_prep_madvise(sqe, cache_data(c->fill), (off_t)cache_len(c->fill), MADV_POPULATE_READ);
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_FILL, 0, c->fd));
+	c->file_seq = s->ring.enter_seq;
+	c->inflight++;
+}
+
 /* Fault the entry's pages in: at once when the page cache has them all (minor faults, no
  * I/O), else with MADV_POPULATE_READ through the ring, which runs on an io-wq worker. */
 static void fill_start(struct server *s, struct conn *c)
 {
 	char *p = cache_data(c->fill);
 	size_t len = cache_len(c->fill);
-	if (resident(p, len) && mlock(p, len) == 0) {
+	if (page_resident(p, len) && mlock(p, len) == 0) {
 		fill_complete(s, c);
 		return;
 	}
-	struct io_uring_sqe *sqe = ring_sqe(&s->ring);
-	io_uring_prep_madvise(sqe, p, (off_t)len, MADV_POPULATE_READ);
-	io_uring_sqe_set_data64(sqe, ud_pack(OP_FILL, 0, c->fd));
 	c->phase = PH_FILE;
-	c->file_seq = s->ring.enter_seq;
-	c->inflight++;
+	if (pool_take(s, c, fill_submit))
+		fill_submit(s, c);
 }
 
 /* The file is open: map and pin it as a cache entry, or (no cache, too big, empty, cache full
@@ -172,6 +172,10 @@ void static_open_done(struct server *s, struct io_uring_cqe *cqe)
 		conn_op_done(s, c);
 		return;
 	}
+	if (c->mod) {
+		module_open_done(s, c, fd);
+		return;
+	}
 	if (c->dyn_active) {
 		dyn_open_done(s, c, fd);
 		return;
@@ -205,7 +209,12 @@ void static_fill_done(struct server *s, struct io_uring_cqe *cqe)
 {
 	struct conn *c = &s->conns[ud_fd(cqe->user_data)];
 	c->inflight--;
+	pool_give(s);
 	static_count_punt(s, c);
+	if (c->mod && !c->closing) {
+		module_fill_done(s, c, cqe->res);
+		return;
+	}
 	if (c->closing) {
 		conn_op_done(s, c);
 		return;
@@ -231,6 +240,7 @@ void static_read_done(struct server *s, struct io_uring_cqe *cqe)
 {
 	struct conn *c = &s->conns[ud_fd(cqe->user_data)];
 	c->inflight--;
+	pool_give(s);
 	static_count_punt(s, c);
 	if (c->closing) {
 		conn_op_done(s, c);
