@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import importlib
 import logging
+import subprocess
 import sys
+from importlib import metadata
+
+from ukweb import __version__, paths
 
 # subcommand -> (module, one-line help)
 COMMANDS = {
@@ -25,8 +29,27 @@ COMMANDS = {
 }
 
 
+def version() -> str:
+    """'ukweb 0.1.0 (git 747a521-dirty)': the package version, and the checkout it runs from.
+
+    [I] The package version alone names no measurement code (it changes by hand, rarely); the
+    git description does, -dirty when tracked files differ from the commit. An installed copy
+    without its repository says "git unknown"."""
+    try:
+        package = metadata.version("ukweb")
+    except metadata.PackageNotFoundError:
+        package = __version__
+    try:
+        described = subprocess.run(
+            ["git", "-C", str(paths.REPO), "describe", "--always", "--dirty", "--tags"],
+            capture_output=True, text=True, timeout=30, check=False).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        described = ""
+    return f"ukweb {package} (git {described or 'unknown'})"
+
+
 def usage() -> str:
-    lines = ["usage: ukweb COMMAND [ARGS...]", "", "commands:"]
+    lines = ["usage: ukweb [--version] COMMAND [ARGS...]", "", "commands:"]
     lines += [f"  {name:<10} {text}" for name, (_, text) in COMMANDS.items()]
     return "\n".join(lines)
 
@@ -36,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        print(version())
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"ukweb: unknown command {name!r}; try `ukweb --help`", file=sys.stderr)
