@@ -23,8 +23,9 @@
  * GET_OBJECT, SEND_BUFFER and FINISH_REQ jump back into the event loop (their io_uring_enter
  * also takes in the completions that arrived); with --sched tux each such re-entry first
  * accepts until the listen queue is empty, then reaps (loop.c's pass), before the next module
- * step.  A dynamic GET makes 4 actions (GET_OBJECT, READ_OBJECT, SEND_BUFFER, FINISH_REQ)
- * and 3 re-entries, a POST 5 actions, and each hand-back to the module copies a user_req_t.
+ * step.  A dynamic GET makes 4 actions (GET_OBJECT, READ_OBJECT, SEND_BUFFER, FINISH_REQ),
+ * 3 re-entries and 4 hand-backs, each copying a user_req_t to the module (on the first
+ * return, and after GET_OBJECT, READ_OBJECT and SEND_BUFFER); a POST adds READ_POST_DATA.
  *
  * One request is in the module at a time (steps run one after another on the one thread).
  * [I] The module sends a reply in windows of MODULE_WINDOW bytes (READ_OBJECT + SEND_BUFFER
@@ -168,6 +169,25 @@ static void action_enter(struct server *s, struct conn *c)
 	c->mod->cpu_from = 0;
 }
 
+/* A return to the module with the request: its image copied out (prepare_userspace_req, on
+ * every return from the event loop and from READ_OBJECT). */
+static void handback(struct server *s, struct modreq *m)
+{
+	memcpy(&m->ureq, &m->kreq, sizeof m->ureq);
+	__asm__ volatile("" : : "r"(&m->ureq) : "memory"); /* the copy is the module's to read */
+	s->st->module.handbacks++;
+}
+
+/* READ_OBJECT: a synchronous read of the object (the page cache has it after GET_OBJECT). */
+static ssize_t read_object(struct server *s, struct conn *c, int fd, char *dst, size_t n, off_t at)
+{
+	action_begin(s, c);
+	ssize_t got = n ? pread(fd, dst, n, at) : 0;
+	handback(s, c->mod);
+	cpu_resume(c->mod);
+	return got;
+}
+
 /* ---- the work FIFO ---- */
 
 static void fifo_push(struct server *s, struct conn *c, enum mod_step step)
@@ -246,9 +266,8 @@ static int window_fill(struct server *s, struct conn *c)
 	if (flen > 0 && m->off < fa + flen && m->off + n > fa) {
 		size_t from = m->off > fa ? m->off - fa : 0;
 		size_t to = m->off + n < fa + flen ? m->off + n - fa : flen;
-		action_begin(s, c); /* READ_OBJECT: a synchronous read from the page cache */
-		ssize_t got = pread(r->fd, m->win + (fa + from - m->off), to - from, r->file_off + (off_t)from);
-		cpu_resume(m);
+		ssize_t got = read_object(s, c, r->fd, m->win + (fa + from - m->off), to - from,
+					  r->file_off + (off_t)from);
 		if (got != (ssize_t)(to - from))
 			return -1;
 	}
@@ -438,11 +457,8 @@ static void step_object(struct server *s, struct conn *c)
 	} else {
 		char *dst = sw99_file_dst(&c->resp, c->dyn, m->obj_size);
 		long got = -1;
-		if (dst) {
-			action_begin(s, c); /* READ_OBJECT */
-			got = m->obj_size ? (long)pread(m->obj_fd, dst, m->obj_size, 0) : 0;
-			cpu_resume(m);
-		}
+		if (dst)
+			got = (long)read_object(s, c, m->obj_fd, dst, m->obj_size, 0);
 		close(m->obj_fd);
 		m->obj_fd = -1;
 		e = dst ? sw99_finish(&s->site.module, c->dyn, &c->resp, got) : SE_INTERNAL;
@@ -469,9 +485,7 @@ static void step_sent(struct server *s, struct conn *c)
 static void step(struct server *s, struct conn *c)
 {
 	struct modreq *m = c->mod;
-	memcpy(&m->ureq, &m->kreq, sizeof m->ureq);
-	__asm__ volatile("" : : "r"(&m->ureq) : "memory"); /* the copy is the module's to read */
-	s->st->module.handbacks++;
+	handback(s, m);
 	uint64_t n = ++s->st->module.steps;
 	m->cpu_from = n % MODULE_CPU_EVERY == 0 ? clock_ns(CLOCK_THREAD_CPUTIME_ID) : 0;
 	if (m->cpu_from)
