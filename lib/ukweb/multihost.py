@@ -72,18 +72,35 @@ def _binaries(host: Host, hosts: Hosts) -> list[str]:
     return ["loadgen"]
 
 
+# Answers each line on stdin with its clock: one channel and one process for every exchange,
+# so a round trip is the link's, not an exec's (`date` run per exchange read its clock late
+# in a ~100 ms exchange, a bias of half of it).
+CLOCK = "import sys, time\nfor _ in sys.stdin:\n    print(repr(time.time()), flush=True)\n"
+
+
 async def _clock_offset(conn: asyncssh.SSHClientConnection, host: Host) -> tuple[float, float]:
-    """(offset, round trip) in seconds: the remote's `date +%s.%N` minus ours at the exchange's
-    middle, from the exchange with the shortest round trip of five (its error is at most half
-    that round trip: the remote read its clock somewhere inside it)."""
+    """(offset, round trip) in seconds: the remote's clock minus ours at the exchange's middle,
+    from the exchange with the shortest round trip of nine (its error is at most half that
+    round trip: the remote read its clock somewhere inside it)."""
     best: tuple[float, float] | None = None
-    for _ in range(5):
-        t0 = time.time()
-        res = await run(conn, host, ["date", "+%s.%N"])
-        t1 = time.time()
-        sample = (float(str(res.stdout).strip()) - (t0 + t1) / 2, t1 - t0)
-        if best is None or sample[1] < best[1]:
-            best = sample
+    try:
+        proc = await conn.create_process(shlex.join(["python3", "-c", CLOCK]))
+    except (asyncssh.Error, OSError) as exc:
+        raise RemoteError(f"{host.name}: python3: {exc}") from exc
+    try:
+        for _ in range(9):
+            t0 = time.time()
+            proc.stdin.write("\n")
+            line = await asyncio.wait_for(proc.stdout.readline(), 10)
+            t1 = time.time()
+            if not line:
+                err = (await proc.stderr.read()).strip()
+                raise RemoteError(f"{host.name}: python3 clock exchange failed: {err or 'no output'}")
+            sample = (float(line) - (t0 + t1) / 2, t1 - t0)
+            if best is None or sample[1] < best[1]:
+                best = sample
+    finally:
+        proc.close()
     assert best is not None
     return best
 
@@ -102,6 +119,10 @@ async def _prepare_host(host: Host, hosts: Hosts, commit: str, build: bool) -> d
         missing = [b for b in _binaries(host, hosts)
                    if (await run(conn, host, ["test", "-x", f"{wd}/build/{b}"],
                                  check=False)).exit_status != 0]
+        if host is hosts.server and (await run(conn, host, ["test", "-x", f"{wd}/.venv/bin/python"],
+                                               check=False)).exit_status != 0:
+            raise RemoteError(f"{host.name}: {wd}/.venv/bin/python missing (the agent runs "
+                              "there): run `make setup` in it")
         built = False
         if missing:
             if not build:
@@ -184,10 +205,12 @@ def client_params(params: loadgen_mod.LoadgenParams, hosts: Hosts) -> dict[str, 
 
 async def drive_async(hosts: Hosts, params: loadgen_mod.LoadgenParams, point_dir: Path, *,
                       tag: str, offsets_s: dict[str, float] | None = None,
-                      on_started: Callable[[dict[str, RemoteProcess]], None] | None = None) -> dict:
+                      on_started: Callable[[dict[str, RemoteProcess]], None] | None = None,
+                      start_at: float | None = None) -> dict:
     """Run one point's load on every client; fetch and merge into point_dir; the merged summary.
 
-    tag names the remote scratch directories (`/tmp/ukweb-multihost/<tag>/<client>`, removed after). A client
+    start_at: the agreed start in this host's clock (default now + START_LEAD_S); the runner
+    gives it so that the server host's sampler starts with the clients. tag names the remote scratch directories (`/tmp/ukweb-multihost/<tag>/<client>`, removed after). A client
     that fails raises ClientFailed naming it after every other loadgen was stopped.
     """
     point_dir = Path(point_dir)
@@ -200,7 +223,7 @@ async def drive_async(hosts: Hosts, params: loadgen_mod.LoadgenParams, point_dir
         for c, conn in zip(hosts.clients, await asyncio.gather(*(connect(c) for c in hosts.clients)),
                            strict=True):
             conns[c.name] = conn
-        start_at = time.time() + START_LEAD_S
+        start_at = start_at or time.time() + START_LEAD_S
         for c in hosts.clients:
             out = outs[c.name] = f"{REMOTE_SCRATCH}/{tag}/{c.name}"
             await run(conns[c.name], c, ["rm", "-rf", out])

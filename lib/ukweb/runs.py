@@ -34,8 +34,10 @@ import yaml
 from tqdm import tqdm
 
 from ukweb import budget, cpuemul, diskmodel, fileset, manifest, paths
+from ukweb import hosts as hosts_mod
 from ukweb.cpuemul import CpuEmulationError
 from ukweb.diskmodel import DiskModelError
+from ukweb.hosts import Hosts
 from ukweb.leftovers import LeftoversError
 from ukweb.netns import NetnsError, Topology
 from ukweb.paths import RAW
@@ -55,6 +57,8 @@ from ukweb.testbed import Testbed, pin
 __all__ = ["SweepParams", "load_params", "sweep", "point_dir", "plan", "cli", "SweepError"]
 
 log = logging.getLogger(__name__)
+
+HOSTS_ENV = "UKWEB_HOSTS"  # a hosts file: the sweep runs on that testbed (make reproduce HOSTS=)
 
 
 class SweepError(RuntimeError):
@@ -283,7 +287,10 @@ def links(params: SweepParams, testbed: Testbed) -> Iterator[Topology | None]:
 
 
 def _open_manifest(run: Path, params: SweepParams, testbed: Testbed,
-                   calibration: dict | None) -> dict:
+                   calibration: dict | None, hosts: dict | None = None) -> dict:
+    """The run's manifest, new or resumed; `hosts`: a multi-host testbed's record
+    (ukweb.multirun.Testbed.record: the hosts file without secrets, each host's commit, clock
+    offset and kernel), kept whole for the run and per resume in its `runs` entry."""
     path = run / "manifest.json"
     mine = params.as_dict()
     if path.is_file():
@@ -294,6 +301,7 @@ def _open_manifest(run: Path, params: SweepParams, testbed: Testbed,
             raise SweepError(f"{run} was started with other parameters ({', '.join(changed)}); "
                              "use a new run id")
         _check_same_setup(run, man, testbed, calibration)
+        _check_same_hosts(run, man, hosts)
         for earlier in man["runs"]:  # a runner that never closed its entry was killed
             if earlier.get("status") == "running":
                 earlier["status"] = "killed"
@@ -301,9 +309,13 @@ def _open_manifest(run: Path, params: SweepParams, testbed: Testbed,
     else:
         man = manifest.build(mine, deviations=testbed.deviation_list(),
                              calibration=calibration, testbed=testbed.describe())
+        if hosts is not None:
+            man["hosts"] = hosts
     man["runs"].append({"start": manifest.now(), "end": None, "status": "running",
                         "git": manifest.git_state(), "cpus": _cpus(testbed.describe()),
                         "reaped": testbed.reaped})
+    if hosts is not None:  # this resume's commits and clock offsets
+        man["runs"][-1]["hosts"] = hosts["hosts"]
     manifest.write(path, man)
     return man
 
@@ -330,27 +342,49 @@ def _check_same_setup(run: Path, man: dict, testbed: Testbed, calibration: dict 
                          "configured CPUs to resume (ukweb check), or use a new run id")
 
 
+def _check_same_hosts(run: Path, man: dict, hosts: dict | None) -> None:
+    """A run is resumed on the testbed it was measured on: one machine, or the same hosts
+    (addresses, links, shares, emulation)."""
+    def where(h: dict | None) -> str:
+        if not h:
+            return "this machine"
+        t = h["testbed"]
+        return (f"server {t['server']['name']} ({t['server']['address']}) and clients "
+                + ", ".join(f"{c['name']} ({c['address']}, {c['share']:g})" for c in t["clients"]))
+    def same(h: dict | None) -> dict | None:  # the file may move; what it says may not
+        return None if not h else {k: v for k, v in h["testbed"].items() if k != "file"}
+    then, now = man.get("hosts"), hosts
+    if same(then) != same(now):
+        raise SweepError(f"{run} was measured on {where(then)} and this run is on {where(now)}: "
+                         "resume it on the same testbed, or use a new run id")
+
+
 def _merge(old: list[dict], new: list[dict]) -> list[dict]:
     return old + [d for d in new if d not in old]
 
 
 def sweep(params: SweepParams, run_id: str | None = None, root: Path = RAW, progress: bool = True,
-          configs: dict[str, ServerConfig] | None = None) -> Path:
+          configs: dict[str, ServerConfig] | None = None, hosts: Hosts | None = None) -> Path:
     """Run (or resume) every point of params; returns the run directory.
 
     configs maps server labels to ServerConfig objects the caller built; other labels go
-    through ukweb.servers.named_config.
+    through ukweb.servers.named_config. hosts (or the file named by $UKWEB_HOSTS, which
+    `make reproduce HOSTS=FILE` sets): a multi-host testbed instead of this machine.
     """
     run_id = run_id or params.run_id or f"{params.profile}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     run = run_path(root, run_id)
     carried = check_budget(params)
     if carried is not None:  # the notebooks reach here without the CLI's printout
         log.info("%s: %s", params.profile, carried.table())
-    check_methods(params)
+    hosts = hosts if hosts is not None else hosts_from_env()
+    if hosts is None:
+        check_methods(params)
     series = series_plan(params)
     cfgs = resolve_configs({p.server for s in series for p in s}, params.backlog, configs)
     calibration = load_calibration(params)
     share = effective_share(params, calibration)
+    if hosts is not None:
+        return _sweep_hosts(params, hosts, run, series, cfgs, calibration, share, carried, progress)
     docroot = docroot_for(params)
     run.mkdir(parents=True, exist_ok=True)
     testbed = make_testbed(params, share)
@@ -371,6 +405,51 @@ def sweep(params: SweepParams, run_id: str | None = None, root: Path = RAW, prog
         finally:
             shutil.rmtree(run / "work", ignore_errors=True)  # servers' scratch (post logs)
             _close_manifest(run, man, testbed, status)
+    return run
+
+
+def hosts_from_env() -> Hosts | None:
+    """The hosts file $UKWEB_HOSTS names (unset or empty: this machine)."""
+    path = os.environ.get(HOSTS_ENV, "").strip()
+    if not path:
+        return None
+    try:
+        return hosts_mod.load(paths.resolve(path))
+    except hosts_mod.HostsError as exc:
+        raise ParamsError(f"{HOSTS_ENV}: {exc}") from exc
+
+
+def _sweep_hosts(params: SweepParams, hosts: Hosts, run: Path, series: list[list[Point]],
+                 cfgs: dict[str, ServerConfig], calibration: dict | None, share: float | None,
+                 carried: budget.Plan | None, progress: bool) -> Path:
+    """The sweep over a multi-host testbed (ukweb.multirun): the same series, points, run
+    directory and manifest, with the hosts' record; a host that cannot be used is one line
+    (SweepError) before any point runs."""
+    from ukweb import multirun
+    from ukweb.remote import RemoteError
+
+    if carried is not None or params.carry_from is not None:
+        raise ParamsError("params: carried series (carry_from) are not supported with --hosts "
+                          "yet: set carry_from: null")
+    status = "interrupted"
+    with _sigterm_raises():
+        try:
+            testbed = multirun.Testbed(hosts, params, share, run.name).__enter__()
+        except RemoteError as exc:
+            raise SweepError(str(exc)) from exc
+        try:
+            run.mkdir(parents=True, exist_ok=True)
+            man = _open_manifest(run, params, testbed, calibration, hosts=testbed.record())
+            try:
+                runner = multirun.HostsRunner(testbed, params)
+                failed = _run_series(run, series, runner, cfgs, progress, None, man)
+                status = f"done, {len(failed)} failed" if failed else "done"
+            except (RemoteError, PointFailed) as exc:  # a series the server host could not start
+                raise SweepError(f"{exc}; rerun with the same run id to resume") from exc
+            finally:
+                _close_manifest(run, man, testbed, status)
+        finally:
+            testbed.__exit__(None, None, None)
     return run
 
 
@@ -639,9 +718,16 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--root", type=Path, default=RAW, help="where runs go (default data/raw)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a parameter (YAML value), e.g. --set duration_s=2")
+    parser.add_argument("--hosts", type=Path, metavar="FILE",
+                        help="run on a multi-host testbed: one server, N clients (docs/hosts.md)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
+        testbed_hosts = None
+        if args.hosts is not None:
+            import asyncssh
+            asyncssh.set_log_level(logging.WARNING)  # it logs every connection at INFO
+            testbed_hosts = hosts_mod.load(args.hosts)
         params = load_params(args.params)
         if args.set:
             params = validate({**_raw(args.params), **_overrides(args.set)})
@@ -650,8 +736,9 @@ def cli(argv: list[str]) -> int:
         plan_ = check_budget(params)
         if plan_ is not None:
             print(f"ukweb run: {params.profile}: {plan_.table()}", file=sys.stderr)
-        run = sweep(params, args.run_id, args.root, progress=not args.no_progress)
-    except ParamsError as exc:
+        run = sweep(params, args.run_id, args.root, progress=not args.no_progress,
+                    hosts=testbed_hosts)
+    except (ParamsError, hosts_mod.HostsError) as exc:
         print(f"ukweb run: {exc}", file=sys.stderr)
         return 2
     except SweepError as exc:
@@ -677,6 +764,8 @@ def cli(argv: list[str]) -> int:
 def _resume_command(args: argparse.Namespace, run: Path) -> str:
     """The exact command that resumes the stopped run."""
     cmd = ["ukweb", "run", "-f", str(args.params), "--run-id", run.name]
+    if args.hosts is not None:
+        cmd += ["--hosts", str(args.hosts)]
     if args.root != RAW:
         cmd += ["--root", str(args.root)]
     for pair in args.set:
