@@ -392,7 +392,7 @@ def _hosts_file(tmp: Path, data: dict) -> Path:
     return f
 
 
-def _watch_and_kill(marker: str, found: dict) -> subprocess.Popen:
+def _watch_and_kill(marker: str) -> subprocess.Popen:
     """A background killer: SIGKILL the loadgen whose command line holds marker, once it has
     run past the agreed start (START_LEAD_S) and a second into the point."""
     code = ("import sys, time, psutil\n"
@@ -412,8 +412,17 @@ def test_run_over_hosts_kill_resume_and_sigterm(testbed):
     h, tmp, data = testbed
     f, root, run_id = _hosts_file(tmp, data), tmp / "raw", f"mh{os.getpid()}"
     run = root / run_id
+    # A host that does not answer: one line naming it, before any point.
+    down = json.loads(json.dumps(data))
+    down["clients"][1]["port"] = 2222
+    (tmp / "down.yaml").write_text(yaml.safe_dump(down))
+    res = subprocess.run(_run_cmd(tmp / "down.yaml", root, run_id), capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 1 and re.fullmatch(
+        r"ukweb run: c2 \(root@10\.198\.3\.2:2222\): unreachable: .*\n", res.stderr), res.stderr
+    assert not (run / "points").exists()
     # c2's loadgen killed in the first point (c4): that point fails naming c2, the next is done.
-    killer = _watch_and_kill(f"/{run_id}-p0/c2", {})
+    killer = _watch_and_kill(f"/{run_id}-p0/c2")
     res = subprocess.run(_run_cmd(f, root, run_id), capture_output=True, text=True, timeout=180)
     assert killer.wait(timeout=10) == 0, "c2's loadgen was not found to kill"
     assert res.returncode == 1, res.stderr
