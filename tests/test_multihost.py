@@ -484,3 +484,28 @@ def test_run_over_hosts_kill_resume_and_sigterm(testbed):
     left = _ours(sig_id)
     assert not left, f"processes left: {[p.info['cmdline'] for p in left]}"
     assert not (root / sig_id / "points/static/userver-1/c4/r1/DONE").exists()
+
+
+@pytest.mark.root
+def test_run_over_hosts_carried_series(testbed):
+    """A carried series over the hosts: c4 fresh, c8 on the server carried from the settling
+    (loadgen chunks on both clients), one window with its batches; the analysis reads it."""
+    h, tmp, data = testbed
+    f, root, run_id = _hosts_file(tmp, data), tmp / "raw", f"mhc{os.getpid()}"
+    res = subprocess.run(_run_cmd(f, root, run_id, "--set", "carry_from=8", "--set", "batch_s=1",
+                                  "--set", "carried_s=3", "--set", "settle_max_s=2",
+                                  "--set", "transition_s=1", "--set", "variance=null"),
+                         capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr
+    run = root / run_id
+    fresh = json.loads((run / "points/static/userver-1/c4/r1/DONE").read_text())
+    carried = json.loads((run / "points/static/userver-1/c8/r1/DONE").read_text())
+    assert fresh["mode"] == "fresh" and carried["mode"] == "carried"
+    assert carried["window_s"] == 3 and carried["batch_s"] == 1 and carried["settle"]["chunks"] >= 1
+    assert carried["hosts"]["clients"]["c1"]["connections"] == 6
+    man = json.loads((run / "manifest.json").read_text())
+    assert man["runs"][0]["settled"][0]["from"] == "static/userver-1/c8/r1"
+    assert not _ours(run_id), "a process of the run outlived it"
+    res = subprocess.run(["ukweb", "analyze", str(run), "--out", str(tmp / "out")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr

@@ -7,7 +7,8 @@ profile reduced to what the hosts file's `server.emulation` applies (CPU thief, 
 disk model), the file set generated and verified, each series' cache drop and memory cgroup,
 each point's pre-warm, server start in that cgroup, Reset and /server-status, the sampler
 (system.csv, started at the clients' agreed start time so its `t` and their logs share an
-origin), the checks after the point (testbed alive, disk model on time, server alive), Fetch.
+origin), the checks after the point (testbed alive, disk model on time, server alive), Fetch;
+for a carried series one server kept across points and the checks between settling chunks.
 The runner fetches the files by SFTP.
 
 Reply: {"ok": true, ...} or {"ok": false, "kind": "point" | "testbed" | "error", "reason",
@@ -104,15 +105,16 @@ class Agent:
             stack.close()
         return {}
 
-    def op_start(self, config: dict, connections: int, tag: str) -> dict:
-        """Pre-warm for the point's load, then a fresh server in the series' cgroup."""
+    def op_start(self, config: dict, connections: int, tag: str, prewarm: bool = True) -> dict:
+        """Pre-warm for the point's load (not for a carried server: it keeps the cache the
+        series settles), then a fresh server in the series' cgroup."""
         self.op_stop()
         cg = self.runner.cg
-        warmed = self.runner._prewarm(cg, connections) if self.runner.point_prewarm else None
-        self.point = self.scratch / tag
-        shutil.rmtree(self.point, ignore_errors=True)
-        self.point.mkdir(parents=True)
-        server = Server(ServerConfig(**config), self.runner.docroot, self.point / "work",
+        warmed = (self.runner._prewarm(cg, connections)
+                  if prewarm and self.runner.point_prewarm else None)
+        work = self.scratch / tag / "server"
+        shutil.rmtree(work, ignore_errors=True)
+        server = Server(ServerConfig(**config), self.runner.docroot, work,
                         addr="0.0.0.0", port=self.port,
                         preexec=self.testbed.server_preexec(cg))
         try:
@@ -127,10 +129,26 @@ class Agent:
         before = self._ask("reset", lambda: (server.reset(ResetParams(**reset)), server.status())[1])
         return {"before": before}
 
-    def op_sample(self, start_at: float) -> dict:
+    def op_check(self, what: str) -> dict:
+        """Between a carried series' settling chunks: the testbed and the server alive; the
+        disk's bytes so far and the memory cap (its cache turnover, tau)."""
+        server = self._server()
+        self.runner._check_testbed()
+        if not _alive(server.pid):
+            raise PointFailed(f"server died {what}", f"pid {server.pid} exited")
+        cg = self.runner.cg
+        return {"bytes": self.runner._disk_bytes(),
+                "cap": cg.memory_bytes if cg is not None else None}
+
+    def op_sample(self, start_at: float, tag: str) -> dict:
         """The sampler from the clients' agreed start (this host's clock), as the single-machine
-        sampler starts with its loadgen."""
+        sampler starts with its loadgen; the point's files go to scratch/tag."""
         server, cg = self._server(), self.runner.cg
+        if self.point is not None:  # the previous point's files, fetched by now
+            shutil.rmtree(self.point, ignore_errors=True)
+        self.point = self.scratch / tag / "point"
+        shutil.rmtree(self.point, ignore_errors=True)
+        self.point.mkdir(parents=True)
         pids = cg.pids if cg is not None else lambda: _process_tree(server.pid)
         counters = self.runner._disk_counters if self.runner.disk is not None else None
         assert self.point is not None

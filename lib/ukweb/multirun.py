@@ -26,6 +26,7 @@ import errno
 import itertools
 import json
 import logging
+import math
 import shlex
 import shutil
 import threading
@@ -41,7 +42,15 @@ from ukweb import loadgen as loadgen_mod
 from ukweb import multihost
 from ukweb.hosts import Hosts, ServerHost
 from ukweb.manifest import now
-from ukweb.point import DiskFull, Point, PointFailed, TestbedDied, check_space, write_json
+from ukweb.point import (
+    DiskFull,
+    Point,
+    PointFailed,
+    PointRunner,
+    TestbedDied,
+    check_space,
+    write_json,
+)
 from ukweb.remote import RemoteError, connect, run
 from ukweb.servers import ServerConfig
 from ukweb.specweb99 import ResetParams
@@ -259,6 +268,7 @@ class HostsRunner:
     testbed: Testbed
     params: SweepParams
     in_series: bool = False
+    carrying: bool = False  # a carried server runs (HostsRunner.carried)
     _count: Iterator[int] = dataclasses.field(default_factory=itertools.count)
 
     @property
@@ -296,25 +306,115 @@ class HostsRunner:
             self.in_series = False
             self._quiet("end_series")
 
-    def carried(self, *args: object, **kwargs: object):
-        raise PointFailed("carried series", "not supported on a multi-host testbed yet")
+    def _tag(self) -> str:
+        return f"{self.testbed.run_id}-p{next(self._count)}"
+
+    @contextlib.contextmanager
+    def carried(self, work: Path, config: ServerConfig, point: Point) -> Iterator[dict]:
+        """One server for the carried points of the current series, settled at `point`'s load
+        first (as PointRunner.carried); yields the settling record."""
+        if not self.in_series:
+            raise RuntimeError("carried points run inside a series")
+        started = self._agent("start", timeout=AGENT_START_S, config=dataclasses.asdict(config),
+                              connections=point.connections, tag=self._tag(), prewarm=False)
+        self.carrying = True
+        try:
+            yield {**self._settle(work, point), "server_pid": started["pid"]}
+        finally:
+            self.carrying = False
+            self._quiet("stop")
+
+    def _settle(self, work: Path, point: Point) -> dict:
+        """PointRunner._settle over the hosts: loadgen chunks on every client until k x tau
+        (tau = the memory cap / the disk's bytes/s meanwhile) or settle_max_s."""
+        p = self.params
+        state = self._agent("check", what="before settling")
+        cap, bytes0, t0 = state["cap"], state["bytes"], time.monotonic()
+        target, tau, chunks = p.settle_max_s, None, 0
+        while True:
+            elapsed = time.monotonic() - t0
+            left = target - elapsed
+            if left < 0.5 or (chunks and elapsed >= target):
+                break
+            chunk = min(PointRunner.settle_chunk_s, left)
+            reset = ResetParams.for_run(point.connections, int(math.ceil(chunk)))
+            self._agent("reset", reset=dataclasses.asdict(reset))
+            lp = loadgen_mod.LoadgenParams(
+                connections=point.connections, mix=point.workload, warmup_s=0, duration_s=chunk,
+                line_speed=p.line_speed, threads=p.loadgen_threads, reset=reset,
+                seed=(point.seed(p.seed) + 7919 * (chunks + 1)) % 4_294_967_291 or 1)
+            out = work / f"chunk{chunks}"
+            out.mkdir(parents=True, exist_ok=True)
+            try:
+                self._clients(lp, out, self._tag(), "while settling")
+            finally:
+                shutil.rmtree(out, ignore_errors=True)
+            chunks += 1
+            state = self._agent("check", what="while settling")
+            rate = (state["bytes"] - bytes0) / max(time.monotonic() - t0, 1e-3)
+            if cap and rate > 0:
+                tau = cap / rate
+                target = min(p.settle_taus * tau, p.settle_max_s)
+        took = max(time.monotonic() - t0, 1e-3)
+        info = {"settle_s": round(took, 1), "settle_taus": p.settle_taus,
+                "tau_s": None if tau is None else round(tau, 1), "settle_max_s": p.settle_max_s,
+                "disk_mb_per_s": round((state["bytes"] - bytes0) / took / 1e6, 3),
+                "connections": point.connections, "chunks": chunks,
+                "capped": tau is None or p.settle_taus * tau > p.settle_max_s}
+        log.info("settled %s at c%d: %s", point.workload, point.connections, info)
+        return info
 
     def server_alive(self) -> bool:
-        return False
+        try:
+            return bool(self.carrying and self._agent("alive")["alive"])
+        except PointFailed:
+            return False
 
     def run(self, run_dir: Path, point: Point, config: ServerConfig) -> dict:
-        """Measure one point into its directory; returns the DONE record. PointFailed/DiskFull."""
-        d = run_dir / point.rel()
-        if d.exists():
-            shutil.rmtree(d)
-        d.mkdir(parents=True)
-        check_space(d, point)
+        """Measure one point on a fresh server; returns the DONE record. PointFailed/DiskFull."""
         if not self.in_series:  # a lone point is a series of one
             label = f"{point.workload}-{point.server}-c{point.connections}-r{point.repetition}"
             with self.series(label, point.connections):
                 return self.run(run_dir, point, config)
         try:
-            return self._measure(d, point, config)
+            tag = self._tag()
+            d = self._point_dir(run_dir, point)
+            started = self._agent("start", timeout=AGENT_START_S,
+                                  config=dataclasses.asdict(config),
+                                  connections=point.connections, tag=tag)
+            return self._guarded(d, point, lambda: self._drive(
+                d, point, tag, self.params.warmup_s, self.params.duration_s,
+                {"prewarm": started.get("prewarm"), "mode": "fresh"}))
+        finally:
+            if self.testbed.agent is not None:
+                self._quiet("stop")
+
+    def run_carried(self, run_dir: Path, point: Point, window_s: float, transition_s: float,
+                    batch_s: int, settle: dict) -> dict:
+        """One carried point on the carried server: Reset, transition_s of warm-up, one
+        window_s window (as PointRunner.run_carried)."""
+        if not self.carrying:
+            raise RuntimeError("run_carried needs a carried server (HostsRunner.carried)")
+        d = self._point_dir(run_dir, point)
+        return self._guarded(d, point, lambda: self._drive(
+            d, point, self._tag(), transition_s, window_s,
+            {"mode": "carried", "batch_s": batch_s, "window_s": window_s,
+             "transition_s": transition_s, "settle": settle}))
+
+    @staticmethod
+    def _point_dir(run_dir: Path, point: Point) -> Path:
+        d = run_dir / point.rel()
+        if d.exists():
+            shutil.rmtree(d)  # a partial or failed earlier attempt: start clean
+        d.mkdir(parents=True)
+        check_space(d, point)
+        return d
+
+    @staticmethod
+    def _guarded(d: Path, point: Point, measure) -> dict:
+        """measure(), a full disk here turned into DiskFull as PointRunner does."""
+        try:
+            return measure()
         except DiskFull:
             raise
         except OSError as exc:
@@ -326,33 +426,36 @@ class HostsRunner:
         except PointFailed:
             check_space(d, point)
             raise
-        finally:
-            if self.testbed.agent is not None:
-                self._quiet("stop")
 
-    def _measure(self, d: Path, point: Point, config: ServerConfig) -> dict:
-        p, hosts = self.params, self.testbed.hosts
-        tag = f"{self.testbed.run_id}-p{next(self._count)}"
-        started = self._agent("start", timeout=AGENT_START_S, config=dataclasses.asdict(config),
-                              connections=point.connections, tag=tag)
-        reset = ResetParams.for_run(point.connections, int(p.warmup_s + p.duration_s))
+    def _clients(self, lp: loadgen_mod.LoadgenParams, d: Path, tag: str, when: str = "",
+                 start_at: float | None = None) -> dict:
+        """Every client's loadgen for one run of lp; a client that fails fails the point."""
+        offsets = {c.name: self.testbed.offset_s(c.name) for c in self.testbed.hosts.clients}
+        suffix = f" {when}" if when else ""
+        try:
+            return self.testbed.call(multihost.drive_async(
+                self.testbed.hosts, lp, d, tag=tag, offsets_s=offsets, start_at=start_at))
+        except multihost.ClientFailed as exc:
+            raise PointFailed(f"loadgen failed{suffix}", str(exc)) from exc
+        except RemoteError as exc:
+            raise PointFailed(f"client host failed{suffix}", str(exc)) from exc
+
+    def _drive(self, d: Path, point: Point, tag: str, warmup_s: float, duration_s: float,
+               extra: dict) -> dict:
+        """Reset, the sampler and every client from one agreed start, the checks and Fetch on
+        the server host, its files by SFTP; DONE last."""
+        p = self.params
+        reset = ResetParams.for_run(point.connections, int(warmup_s + duration_s))
         before = self._agent("reset", reset=dataclasses.asdict(reset))["before"]
         lp = loadgen_mod.LoadgenParams(
-            connections=point.connections, mix=point.workload, warmup_s=p.warmup_s,
-            duration_s=p.duration_s, line_speed=p.line_speed, seed=point.seed(p.seed),
+            connections=point.connections, mix=point.workload, warmup_s=warmup_s,
+            duration_s=duration_s, line_speed=p.line_speed, seed=point.seed(p.seed),
             threads=p.loadgen_threads, reset=reset)
         begin = now()
         start_at = time.time() + multihost.START_LEAD_S
-        self._agent("sample", start_at=start_at + self.testbed.offset_s(self.server))
-        offsets = {c.name: self.testbed.offset_s(c.name) for c in hosts.clients}
-        try:
-            summary = self.testbed.call(multihost.drive_async(
-                hosts, lp, d, tag=tag, offsets_s=offsets, start_at=start_at))
-        except multihost.ClientFailed as exc:
-            raise PointFailed("loadgen failed", str(exc)) from exc
-        except RemoteError as exc:
-            raise PointFailed("client host failed", str(exc)) from exc
-        fin = self._agent("finish", warmup_s=p.warmup_s)
+        self._agent("sample", start_at=start_at + self.testbed.offset_s(self.server), tag=tag)
+        summary = self._clients(lp, d, tag, start_at=start_at)
+        fin = self._agent("finish", warmup_s=warmup_s)
         assert self.testbed.agent is not None
         self.testbed.call(self.testbed.agent.fetch(fin["dir"], d, SERVER_FILES))
         write_json(d / "server-status.json", {"before": before, "after": fin["after"]})
@@ -362,7 +465,7 @@ class HostsRunner:
                 "ops_per_s": summary.get("measure", {}).get("ops_per_s"),
                 "system_samples": fin["system_samples"],
                 "memory_limit_bytes": fin["memory_limit_bytes"], "cgroup": fin["cgroup"],
-                "prewarm": started.get("prewarm"), "mode": "fresh",
+                **extra,
                 "hosts": {"server": self.server, "clients": {
                     c["client"]: {"connections": c["connections"], "ops_per_s": c["ops_per_s"]}
                     for c in clients}}}

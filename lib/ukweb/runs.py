@@ -428,9 +428,6 @@ def _sweep_hosts(params: SweepParams, hosts: Hosts, run: Path, series: list[list
     from ukweb import multirun
     from ukweb.remote import RemoteError
 
-    if carried is not None or params.carry_from is not None:
-        raise ParamsError("params: carried series (carry_from) are not supported with --hosts "
-                          "yet: set carry_from: null")
     status = "interrupted"
     with _sigterm_raises():
         try:
@@ -442,7 +439,8 @@ def _sweep_hosts(params: SweepParams, hosts: Hosts, run: Path, series: list[list
             man = _open_manifest(run, params, testbed, calibration, hosts=testbed.record())
             try:
                 runner = multirun.HostsRunner(testbed, params)
-                failed = _run_series(run, series, runner, cfgs, progress, None, man)
+                failed = _run_series(run, series, runner, cfgs, progress,
+                                     Carry.of(params, carried), man)
                 status = f"done, {len(failed)} failed" if failed else "done"
             except (RemoteError, PointFailed) as exc:  # a series the server host could not start
                 raise SweepError(f"{exc}; rerun with the same run id to resume") from exc
