@@ -143,8 +143,9 @@ def test_strace_counts_the_module_crossings(ktux_ok: None, docroot: Path, tmp_pa
 
 def test_accept_first_loop_takes_every_pending_connection(ktux_ok: None, docroot: Path,
                                                          tmp_path: Path) -> None:
-    """--sched tux: accept4 until EAGAIN; 30 clients that connect and send at once are all
-    served, accepts counted once each, and a round that found the queue empty is a round."""
+    """--sched tux: accept4 until EAGAIN when the listen queue may hold connections; 30
+    clients that connect and send at once are all served, each accept counted once, in
+    rounds bounded by the poll's wake-ups."""
     import socket
 
     srv = _start(tmp_path, docroot)
@@ -163,8 +164,11 @@ def test_accept_first_loop_takes_every_pending_connection(ktux_ok: None, docroot
     finally:
         srv.stop()
     assert st["accepts"] - before == 31  # the 30 and the status request
-    assert st["accept_calls"] >= st["accepts"] / 30 and sum(st["accept_batches"].values()) == st["accept_calls"]
-    assert st["accept_batches"]["0"] > 0  # rounds that found nothing pending
+    rounds = st["accept_calls"]
+    assert sum(st["accept_batches"].values()) == rounds
+    # a round is taken only when a poll completion said "pending"; a connection wakes the
+    # listening socket a few times (handshake, first data), so some rounds find it taken
+    assert rounds <= 3 * st["accepts"]
 
 
 def test_io_threads_bound_the_disk_reads(ktux_ok: None, docroot: Path, tmp_path: Path) -> None:
@@ -182,3 +186,27 @@ def test_io_threads_bound_the_disk_reads(ktux_ok: None, docroot: Path, tmp_path:
     assert bodies == [(docroot / n).read_bytes() for n in names * 2]
     assert pool_st["busy_max"] == 1
     assert pool_st["waits"] > 0
+
+
+def test_module_cpu_method_on_a_process_with_a_known_split(tmp_path: Path) -> None:
+    """ktux's module CPU method (every 8th step timed with the thread CPU clock, actions
+    excluded, scaled) on bench/module_cpu_split.c: its estimate of the module's part matches
+    the same work run alone."""
+    exe = tmp_path / "split"
+    subprocess.run(["cc", "-O2", "-o", str(exe), str(Path(__file__).parents[1] / "bench" / "module_cpu_split.c")],
+                   check=True)
+    work, actions, estimate, both = map(float, subprocess.run(
+        [str(exe), "300000"], capture_output=True, text=True, check=True, timeout=60).stdout.split())
+    assert abs(estimate - work) / work < 0.1, (work, estimate)
+    assert abs((work + actions) - both) / both < 0.2, (work, actions, both)
+
+
+def test_source_files_call_each_other_without_a_cycle() -> None:
+    """ktux's files are layered one way from loop.c (servers/ktux/callgraph.py: nm's symbols)."""
+    from ukweb import paths
+    objdir = paths.bin_dir() / "obj" / "ktux"
+    if not objdir.is_dir():
+        pytest.skip(f"{objdir} is not built")
+    proc = subprocess.run(["python3", str(Path(__file__).parents[1] / "servers" / "ktux" / "callgraph.py"),
+                           str(objdir)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "cycles: none" in proc.stdout, proc.stdout

@@ -1,9 +1,11 @@
 /* accept.c — TUX's aggressive accepting.
  *
- * --sched tux (the default): as TUX 2's event_loop (net/tux/main.c: accept_requests before
- * process_requests, on every pass and on every re-entry from a user-module action), the worker
- * accepts until the listen queue is empty — accept4 until EAGAIN — each time round its loop
- * (accept_drain).  A multishot poll on the listening socket only wakes an idle loop.
+ * --sched tux (the default): as TUX 2's event_loop (net/tux/main.c: "if (accept_pending(ti))
+ * accept_requests(ti)" before process_requests, on every pass and on every re-entry from a
+ * user-module action), the worker accepts until the listen queue is empty — accept4 until
+ * EAGAIN — each time round its loop when connections are pending (accept_drain).  TUX looked
+ * at the queue in the kernel for free; here a multishot poll on the listening socket says
+ * when it may be non-empty, so the look costs no system call either.
  *
  * --sched completion: one multishot accept lets the kernel accept every pending connection as
  * it arrives, without a system call per connection; accepts are completions like any other.
@@ -77,9 +79,10 @@ static void arm_listen_poll(struct server *s)
 	s->listen_poll_armed = 1;
 }
 
-/* The listening socket became readable: the loop's next pass accepts (accept_drain). */
+/* The listening socket became readable: connections are pending (accept_drain takes them). */
 void accept_polled(struct server *s, struct io_uring_cqe *cqe)
 {
+	s->listen_ready = 1;
 	if (!(cqe->flags & IORING_CQE_F_MORE)) {
 		s->listen_poll_armed = 0;
 		if (!s->accept_paused)
@@ -87,22 +90,43 @@ void accept_polled(struct server *s, struct io_uring_cqe *cqe)
 	}
 }
 
-/* --sched tux: accept until the queue is empty (or --max-conns is reached): one round. */
+/* TUX's accept_pending() (net/tux/main.c: it reads the listening socket's accept_queue
+ * pointer, no lock, no system call) — here, a poll completion since the last EAGAIN, reaped
+ * or still in the completion queue.  Measured: an accept4 at every re-entry instead (it
+ * locks the listening socket) took ktux from 1,691 to 1,134 replies/s on 100 % dynamic at
+ * 500 connections in the emulated regime, a cost TUX did not pay. */
+static int accept_pending(struct server *s)
+{
+	if (s->listen_ready)
+		return 1;
+	struct io_uring_cqe *cqe;
+	unsigned head;
+	io_uring_for_each_cqe(&s->ring.uring, head, cqe) {
+		if (ud_op(cqe->user_data) == OP_LISTEN_POLL)
+			return s->listen_ready = 1;
+	}
+	return 0;
+}
+
+/* --sched tux: when connections are pending, accept until the queue is empty (or
+ * --max-conns is reached): one round. */
 void accept_drain(struct server *s)
 {
-	if (s->listen_fd < 0 || s->draining || s->accept_paused)
+	if (s->listen_fd < 0 || s->draining || s->accept_paused || !accept_pending(s))
 		return;
 	unsigned n = 0;
 	for (;;) {
 		if (conns_free(s) <= 0) {
-			accept_stop(s); /* resumed by the next close (conn_free → accept_arm) */
+			accept_stop(s); /* resumed by the loop once a connection is freed */
 			break;
 		}
 		int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				s->listen_ready = 0; /* empty: the next connection polls again */
+			else
 				s->st->errors[SE_INTERNAL]++; /* e.g. EMFILE: try again next round */
 			break;
 		}

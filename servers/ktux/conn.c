@@ -1,10 +1,8 @@
-/* conn.c — one connection: multishot receive into provided buffers, in-place parsing,
- * dispatch to the static path or the shared site (SPECweb99 module, /server-status), and
- * close.  Sending is send.c, deadlines are deadline.c.
- *
- * Connections live in an array indexed by fd.  A closing connection is shut down (which
- * completes every socket operation it has in flight) and freed only when the last of its
- * completions has arrived, so an fd is never reused while the kernel still holds work for it.
+/* conn.c — one connection's requests: multishot receive into provided buffers, in-place
+ * parsing, routing (the site's router: static files, the SPECweb99 module — TUX's or called
+ * directly — /server-status, errors), and what follows a response: the next pipelined
+ * request, keep-alive, or linger.  Opening, receive arming and closing are life.c; sending
+ * is send.c.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -28,109 +26,6 @@
 #define IN_HIGH (HTTP_MAX_REQUEST + RECV_BUF_SIZE)
 #define IN_LOW (IN_HIGH / 2)
 #define IN_HARD (64 * RECV_BUF_SIZE + IN_HIGH)
-
-static void arm_recv(struct server *s, struct conn *c)
-{
-	struct io_uring_sqe *sqe = ring_sqe(&s->ring);
-	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
-	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = RECV_GROUP;
-	io_uring_sqe_set_data64(sqe, ud_pack(OP_RECV, 0, c->fd));
-	c->recv_armed = 1;
-	c->inflight++;
-}
-
-/* Stop reading c (its backlog of pipelined requests is IN_HIGH): cancel the multishot receive. */
-static void pause_recv(struct server *s, struct conn *c)
-{
-	if (c->recv_paused || !c->recv_armed)
-		return;
-	c->recv_paused = 1;
-	struct io_uring_sqe *sqe = ring_sqe(&s->ring);
-	io_uring_prep_cancel64(sqe, ud_pack(OP_RECV, 0, c->fd), 0);
-	io_uring_sqe_set_data64(sqe, ud_pack(OP_CANCEL, 0, -1));
-}
-
-/* Read c again (backlog drained, or lingering needs the client's FIN). */
-void conn_resume_recv(struct server *s, struct conn *c)
-{
-	if (!c->recv_paused)
-		return;
-	c->recv_paused = 0;
-	if (!c->recv_armed && !c->closing && !c->peer_closed)
-		arm_recv(s, c); /* else the cancelled receive's last completion re-arms it */
-}
-
-void conn_open(struct server *s, int fd)
-{
-	struct conn *c = &s->conns[fd];
-	memset(c, 0, sizeof *c);
-	c->fd = fd;
-	c->used = 1;
-	c->file_fd = c->pipe[0] = c->pipe[1] = -1;
-	response_init(&c->resp);
-	stats_conn_opened(s->st);
-	conn_touch(s, c);
-	arm_recv(s, c);
-}
-
-static void cancel_file_ops(struct server *s, struct conn *c)
-{
-	static const enum op ops[] = {OP_OPEN, OP_READ, OP_FILL, OP_SPLICE_IN};
-	for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
-		struct io_uring_sqe *sqe = ring_sqe(&s->ring);
-		io_uring_prep_cancel64(sqe, ud_pack(ops[i], 0, c->fd), IORING_ASYNC_CANCEL_ALL);
-		io_uring_sqe_set_data64(sqe, ud_pack(OP_CANCEL, 0, -1));
-	}
-}
-
-static void conn_free(struct server *s, struct conn *c)
-{
-	close(c->fd);
-	if (c->file_fd >= 0)
-		close(c->file_fd);
-	for (int i = 0; i < 2; i++)
-		if (c->pipe[i] >= 0)
-			close(c->pipe[i]);
-	if (c->entry)
-		cache_put(s->cache, c->entry);
-	if (c->fill)
-		cache_discard(s->cache, c->fill);
-	response_free(&c->resp);
-	free(c->in);
-	free(c->bounce);
-	free(c->dyn);
-	module_free(c);
-	c->in = c->bounce = NULL;
-	c->dyn = NULL;
-	c->entry = c->fill = NULL;
-	c->used = 0; /* the slot's fd may be handed out again by the very next accept */
-	stats_conn_closed(s->st);
-	accept_arm(s); /* room again: resume accepting if the limit had paused it */
-}
-
-/* Close now: shut the socket down so every socket operation in flight completes, cancel file
- * work, and free the slot when the last completion is in.  stat_error < 0: not an error. */
-void conn_abort(struct server *s, struct conn *c, int stat_error)
-{
-	if (c->closing)
-		return;
-	if (stat_error >= 0)
-		s->st->errors[stat_error]++;
-	c->closing = 1;
-	deadline_unlink(c);
-	shutdown(c->fd, SHUT_RDWR);
-	if (c->phase == PH_FILE || c->file_fd >= 0)
-		cancel_file_ops(s, c);
-	conn_op_done(s, c);
-}
-
-/* One of c's operations completed: free a closing connection once nothing is in flight. */
-void conn_op_done(struct server *s, struct conn *c)
-{
-	if (c->used && c->closing && c->inflight == 0)
-		conn_free(s, c);
-}
 
 static const char *remote_addr(struct conn *c)
 {
@@ -183,7 +78,7 @@ static void handle_request(struct server *s, struct conn *c, const char *raw,
 static size_t parse_requests(struct server *s, struct conn *c, const char *buf, size_t len)
 {
 	size_t used = 0;
-	while (c->phase == PH_IDLE && !c->closing && !c->lingering && used < len) {
+	while (c->state == ST_READING && used < len) {
 		struct http_request req;
 		memset(&req, 0, sizeof req);
 		req.minor_version = 1; /* what an error reply speaks when the request line is unreadable */
@@ -222,15 +117,15 @@ static int keep_input(struct server *s, struct conn *c, const char *p, size_t n)
 	memmove(c->in + c->in_len, p, n);
 	c->in_len += n;
 	if (c->in_len >= IN_HIGH)
-		pause_recv(s, c); /* a response is in flight and the client keeps pipelining */
+		conn_pause_recv(s, c); /* a response is in flight and the client keeps pipelining */
 	return 0;
 }
 
 /* Requests waiting in c->in (pipelined, or assembled from several receives). */
-void conn_parse_input(struct server *s, struct conn *c)
+static void conn_parse_input(struct server *s, struct conn *c)
 {
 	size_t used = parse_requests(s, c, c->in, c->in_len);
-	if (c->closing)
+	if (c->state == ST_CLOSING)
 		return;
 	if (used >= c->in_len) {
 		free(c->in);
@@ -240,22 +135,22 @@ void conn_parse_input(struct server *s, struct conn *c)
 		memmove(c->in, c->in + used, c->in_len - used);
 		c->in_len -= used;
 	}
-	if (c->in_len < IN_LOW && !c->lingering)
+	if (c->in_len < IN_LOW && c->state != ST_LINGERING)
 		conn_resume_recv(s, c);
 }
 
 static void received(struct server *s, struct conn *c, const char *data, size_t n)
 {
-	if (c->lingering)
+	if (c->state == ST_LINGERING)
 		return; /* input after "Connection: close" is read and dropped */
-	if (c->in_len == 0 && c->phase == PH_IDLE) {
+	if (c->in_len == 0 && c->state == ST_READING) {
 		conn_touch(s, c); /* a request's first byte: it must arrive whole within the timeout */
 		size_t used = parse_requests(s, c, data, n); /* in place: no copy */
-		if (!c->closing && !c->lingering)
+		if (c->state != ST_CLOSING && c->state != ST_LINGERING)
 			keep_input(s, c, data + used, n - used);
 		return;
 	}
-	if (keep_input(s, c, data, n) == 0 && c->phase == PH_IDLE)
+	if (keep_input(s, c, data, n) == 0 && c->state == ST_READING)
 		conn_parse_input(s, c);
 }
 
@@ -265,35 +160,47 @@ static void received(struct server *s, struct conn *c, const char *data, size_t 
 static void peer_closed(struct server *s, struct conn *c)
 {
 	c->keep_alive = 0;
-	if (c->lingering || (c->phase == PH_IDLE && c->in_len == 0)) {
+	if (c->state == ST_LINGERING || (c->state == ST_READING && c->in_len == 0)) {
 		conn_abort(s, c, -1);
-	} else if (c->phase == PH_IDLE) {
+	} else if (c->state == ST_READING) {
 		site_respond_error(&s->site, HTTPE_BAD_REQUEST, c->minor ? c->minor : 1, &c->resp);
 		c->in_len = 0;
 		conn_send_response(s, c);
 	}
 }
 
-void conn_recv_done(struct server *s, struct io_uring_cqe *cqe)
+/* A receive completion (the dispatcher has taken it off inflight when it was the last). */
+void conn_recv_done(struct server *s, struct conn *c, struct io_uring_cqe *cqe)
 {
-	struct conn *c = &s->conns[ud_fd(cqe->user_data)];
-	int more = (cqe->flags & IORING_CQE_F_MORE) != 0;
-	if (!more) {
-		c->recv_armed = 0;
-		c->inflight--;
-	}
 	if (cqe->res > 0 && (cqe->flags & IORING_CQE_F_BUFFER)) {
 		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-		if (!c->closing)
-			received(s, c, ring_recv_buf(&s->ring, bid), (size_t)cqe->res);
+		received(s, c, ring_recv_buf(&s->ring, bid), (size_t)cqe->res);
 		ring_recycle(&s->ring, bid);
-	} else if (cqe->res == 0 && !c->closing) {
+	} else if (cqe->res == 0) {
 		c->peer_closed = 1;
 		peer_closed(s, c);
-	} else if (cqe->res < 0 && cqe->res != -ENOBUFS && cqe->res != -ECANCELED && !c->closing) {
-		conn_abort(s, c, c->lingering ? -1 : SE_RESET);
+	} else if (cqe->res < 0 && cqe->res != -ENOBUFS && cqe->res != -ECANCELED) {
+		conn_abort(s, c, c->state == ST_LINGERING ? -1 : SE_RESET);
 	}
-	if (!c->closing && !c->recv_armed && !c->peer_closed && !c->recv_paused)
-		arm_recv(s, c); /* multishot ended (e.g. ENOBUFS): re-arm */
-	conn_op_done(s, c);
+	if (c->state != ST_CLOSING && !c->recv_armed && !c->peer_closed && !c->recv_paused)
+		conn_arm_recv(s, c); /* multishot ended (e.g. ENOBUFS): re-arm */
+}
+
+/* The response is out: linger and close, or the next pipelined request. */
+void conn_response_sent(struct server *s, struct conn *c)
+{
+	response_free(&c->resp);
+	response_init(&c->resp);
+	if (c->entry) {
+		cache_put(s->cache, c->entry);
+		c->entry = NULL;
+	}
+	c->state = ST_READING;
+	conn_touch(s, c);
+	if (!c->keep_alive) {
+		conn_linger(s, c);
+		return;
+	}
+	if (c->in_len > 0)
+		conn_parse_input(s, c);
 }

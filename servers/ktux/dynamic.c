@@ -23,7 +23,6 @@ static void dyn_complete(struct server *s, struct conn *c, int e)
 	if (c->file_fd >= 0)
 		close(c->file_fd);
 	c->file_fd = -1;
-	c->dyn_active = 0;
 	site_respond_finish(&s->site, c->dyn, &c->resp, e);
 	conn_send_response(s, c);
 }
@@ -47,8 +46,7 @@ void dyn_begin(struct server *s, struct conn *c, const struct http_request *req,
 		dyn_complete(s, c, sw99_open_error(rc));
 		return;
 	}
-	c->dyn_active = 1;
-	static_submit_open(s, c, rel);
+	file_submit_open(s, c, rel, OP_DYN_OPEN);
 }
 
 static void read_submit(struct server *s, struct conn *c)
@@ -56,7 +54,7 @@ static void read_submit(struct server *s, struct conn *c)
 	struct io_uring_sqe *sqe = ring_sqe(&s->ring);
 	char *dst = c->resp.body.data + c->dyn->at + (size_t)c->file_off;
 	io_uring_prep_read(sqe, c->file_fd, dst, (unsigned)c->file_left, (__u64)c->file_off);
-	io_uring_sqe_set_data64(sqe, ud_pack(OP_READ, 0, c->fd));
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_DYN_READ, 0, c->fd));
 	c->file_seq = s->ring.enter_seq;
 	c->inflight++;
 }
@@ -64,6 +62,7 @@ static void read_submit(struct server *s, struct conn *c)
 /* The read, on a disk-I/O slot (pool.c). */
 static void submit_read(struct server *s, struct conn *c)
 {
+	c->state = ST_READING_FILE;
 	if (pool_take(s, c, read_submit))
 		read_submit(s, c);
 }
@@ -86,7 +85,6 @@ void dyn_open_done(struct server *s, struct conn *c, int fd)
 		 * a client that does not read holds a pipe's worth of page-cache pages, not a copy of
 		 * the reply (TUX's SEND_BUFFER waited on write space with the module's buffer). */
 		c->file_fd = -1; /* the response owns fd now */
-		c->dyn_active = 0;
 		int e = sw99_finish_sendfile(&s->site.module, c->dyn, &c->resp, fd, (size_t)st.st_size);
 		site_respond_finish(&s->site, c->dyn, &c->resp, e);
 		conn_send_response(s, c);

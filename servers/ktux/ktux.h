@@ -34,12 +34,29 @@ struct ktux_config {
 	int io_threads; /* --io-threads: disk reads in flight at most (pool.c); 0: unbounded */
 };
 
-/* ---- user_data: op (8 bits) | aux (24 bits, e.g. cache entry) | fd (32 bits) ---- */
+/* ---- user_data: op (8 bits) | aux (24 bits) | fd (32 bits) ----
+ * One op per continuation: the dispatcher (loop.c) knows from the op alone which handler
+ * takes the completion and whether it held a disk-I/O slot. */
 enum op {
-	OP_ACCEPT = 1, OP_RECV, OP_SEND, OP_SEND_ZC, OP_OPEN, OP_READ, OP_SPLICE_IN, OP_SPLICE_OUT,
-	OP_TIMER, OP_CANCEL, OP_FILES_UPDATE, OP_FILL,
-	OP_LISTEN_POLL, /* --sched tux: the listening socket became readable (wakes the loop) */
-	OP_MODULE_SEND, /* a module's SEND_BUFFER waiting for write space (module.c) */
+	OP_ACCEPT = 1,   /* multishot or single-shot accept (--sched completion); aux: generation */
+	OP_LISTEN_POLL,  /* --sched tux: the listening socket became readable */
+	OP_RECV,         /* multishot receive into provided buffers */
+	OP_SEND,         /* a response's head and buffer (or a file reply's wrapper) */
+	OP_SEND_ZC,      /* a cached body by send_zc; aux: the cache entry (and its notification) */
+	OP_STATIC_OPEN,  /* a static miss's open */
+	OP_STATIC_FILL,  /* a cache entry's pages faulted in (pooled) */
+	OP_DYN_OPEN,     /* a dynamic request's file, opened (--module-api direct) */
+	OP_DYN_READ,     /* ... read into the reply (pooled) */
+	OP_SPLICE_IN,    /* file → pipe (pooled) */
+	OP_SPLICE_OUT,   /* pipe → socket */
+	OP_COPY_READ,    /* --no-zerocopy: file → bounce buffer (pooled) */
+	OP_COPY_SEND,    /* ... bounce buffer → socket */
+	OP_MODULE_OPEN,  /* a module's GET_OBJECT: the lookup */
+	OP_MODULE_FILL,  /* ... the object's pages faulted in (pooled) */
+	OP_MODULE_SEND,  /* a module's SEND_BUFFER, parked on write space */
+	OP_TIMER,        /* the periodic tick: deadlines */
+	OP_CANCEL,       /* a cancellation's own completion: nothing to do */
+	OP_COUNT
 };
 
 static inline uint64_t ud_pack(enum op op, uint32_t aux, int fd)
@@ -104,17 +121,38 @@ void cache_get(struct cache_entry *e); /* pin against eviction while a send uses
 void cache_put(struct cache *c, struct cache_entry *e);
 size_t cache_max_entry(const struct cache *c);
 
-/* ---- connections (conn.c, send.c, deadline.c) ---- */
+/* ---- connections ---- */
 struct conn;
 struct conn_list {
 	struct conn *oldest, *newest;
 };
 
-enum conn_phase {
-	PH_IDLE,    /* waiting for (the rest of) a request */
-	PH_FILE,    /* a static miss or a dynamic request's file: open/read in flight */
-	PH_SENDING, /* a response is being sent */
-	PH_MODULE,  /* --module-api tux: the request is TUX's user module's (module.c) */
+/* A connection's life: one state at a time (the receive side — recv_armed, recv_paused,
+ * peer_closed — runs beside it, since a client may send while a response goes out).
+ *
+ *  accept ─► READING ─ request ─┬─ static, cached ──────────────────────────────► SENDING
+ *     ▲                         ├─ static, miss ─► OPENING ─┬─ fill ─► FILLING ──► SENDING
+ *     │                         │                           └─ too big ─────────► SENDING
+ *     │                         ├─ module, direct ─► OPENING ─► READING_FILE ────► SENDING
+ *     │                         └─ module, tux ─► MODULE ◄─► OPENING/FILLING (GET_OBJECT)
+ *     │                                            ▲  └────► SENDING (SEND_BUFFER)
+ *     │                                            └─ FINISH_REQ ─┐
+ *     │  SENDING ─ head ─► [SPLICING ─► SENDING_TAIL] ─ all out ─┴┬─ keep-alive ─┘(READING)
+ *     └────────────────────────────────────────────────────────────┤
+ *                                                                   └─ close ─► LINGERING
+ *  any state ─ error, reset, timeout, linger over ─► CLOSING ─ last completion ─► free
+ */
+enum conn_state {
+	ST_READING,      /* waiting for (the rest of) a request */
+	ST_OPENING,      /* a file's open in flight (static miss, dynamic, GET_OBJECT) */
+	ST_FILLING,      /* its pages being faulted in (cache fill, GET_OBJECT) */
+	ST_READING_FILE, /* a dynamic request's file read into the reply (direct) */
+	ST_MODULE,       /* TUX's module has the request: in the work FIFO or a step */
+	ST_SENDING,      /* the head and buffer (or a file reply's wrapper) going out */
+	ST_SPLICING,     /* a file body going out (splice, or the --no-zerocopy copy) */
+	ST_SENDING_TAIL, /* a file reply's wrapper tail, after the file */
+	ST_LINGERING,    /* sent with Connection: close; waiting for the client's FIN */
+	ST_CLOSING,      /* shut down; freed when inflight reaches 0 */
 };
 
 struct server;
@@ -124,12 +162,10 @@ struct modreq;
 struct conn {
 	int fd;
 	int used;
-	enum conn_phase phase;
-	int inflight;  /* operations whose completion is still to come */
+	enum conn_state state;
+	int inflight;    /* operations whose completion is still to come */
 	int recv_armed;
-	int recv_paused; /* backlog of pipelined input at its cap: receive cancelled (conn.c) */
-	int closing;   /* shut down; freed when inflight reaches 0 */
-	int lingering; /* response sent with Connection: close; waiting for the client's FIN */
+	int recv_paused; /* backlog of pipelined input at its cap: receive cancelled */
 	int peer_closed; /* the client's FIN arrived: no more receives */
 	int keep_alive, minor;
 	uint64_t last_progress; /* ms; idle timeout counts from here */
@@ -142,18 +178,16 @@ struct conn {
 	struct iovec iov[2];
 	struct msghdr msg;
 	size_t sent, total;
-	int tail;                  /* sending a file reply's wrapper tail, after the file (send.c) */
 	struct cache_entry *entry; /* sending from a cache entry (after the head in resp.head) */
 	struct cache_entry *fill;  /* filling a cache entry (a miss being faulted in) */
 	char *bounce;              /* --no-zerocopy: file bytes copied through user memory */
 	size_t chunk_len, chunk_sent;
-	int file_fd;               /* static miss: the open file */
+	int file_fd;               /* static miss, dynamic (direct): the open file */
 	int pipe[2];               /* splice path */
 	size_t file_left, pipe_bytes, pipe_cap;
 	off_t file_off;
 	uint64_t file_seq;         /* enter_seq when the file op was submitted (punt counting) */
 	struct sw99_pending *dyn;  /* a dynamic GET/POST's plan (allocated on first use) */
-	int dyn_active;            /* its file is being opened or read (PH_FILE) */
 	struct modreq *mod;        /* --module-api tux: the request in TUX's module path */
 	struct conn *fifo_next;    /* on the work FIFO (module.c) */
 	struct conn *pool_next;    /* waiting for a disk-I/O slot (pool.c) */
@@ -180,81 +214,101 @@ struct server {
 	uint32_t accept_gen;
 	unsigned accepted_this_round; /* multishot accepts of this batch (accept.c) */
 	int accept_round_seen;
+	int room_freed; /* a connection was freed: the loop resumes accepting (accept_arm) */
 	int draining;
 	uint64_t now_ms, drain_deadline_ms;
 	struct conn *fifo_head, *fifo_tail; /* TUX's work queue: requests due a module step */
+	struct modreq *modreq_free;         /* module requests to reuse (life.c) */
+	int listen_ready; /* --sched tux: connections may be pending (a poll fired since EAGAIN) */
 	unsigned pool_busy;                 /* disk reads in flight (pool.c) */
 	struct conn *pool_head, *pool_tail; /* ... and those waiting for a slot */
 	struct __kernel_timespec tick;
 };
 
+/* What a handler leaves for the loop to do next (so that lower files never call up). */
+enum next { NEXT_NONE, NEXT_FILE_SENT, NEXT_RESPONSE_SENT };
+
+/* Files, each calling only those listed below it:
+ *   loop.c     the worker loop: dispatch, accept-first scheduling, the module's FIFO
+ *   accept.c   accepting                          conn.c     receive, parse, route, keep-alive
+ *   static.c   static GETs                        dynamic.c  dynamic requests (--module-api direct)
+ *   module.c   TUX's user-module API              send.c     sending a response
+ *   sendfile.c a file body (splice / copy)        file.c     opening files, page residency
+ *   pool.c     the disk-I/O slots                 life.c     opening and closing connections
+ *   deadline.c idle and linger lists              ring.c, cache.c
+ */
 uint64_t now_ms(void);
 int server_run(struct server *s);
 
 /* accept.c */
 void accept_arm(struct server *s);
 void accept_done(struct server *s, struct io_uring_cqe *cqe);
+void accept_polled(struct server *s, struct io_uring_cqe *cqe);
 void accept_stop(struct server *s);
 void accept_round_end(struct server *s);
-/* --sched tux: accept until the listen queue is empty (accept4 until EAGAIN), one round. */
-void accept_drain(struct server *s);
-void accept_polled(struct server *s, struct io_uring_cqe *cqe);
+void accept_drain(struct server *s); /* --sched tux: accept4 until EAGAIN, one round */
+
+/* conn.c */
+void conn_recv_done(struct server *s, struct conn *c, struct io_uring_cqe *cqe);
+void conn_response_sent(struct server *s, struct conn *c); /* keep-alive, or linger */
+
+/* static.c: static GETs — cache hit, or a miss read through the ring */
+void static_begin(struct server *s, struct conn *c, const struct http_request *req);
+void static_open_done(struct server *s, struct conn *c, int res);
+void static_fill_done(struct server *s, struct conn *c, int res);
+
+/* dynamic.c: the module called from completion handlers (--module-api direct) */
+void dyn_begin(struct server *s, struct conn *c, const struct http_request *req, const char *remote);
+void dyn_open_done(struct server *s, struct conn *c, int res);
+void dyn_read_done(struct server *s, struct conn *c, int res);
+
+/* module.c: TUX's user-module API and work FIFO (--module-api tux) */
+void module_request(struct server *s, struct conn *c, const char *raw, const struct http_request *req);
+void module_open_done(struct server *s, struct conn *c, int res);
+void module_fill_done(struct server *s, struct conn *c, int res);
+enum next module_send_done(struct server *s, struct conn *c, int res);
+/* The connection at the head of the work FIFO (NULL: empty); its one step, ending in an
+ * action: NEXT_RESPONSE_SENT after FINISH_REQ. */
+struct conn *module_next(struct server *s);
+enum next module_step(struct server *s, struct conn *c);
+
+/* send.c */
+void conn_send_response(struct server *s, struct conn *c);
+void conn_send_entry(struct server *s, struct conn *c, struct cache_entry *e);
+enum next conn_send_done(struct server *s, struct conn *c, struct io_uring_cqe *cqe);
+enum next conn_file_sent(struct server *s, struct conn *c);
+void conn_zc_notif(struct server *s, struct io_uring_cqe *cqe);
+
+/* sendfile.c: file → pipe → socket with splice, or through a bounce buffer */
+enum next splice_start(struct server *s, struct conn *c);
+enum next splice_done(struct server *s, struct conn *c, struct io_uring_cqe *cqe);
+enum next copy_read_done(struct server *s, struct conn *c, int res);
+enum next copy_sent(struct server *s, struct conn *c, int res);
+
+/* file.c: files through the ring */
+void file_submit_open(struct server *s, struct conn *c, const char *rel, enum op op);
+void file_count_punt(struct server *s, struct conn *c);
+/* Are all pages of the mapping [p, p+len) in the page cache (mincore; large: "no")? */
+int page_resident(char *p, size_t len);
 
 /* pool.c: TUX's disk-I/O threads */
 int pool_take(struct server *s, struct conn *c, pool_resume_fn resume);
 void pool_give(struct server *s);
 
-/* module.c: TUX's user-module API and work FIFO (--module-api tux) */
-void module_request(struct server *s, struct conn *c, const char *raw, const struct http_request *req);
-void module_open_done(struct server *s, struct conn *c, int fd);
-void module_fill_done(struct server *s, struct conn *c, int res);
-void module_send_done(struct server *s, struct io_uring_cqe *cqe);
-/* Run the work FIFO: each request at its head gets one module step (ending in an action);
- * with --sched tux every action re-enters the loop: an accept round, then reap. */
-void module_run_fifo(struct server *s, void (*reap)(struct server *s));
-void module_free(struct conn *c);
-
-/* conn.c */
+/* life.c: a connection's opening, receive arming, and closing */
 void conn_open(struct server *s, int fd);
-void conn_recv_done(struct server *s, struct io_uring_cqe *cqe);
-void conn_send_done(struct server *s, struct io_uring_cqe *cqe);
-void conn_zc_notif(struct server *s, struct io_uring_cqe *cqe);
+void conn_arm_recv(struct server *s, struct conn *c);
+void conn_pause_recv(struct server *s, struct conn *c);
+void conn_resume_recv(struct server *s, struct conn *c);
+void conn_linger(struct server *s, struct conn *c);
 void conn_abort(struct server *s, struct conn *c, int stat_error);
 void conn_op_done(struct server *s, struct conn *c);
-void conn_touch(struct server *s, struct conn *c);
 void conn_expire(struct server *s);
-void conn_response_sent(struct server *s, struct conn *c);
-void conn_parse_input(struct server *s, struct conn *c);
-void conn_resume_recv(struct server *s, struct conn *c);
+void module_free(struct server *s, struct conn *c);
 
 /* deadline.c */
+void conn_touch(struct server *s, struct conn *c);
+void deadline_push(struct server *s, struct conn_list *l, struct conn *c);
 void deadline_unlink(struct conn *c);
-void conn_linger(struct server *s, struct conn *c);
-void conn_send_response(struct server *s, struct conn *c);
-void conn_send_entry(struct server *s, struct conn *c, struct cache_entry *e);
-void conn_file_sent(struct server *s, struct conn *c);
-
-/* static.c: static GETs — cache hit, or a miss read through the ring */
-void static_begin(struct server *s, struct conn *c, const struct http_request *req);
-void static_open_done(struct server *s, struct io_uring_cqe *cqe);
-void static_read_done(struct server *s, struct io_uring_cqe *cqe);
-void static_fill_done(struct server *s, struct io_uring_cqe *cqe);
-void static_error(struct server *s, struct conn *c, int status);
-void static_submit_open(struct server *s, struct conn *c, const char *rel);
-void static_count_punt(struct server *s, struct conn *c);
-/* Are all pages of the mapping [p, p+len) in the page cache (mincore; large: "no")? */
-int page_resident(char *p, size_t len);
-
-/* dynamic.c: dynamic GETs/POSTs — the module plans, the file is read through the ring */
-void dyn_begin(struct server *s, struct conn *c, const struct http_request *req, const char *remote);
-void dyn_open_done(struct server *s, struct conn *c, int fd);
-void dyn_read_done(struct server *s, struct conn *c, int res);
-
-/* sendfile.c: file → pipe → socket with splice */
-void splice_start(struct server *s, struct conn *c);
-void splice_done(struct server *s, struct io_uring_cqe *cqe);
-void copy_read_done(struct server *s, struct conn *c, int res);
-void copy_send(struct server *s, struct conn *c);
-void copy_sent(struct server *s, struct conn *c, int res);
 
 #endif

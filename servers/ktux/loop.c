@@ -1,7 +1,10 @@
-/* loop.c — the one worker loop: submit what the handlers queued and wait → for each
- * completion, switch on the operation packed in user_data → repeat.  A periodic timeout on the
- * ring drives the idle-connection scan; SIGTERM drains (no new connections, in-flight
- * responses get at most 2 s) and returns.
+/* loop.c — the one worker loop, TUX's event_loop (net/tux/main.c): submit what the handlers
+ * queued and wait → one pass: accept until the listen queue is empty (--sched tux), handle
+ * every completion (the dispatcher: one handler per op), then give each request at the head
+ * of the work FIFO its module step (--module-api tux) — and after every step, as TUX's
+ * actions jump back into its loop, accept and handle completions again — → repeat.
+ * A periodic timeout on the ring drives the deadlines; SIGTERM drains (no new connections,
+ * in-flight responses get at most 2 s) and returns.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -45,34 +48,100 @@ static void arm_timer(struct server *s)
 	io_uring_sqe_set_data64(sqe, ud_pack(OP_TIMER, 0, -1));
 }
 
+/* What a handler left to do: the file body is out (the wrapper's tail next), the response
+ * is out (keep-alive or linger). */
+static void follow(struct server *s, struct conn *c, enum next next)
+{
+	if (next == NEXT_FILE_SENT)
+		next = conn_file_sent(s, c);
+	if (next == NEXT_RESPONSE_SENT)
+		conn_response_sent(s, c);
+}
+
+static int pooled(enum op op)
+{
+	return op == OP_STATIC_FILL || op == OP_DYN_READ || op == OP_SPLICE_IN ||
+	       op == OP_COPY_READ || op == OP_MODULE_FILL;
+}
+
+static int file_op(enum op op)
+{
+	return pooled(op) || op == OP_STATIC_OPEN || op == OP_DYN_OPEN || op == OP_MODULE_OPEN;
+}
+
+/* A closing connection's completion: give back what it carried. */
+static void release(struct server *s, enum op op, struct io_uring_cqe *cqe)
+{
+	if ((op == OP_STATIC_OPEN || op == OP_DYN_OPEN || op == OP_MODULE_OPEN) && cqe->res >= 0)
+		close(cqe->res);
+	if (op == OP_RECV && cqe->res > 0 && (cqe->flags & IORING_CQE_F_BUFFER))
+		ring_recycle(&s->ring, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+}
+
 static void dispatch(struct server *s, struct io_uring_cqe *cqe)
 {
-	switch (ud_op(cqe->user_data)) {
-	case OP_ACCEPT: accept_done(s, cqe); break;
-	case OP_RECV: conn_recv_done(s, cqe); break;
-	case OP_SEND: conn_send_done(s, cqe); break;
-	case OP_SEND_ZC:
-		if (cqe->flags & IORING_CQE_F_NOTIF)
-			conn_zc_notif(s, cqe);
-		else
-			conn_send_done(s, cqe);
-		break;
-	case OP_OPEN: static_open_done(s, cqe); break;
-	case OP_READ: static_read_done(s, cqe); break;
-	case OP_FILL: static_fill_done(s, cqe); break;
-	case OP_SPLICE_IN:
-	case OP_SPLICE_OUT: splice_done(s, cqe); break;
-	case OP_LISTEN_POLL: accept_polled(s, cqe); break;
-	case OP_MODULE_SEND: module_send_done(s, cqe); break;
+	enum op op = ud_op(cqe->user_data);
+	switch (op) { /* completions that are not a connection's */
+	case OP_ACCEPT: accept_done(s, cqe); return;
+	case OP_LISTEN_POLL: accept_polled(s, cqe); return;
 	case OP_TIMER:
 		conn_expire(s);
 		arm_timer(s);
+		return;
+	case OP_SEND_ZC:
+		if (cqe->flags & IORING_CQE_F_NOTIF) {
+			conn_zc_notif(s, cqe); /* the kernel is done with the entry's pages */
+			return;
+		}
+		if (!(cqe->flags & IORING_CQE_F_MORE))
+			conn_zc_notif(s, cqe); /* no notification follows: done with them now */
 		break;
-	default: break; /* OP_CANCEL: nothing to do */
+	case OP_CANCEL:
+	case OP_COUNT: return;
+	default: break;
 	}
+	/* The prologue: one operation fewer in flight (a multishot receive only on its last
+	 * completion), the disk-I/O slot back, punts counted, and nothing more for a
+	 * connection that is closing. */
+	struct conn *c = &s->conns[ud_fd(cqe->user_data)];
+	if (op != OP_RECV || !(cqe->flags & IORING_CQE_F_MORE)) {
+		c->inflight--;
+		if (op == OP_RECV)
+			c->recv_armed = 0;
+	}
+	if (pooled(op))
+		pool_give(s);
+	if (file_op(op))
+		file_count_punt(s, c);
+	if (c->state == ST_CLOSING) {
+		release(s, op, cqe);
+		conn_op_done(s, c);
+		return;
+	}
+	enum next next = NEXT_NONE;
+	switch (op) {
+	case OP_RECV: conn_recv_done(s, c, cqe); break;
+	case OP_SEND:
+	case OP_SEND_ZC: next = conn_send_done(s, c, cqe); break;
+	case OP_STATIC_OPEN: static_open_done(s, c, cqe->res); break;
+	case OP_STATIC_FILL: static_fill_done(s, c, cqe->res); break;
+	case OP_DYN_OPEN: dyn_open_done(s, c, cqe->res); break;
+	case OP_DYN_READ: dyn_read_done(s, c, cqe->res); break;
+	case OP_SPLICE_IN:
+	case OP_SPLICE_OUT: next = splice_done(s, c, cqe); break;
+	case OP_COPY_READ: next = copy_read_done(s, c, cqe->res); break;
+	case OP_COPY_SEND: next = copy_sent(s, c, cqe->res); break;
+	case OP_MODULE_OPEN: module_open_done(s, c, cqe->res); break;
+	case OP_MODULE_FILL: module_fill_done(s, c, cqe->res); break;
+	case OP_MODULE_SEND: next = module_send_done(s, c, cqe->res); break;
+	default: break;
+	}
+	follow(s, c, next);
+	conn_op_done(s, c); /* the handler may have closed it */
 }
 
-/* Every completion that is ready; one multishot accept round per batch that contained some. */
+/* Every completion that is ready; one multishot accept round per batch that contained some;
+ * accepting resumed when a connection was freed at the limit. */
 static void reap(struct server *s)
 {
 	struct io_uring_cqe *cqe;
@@ -84,6 +153,38 @@ static void reap(struct server *s)
 	}
 	io_uring_cq_advance(&s->ring.uring, n);
 	accept_round_end(s);
+	if (s->room_freed) {
+		s->room_freed = 0;
+		accept_arm(s);
+	}
+}
+
+/* The work FIFO (--module-api tux): each request at its head gets one module step.  With
+ * --sched tux the step's last action re-enters the loop: accept until the queue is empty,
+ * then the completions that came in (TUX: "goto eventloop" after GET_OBJECT, SEND_BUFFER,
+ * FINISH_REQ). */
+static void run_module(struct server *s)
+{
+	struct conn *c;
+	while ((c = module_next(s))) {
+		follow(s, c, module_step(s, c));
+		conn_op_done(s, c);
+		if (s->cfg->sched == SCHED_TUX) {
+			s->st->module.reentries++;
+			s->st->module.accept_rounds++;
+			accept_drain(s);
+			reap(s);
+		}
+	}
+}
+
+/* One pass of the loop. */
+static void pass(struct server *s)
+{
+	if (s->cfg->sched == SCHED_TUX)
+		accept_drain(s); /* accept until the queue is empty, then the work */
+	reap(s);
+	run_module(s);
 }
 
 /* SIGTERM: stop accepting, close idle connections, let busy ones finish without keep-alive. */
@@ -99,9 +200,9 @@ static void start_drain(struct server *s)
 	s->listen_fd = -1;
 	for (int fd = 0; fd < s->nconns_cap; fd++) {
 		struct conn *c = &s->conns[fd];
-		if (!c->used || c->closing)
+		if (!c->used || c->state == ST_CLOSING)
 			continue;
-		if ((c->phase == PH_IDLE && c->in_len == 0) || c->lingering)
+		if ((c->state == ST_READING && c->in_len == 0) || c->state == ST_LINGERING)
 			conn_abort(s, c, -1);
 		else
 			c->keep_alive = 0;
@@ -130,9 +231,6 @@ int server_run(struct server *s)
 			return 1;
 		}
 		s->now_ms = now_ms();
-		if (s->cfg->sched == SCHED_TUX)
-			accept_drain(s); /* TUX's event_loop: accept until the queue is empty, then work */
-		reap(s);
-		module_run_fifo(s, reap); /* requests due a module step (--module-api tux) */
+		pass(s);
 	}
 }

@@ -32,10 +32,11 @@
  * each), so a client that does not read holds one window, not the whole reply; a reply of up
  * to one window (SPECweb99 files of classes 0-2) is the 4 actions above.
  *
- * Connection lifecycle here: PH_MODULE (queued or in a step) → PH_FILE (GET_OBJECT's open
- * and fill) → PH_MODULE → PH_SENDING (SEND_BUFFER in flight) → PH_MODULE … → FINISH_REQ →
- * PH_IDLE (send.c's conn_response_sent).  A queued connection holds an inflight reference,
- * so a client that resets while its request is queued is freed only once it leaves the FIFO.
+ * States (ktux.h): MODULE (queued or in a step) → OPENING → FILLING (GET_OBJECT) → MODULE →
+ * SENDING (SEND_BUFFER in flight) → MODULE … → FINISH_REQ → conn.c's conn_response_sent.
+ * The loop (loop.c) runs the FIFO and, with --sched tux, re-enters after each step.  A queued
+ * connection holds an inflight reference, so a client that resets while its request is
+ * queued is freed only once it leaves the FIFO.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -50,70 +51,16 @@
 #include <unistd.h>
 
 #include "ktux.h"
+#include "modreq.h"
 
 #define MODULE_WINDOW (64 * 1024) /* [I] the module's send buffer */
 #define MODULE_CPU_EVERY 8        /* [I] one step in 8 is timed with the thread CPU clock */
-
-/* TUX 2's user_req_t (include/net/tux_u.h), field for field: what the module sees. */
-struct tux_user_req {
-	uint32_t version_major, version_minor, version_patch, http_version, http_method, http_status;
-	uint32_t sock, event, error, thread_nr, bytes_sent, client_host, objectlen, module_index;
-	uint32_t keep_alive, cookies_len;
-	uint64_t id, priv, object_addr;
-	uint8_t query[256], objectname[256], cookies[128]; /* MAX_URI_LEN, MAX_COOKIE_LEN */
-	uint8_t content_type[64], user_agent[64], accept[64], accept_charset[64]; /* MAX_FIELD_LEN */
-	uint8_t accept_encoding[64], accept_language[64], cache_control[64], if_modified_since[64];
-	uint8_t negotiate[64], pragma[64], referer[64];
-	uint8_t new_date[30], pad[2]; /* DATE_LEN */
-};
-_Static_assert(sizeof(struct tux_user_req) == 1464, "TUX 2's user_req_t is 1464 bytes");
-
-enum mod_step {
-	MOD_NEW,    /* parsed by the kernel side, not yet seen by the module */
-	MOD_OBJECT, /* GET_OBJECT done: the object is in the page cache (or m->failed) */
-	MOD_SENT,   /* SEND_BUFFER done: the window is out */
-};
-
-struct modreq {
-	enum mod_step step;
-	enum req_type type;
-	struct tux_user_req kreq; /* the kernel side's image of the request */
-	struct tux_user_req ureq; /* the module's copy, refreshed at every hand-back */
-	char *raw;                /* the request's bytes, kept by the kernel side */
-	size_t raw_len;
-	char post[HTTP_MAX_BODY]; /* READ_POST_DATA's destination */
-	int obj_fd;
-	size_t obj_size;
-	void *map; /* GET_OBJECT's fill: the object mapped while its pages are faulted in */
-	int failed; /* GET_OBJECT failed: c->resp is the error reply */
-	char *win;  /* the module's send buffer */
-	size_t win_len, win_sent;
-	size_t off, total; /* the reply: bytes handed to SEND_BUFFER so far, of total */
-	uint64_t queued_ns;
-	/* thread CPU of a timed step: where the module's own work started (0: not timed) */
-	uint64_t cpu_from;
-};
 
 static uint64_t clock_ns(clockid_t id)
 {
 	struct timespec ts;
 	clock_gettime(id, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-void module_free(struct conn *c)
-{
-	struct modreq *m = c->mod;
-	if (!m)
-		return;
-	if (m->obj_fd >= 0)
-		close(m->obj_fd);
-	if (m->map)
-		munmap(m->map, m->obj_size);
-	free(m->win);
-	free(m->raw);
-	free(m);
-	c->mod = NULL;
 }
 
 static void copy_field(uint8_t *dst, size_t cap, const struct http_slice *v)
@@ -139,12 +86,34 @@ static void image_build(struct tux_user_req *u, const struct conn *c, const stru
 	u->cookies_len = (uint32_t)strlen((const char *)u->cookies);
 }
 
-/* ---- the module's CPU time: thread CPU of timed steps, actions excluded ---- */
+/* ---- the module's CPU time: thread CPU of timed steps, actions excluded ----
+ * Checked on a process with a known split: bench/module_cpu_split.c (tests/test_ktux_module.py). */
+
+static uint64_t g_clock_bias; /* what a timed interval adds by itself (0: not measured yet) */
+
+/* Two back-to-back thread-clock reads, median of 255: taken off every timed interval. */
+static uint64_t clock_bias(void)
+{
+	uint64_t d[255];
+	for (int i = 0; i < 255; i++) {
+		uint64_t t0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+		d[i] = clock_ns(CLOCK_THREAD_CPUTIME_ID) - t0;
+	}
+	for (int i = 1; i < 255; i++)
+		for (int j = i; j > 0 && d[j] < d[j - 1]; j--) {
+			uint64_t t = d[j];
+			d[j] = d[j - 1];
+			d[j - 1] = t;
+		}
+	return d[127] ? d[127] : 1;
+}
 
 static void cpu_pause(struct server *s, struct modreq *m)
 {
-	if (m->cpu_from)
-		s->st->module.cpu_timed_ns += clock_ns(CLOCK_THREAD_CPUTIME_ID) - m->cpu_from;
+	if (!m->cpu_from)
+		return;
+	uint64_t d = clock_ns(CLOCK_THREAD_CPUTIME_ID) - m->cpu_from;
+	s->st->module.cpu_timed_ns += d > g_clock_bias ? d - g_clock_bias : 0;
 }
 
 static void cpu_resume(struct modreq *m)
@@ -194,7 +163,7 @@ static void fifo_push(struct server *s, struct conn *c, enum mod_step step)
 {
 	c->mod->step = step;
 	c->mod->queued_ns = clock_ns(CLOCK_MONOTONIC);
-	c->phase = PH_MODULE;
+	c->state = ST_MODULE;
 	c->fifo_next = NULL;
 	if (s->fifo_tail)
 		s->fifo_tail->fifo_next = c;
@@ -217,11 +186,25 @@ static struct conn *fifo_pop(struct server *s)
 /* A request for the module, parsed by the kernel side: keep its bytes, queue it. */
 void module_request(struct server *s, struct conn *c, const char *raw, const struct http_request *req)
 {
-	struct modreq *m = calloc(1, sizeof *m);
+	struct modreq *m = s->modreq_free;
+	if (m)
+		s->modreq_free = m->next_free;
+	else
+		m = calloc(1, sizeof *m);
+	if (m) {
+		m->step = MOD_NEW;
+		m->win_len = m->win_sent = m->off = m->total = 0;
+		m->map = NULL;
+		m->failed = 0;
+		m->cpu_from = 0;
+	}
 	if (!m || !(m->raw = malloc(req->total_len)) || (!c->dyn && !(c->dyn = malloc(sizeof *c->dyn)))) {
-		if (m)
+		if (m) {
 			free(m->raw);
-		free(m);
+			m->raw = NULL;
+			m->next_free = s->modreq_free;
+			s->modreq_free = m;
+		}
 		conn_abort(s, c, SE_INTERNAL);
 		return;
 	}
@@ -298,7 +281,7 @@ static void send_window(struct server *s, struct conn *c)
 		conn_abort(s, c, SE_INTERNAL);
 		return;
 	}
-	c->phase = PH_SENDING;
+	c->state = ST_SENDING;
 	submit_window(s, c);
 	action_enter(s, c);
 }
@@ -313,24 +296,22 @@ static void reply_start(struct server *s, struct conn *c)
 	send_window(s, c);
 }
 
-void module_send_done(struct server *s, struct io_uring_cqe *cqe)
+/* A SEND_BUFFER's send completed (the connection is open). */
+enum next module_send_done(struct server *s, struct conn *c, int res)
 {
-	struct conn *c = &s->conns[ud_fd(cqe->user_data)];
-	c->inflight--;
-	if (c->closing || cqe->res <= 0) {
-		if (!c->closing)
-			conn_abort(s, c, SE_RESET); /* EPIPE / ECONNRESET: the client went away */
-		conn_op_done(s, c);
-		return;
+	if (res <= 0) {
+		conn_abort(s, c, SE_RESET); /* EPIPE / ECONNRESET: the client went away */
+		return NEXT_NONE;
 	}
 	struct modreq *m = c->mod;
-	s->st->bytes_out += (uint64_t)cqe->res;
+	s->st->bytes_out += (uint64_t)res;
 	conn_touch(s, c);
-	m->win_sent += (size_t)cqe->res;
+	m->win_sent += (size_t)res;
 	if (m->win_sent < m->win_len)
 		submit_window(s, c); /* TUX's user_send_buffer repeats in the kernel: no action */
 	else
 		fifo_push(s, c, MOD_SENT);
+	return NEXT_NONE;
 }
 
 /* ---- GET_OBJECT ---- */
@@ -357,7 +338,7 @@ static void fill_submit(struct server *s, struct conn *c)
 {
 	struct io_uring_sqe *sqe = ring_sqe(&s->ring);
 	io_uring_prep_madvise(sqe, c->mod->map, (off_t)c->mod->obj_size, MADV_POPULATE_READ);
-	io_uring_sqe_set_data64(sqe, ud_pack(OP_FILL, 0, c->fd));
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_MODULE_FILL, 0, c->fd));
 	c->file_seq = s->ring.enter_seq;
 	c->inflight++;
 }
@@ -391,6 +372,7 @@ void module_open_done(struct server *s, struct conn *c, int fd)
 		object_ready(s, c); /* a page-cache hit: no I/O thread */
 		return;
 	}
+	c->state = ST_FILLING;
 	if (pool_take(s, c, fill_submit))
 		fill_submit(s, c);
 }
@@ -436,7 +418,7 @@ static void step_new(struct server *s, struct conn *c)
 		reply_start(s, c);
 		return;
 	}
-	static_submit_open(s, c, rel); /* GET_OBJECT: the lookup through the ring */
+	file_submit_open(s, c, rel, OP_MODULE_OPEN); /* GET_OBJECT: the lookup through the ring */
 	action_enter(s, c);
 }
 
@@ -468,55 +450,52 @@ static void step_object(struct server *s, struct conn *c)
 }
 
 /* MOD_SENT: the next window, or FINISH_REQ. */
-static void step_sent(struct server *s, struct conn *c)
+static enum next step_sent(struct server *s, struct conn *c)
 {
 	struct modreq *m = c->mod;
 	if (m->off < m->total) {
 		send_window(s, c);
-		return;
+		return NEXT_NONE;
 	}
 	action_enter(s, c); /* FINISH_REQ */
-	module_free(c);
-	conn_response_sent(s, c); /* keep-alive, pipelined input, or linger and close */
+	module_free(s, c);
+	return NEXT_RESPONSE_SENT; /* keep-alive, pipelined input, or linger and close */
+}
+
+struct conn *module_next(struct server *s)
+{
+	while (s->fifo_head) {
+		struct conn *c = fifo_pop(s);
+		if (c->state != ST_CLOSING)
+			return c;
+		conn_op_done(s, c); /* reset while queued: freed now that the FIFO let go */
+	}
+	return NULL;
 }
 
 /* One hand-back: the request image copied to the module (prepare_userspace_req), then the
  * module's step. */
-static void step(struct server *s, struct conn *c)
+enum next module_step(struct server *s, struct conn *c)
 {
 	struct modreq *m = c->mod;
+	s->st->module.fifo_waits++;
+	s->st->module.fifo_wait_ns += clock_ns(CLOCK_MONOTONIC) - m->queued_ns;
 	handback(s, m);
 	uint64_t n = ++s->st->module.steps;
+	if (!g_clock_bias)
+		g_clock_bias = clock_bias();
 	m->cpu_from = n % MODULE_CPU_EVERY == 0 ? clock_ns(CLOCK_THREAD_CPUTIME_ID) : 0;
 	if (m->cpu_from)
 		s->st->module.steps_timed++;
+	enum next next = NEXT_NONE;
 	switch (m->step) {
 	case MOD_NEW: step_new(s, c); break;
 	case MOD_OBJECT: step_object(s, c); break;
-	case MOD_SENT: step_sent(s, c); break;
+	case MOD_SENT: next = step_sent(s, c); break;
 	}
 	if (c->mod && c->mod->cpu_from) { /* a step that ended without an entering action */
 		cpu_pause(s, c->mod);
 		c->mod->cpu_from = 0;
 	}
-}
-
-void module_run_fifo(struct server *s, void (*reap)(struct server *s))
-{
-	while (s->fifo_head) {
-		struct conn *c = fifo_pop(s);
-		if (c->closing) {
-			conn_op_done(s, c);
-			continue;
-		}
-		s->st->module.fifo_waits++;
-		s->st->module.fifo_wait_ns += clock_ns(CLOCK_MONOTONIC) - c->mod->queued_ns;
-		step(s, c);
-		if (s->cfg->sched == SCHED_TUX) { /* back in TUX's event loop: accept, then work */
-			s->st->module.reentries++;
-			s->st->module.accept_rounds++;
-			accept_drain(s);
-			reap(s);
-		}
-	}
+	return next;
 }

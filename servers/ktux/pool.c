@@ -44,7 +44,7 @@ void pool_give(struct server *s)
 			s->pool_tail = NULL;
 		c->inflight--;
 		s->st->pool.wait_ms += s->now_ms - c->pool_since_ms;
-		if (c->closing) {
+		if (c->state == ST_CLOSING) {
 			conn_op_done(s, c);
 			continue;
 		}

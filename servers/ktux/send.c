@@ -1,7 +1,8 @@
 /* send.c — moving a response out: a site response (head + buffer) in one sendmsg; a cache
  * entry as head + the pinned file pages in one sendmsg (bodies from ZC_MIN: the head, then the
- * pages by send_zc, without a copy); a file body by splice or copy (sendfile.c); then
- * keep-alive, pipelined input, or linger-and-close.
+ * pages by send_zc, without a copy); a file body by splice or copy (sendfile.c), then a file
+ * reply's wrapper tail.  When all is out the loop hands the connection to conn.c
+ * (NEXT_RESPONSE_SENT: keep-alive, pipelined input, or linger-and-close).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -59,7 +60,7 @@ static void submit_send(struct server *s, struct conn *c)
 		 * with a wrapper (a dynamic reply, sw99_finish_sendfile): head + body[0, file_at)
 		 * before the file, body[file_at, len) after it (c->tail; the head skipped). */
 		const struct response *r = &c->resp;
-		if (c->tail) {
+		if (c->state == ST_SENDING_TAIL) {
 			submit_sendmsg(s, c, fill_iov(c, r->head_len + c->sent, r->body.data + r->file_at,
 						      r->body.len - r->file_at), MSG_WAITALL);
 		} else {
@@ -76,9 +77,8 @@ static void submit_send(struct server *s, struct conn *c)
 /* A response built by the site (or an error): head + buffer, or head then the file range. */
 void conn_send_response(struct server *s, struct conn *c)
 {
-	c->phase = PH_SENDING;
+	c->state = ST_SENDING;
 	c->sent = 0;
-	c->tail = 0;
 	c->total = c->resp.head_len + (c->resp.kind == BODY_BUF    ? c->resp.body.len
 				       : c->resp.kind == BODY_FILE ? c->resp.file_at
 								   : 0);
@@ -91,68 +91,41 @@ void conn_send_entry(struct server *s, struct conn *c, struct cache_entry *e)
 {
 	cache_get(e); /* the connection's hold while it sends from e */
 	c->entry = e;
-	c->phase = PH_SENDING;
+	c->state = ST_SENDING;
 	c->sent = 0;
 	c->total = c->resp.head_len + cache_len(e); /* the head was set for this request */
 	submit_send(s, c);
 }
 
-void conn_response_sent(struct server *s, struct conn *c)
+/* A send completed (the connection is open): more to send, the file body, or all out. */
+enum next conn_send_done(struct server *s, struct conn *c, struct io_uring_cqe *cqe)
 {
-	response_free(&c->resp);
-	response_init(&c->resp);
-	if (c->entry) {
-		cache_put(s->cache, c->entry);
-		c->entry = NULL;
-	}
-	c->phase = PH_IDLE;
-	conn_touch(s, c);
-	if (!c->keep_alive) {
-		conn_linger(s, c);
-		return;
-	}
-	if (c->in_len > 0)
-		conn_parse_input(s, c);
-}
-
-void conn_send_done(struct server *s, struct io_uring_cqe *cqe)
-{
-	struct conn *c = &s->conns[ud_fd(cqe->user_data)];
-	if (ud_op(cqe->user_data) == OP_SEND_ZC && !(cqe->flags & IORING_CQE_F_MORE))
-		cache_put(s->cache, cache_by_id(s->cache, ud_aux(cqe->user_data))); /* no notification follows */
-	c->inflight--;
-	if (c->closing || cqe->res <= 0) {
-		if (!c->closing)
-			conn_abort(s, c, SE_RESET); /* EPIPE / ECONNRESET: the client went away */
-		conn_op_done(s, c);
-		return;
+	if (cqe->res <= 0) {
+		conn_abort(s, c, SE_RESET); /* EPIPE / ECONNRESET: the client went away */
+		return NEXT_NONE;
 	}
 	s->st->bytes_out += (uint64_t)cqe->res;
 	conn_touch(s, c);
-	if (ud_aux(cqe->user_data) == 1 && ud_op(cqe->user_data) == OP_SEND) {
-		copy_sent(s, c, cqe->res); /* a --no-zerocopy body chunk */
-		return;
-	}
 	c->sent += (size_t)cqe->res;
-	if (c->sent < c->total)
+	if (c->sent < c->total) {
 		submit_send(s, c);
-	else if (c->resp.kind == BODY_FILE && !c->tail)
-		splice_start(s, c);
-	else
-		conn_response_sent(s, c);
+		return NEXT_NONE;
+	}
+	if (c->resp.kind == BODY_FILE && c->state == ST_SENDING)
+		return splice_start(s, c);
+	return NEXT_RESPONSE_SENT;
 }
 
 /* The file half of a BODY_FILE reply is out: the wrapper's tail, if any, else done. */
-void conn_file_sent(struct server *s, struct conn *c)
+enum next conn_file_sent(struct server *s, struct conn *c)
 {
-	if (c->resp.body.len <= c->resp.file_at) {
-		conn_response_sent(s, c);
-		return;
-	}
-	c->tail = 1;
+	if (c->resp.body.len <= c->resp.file_at)
+		return NEXT_RESPONSE_SENT;
+	c->state = ST_SENDING_TAIL;
 	c->sent = 0;
 	c->total = c->resp.body.len - c->resp.file_at;
 	submit_send(s, c);
+	return NEXT_NONE;
 }
 
 /* The kernel no longer uses the pages of a zero-copy send. */

@@ -65,7 +65,7 @@ static void copy_submit(struct server *s, struct conn *c)
 	size_t len = c->file_left < COPY_CHUNK ? c->file_left : COPY_CHUNK;
 	struct io_uring_sqe *sqe = ring_sqe(&s->ring);
 	io_uring_prep_read(sqe, c->resp.fd, c->bounce, (unsigned)len, (__u64)c->file_off);
-	io_uring_sqe_set_data64(sqe, ud_pack(OP_READ, 0, c->fd));
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_COPY_READ, 0, c->fd));
 	c->file_seq = s->ring.enter_seq;
 	c->inflight++;
 }
@@ -76,106 +76,106 @@ static void copy_next(struct server *s, struct conn *c)
 		copy_submit(s, c);
 }
 
-void splice_start(struct server *s, struct conn *c)
+/* The head is out: the file body (NEXT_FILE_SENT at once when it is empty). */
+enum next splice_start(struct server *s, struct conn *c)
 {
+	c->state = ST_SPLICING;
 	c->file_off = c->resp.file_off;
 	c->file_left = c->resp.file_len;
 	c->pipe_bytes = 0;
-	if (c->file_left == 0) {
-		conn_file_sent(s, c);
-		return;
-	}
+	if (c->file_left == 0)
+		return NEXT_FILE_SENT;
 	if (s->cfg->no_zerocopy) {
 		if (!c->bounce && !(c->bounce = malloc(COPY_CHUNK))) {
 			conn_abort(s, c, SE_INTERNAL);
-			return;
+			return NEXT_NONE;
 		}
 		copy_next(s, c);
-		return;
+		return NEXT_NONE;
 	}
 	if (ensure_pipe(c) < 0) {
 		conn_abort(s, c, SE_INTERNAL);
-		return;
+		return NEXT_NONE;
 	}
 	splice_next(s, c);
+	return NEXT_NONE;
 }
 
 /* After the pipe → socket half: drain what is left in the pipe, then the next round. */
-static void splice_continue(struct server *s, struct conn *c)
+static enum next splice_continue(struct server *s, struct conn *c)
 {
 	if (c->pipe_bytes > 0)
 		splice_out(s, c, c->pipe_bytes);
 	else if (c->file_left > 0)
 		splice_next(s, c);
 	else
-		conn_file_sent(s, c);
+		return NEXT_FILE_SENT;
+	return NEXT_NONE;
 }
 
-void splice_done(struct server *s, struct io_uring_cqe *cqe)
+enum next splice_done(struct server *s, struct conn *c, struct io_uring_cqe *cqe)
 {
-	struct conn *c = &s->conns[ud_fd(cqe->user_data)];
 	int res = cqe->res;
-	c->inflight--;
-	if (ud_op(cqe->user_data) == OP_SPLICE_IN)
-		pool_give(s); /* the file half is the disk read */
-	if (c->closing) {
-		conn_op_done(s, c);
-		return;
-	}
 	if (ud_op(cqe->user_data) == OP_SPLICE_IN) {
 		if (res <= 0) { /* read error, or the file shrank: the head promised more */
 			conn_abort(s, c, SE_INTERNAL);
-			return;
+			return NEXT_NONE;
 		}
 		c->pipe_bytes += (size_t)res;
 		c->file_off += res;
 		c->file_left -= (size_t)res;
-		return; /* the linked out-splice (or its cancellation) follows */
+		return NEXT_NONE; /* the linked out-splice (or its cancellation) follows */
 	}
-	if (res == -ECANCELED) { /* a short file → pipe splice broke the link */
-		splice_continue(s, c);
-		return;
-	}
+	if (res == -ECANCELED) /* a short file → pipe splice broke the link */
+		return splice_continue(s, c);
 	if (res <= 0) {
 		conn_abort(s, c, SE_RESET);
-		return;
+		return NEXT_NONE;
 	}
 	c->pipe_bytes -= (size_t)res;
 	s->st->bytes_out += (uint64_t)res;
 	conn_touch(s, c);
-	splice_continue(s, c);
+	return splice_continue(s, c);
+}
+
+static void copy_send(struct server *s, struct conn *c)
+{
+	struct io_uring_sqe *sqe = ring_sqe(&s->ring);
+	io_uring_prep_send(sqe, c->fd, c->bounce + c->chunk_sent, c->chunk_len - c->chunk_sent, MSG_WAITALL);
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_COPY_SEND, 0, c->fd));
+	c->inflight++;
 }
 
 /* --no-zerocopy: a chunk arrived in the bounce buffer; send it. */
-void copy_read_done(struct server *s, struct conn *c, int res)
+enum next copy_read_done(struct server *s, struct conn *c, int res)
 {
 	if (res <= 0) {
 		conn_abort(s, c, SE_INTERNAL);
-		return;
+		return NEXT_NONE;
 	}
 	c->file_off += res;
 	c->file_left -= (size_t)res;
 	c->chunk_len = (size_t)res;
 	c->chunk_sent = 0;
 	copy_send(s, c);
+	return NEXT_NONE;
 }
 
-void copy_send(struct server *s, struct conn *c)
+/* A bounce-buffer send completed. */
+enum next copy_sent(struct server *s, struct conn *c, int res)
 {
-	struct io_uring_sqe *sqe = ring_sqe(&s->ring);
-	io_uring_prep_send(sqe, c->fd, c->bounce + c->chunk_sent, c->chunk_len - c->chunk_sent, MSG_WAITALL);
-	io_uring_sqe_set_data64(sqe, ud_pack(OP_SEND, 1, c->fd));
-	c->inflight++;
-}
-
-/* A bounce-buffer send completed (res > 0, connection open). */
-void copy_sent(struct server *s, struct conn *c, int res)
-{
+	if (res <= 0) {
+		conn_abort(s, c, SE_RESET);
+		return NEXT_NONE;
+	}
+	s->st->bytes_out += (uint64_t)res;
+	conn_touch(s, c);
 	c->chunk_sent += (size_t)res;
 	if (c->chunk_sent < c->chunk_len)
 		copy_send(s, c);
 	else if (c->file_left > 0)
 		copy_next(s, c);
 	else
-		conn_file_sent(s, c);
+		return NEXT_FILE_SENT;
+	return NEXT_NONE;
 }

@@ -31,32 +31,12 @@ static const char *relative_path(struct conn *c, const struct http_request *req)
 	return rel;
 }
 
-void static_count_punt(struct server *s, struct conn *c)
-{
-	/* Submitted by enter file_seq+1; an inline completion is reaped before the next enter.
-	 * Reaped later means it waited: on an io-wq worker (or a poll) [I]. */
-	if (s->ring.enter_seq > c->file_seq + 1)
-		s->st->ring.iowq_punts++;
-}
-
 /* 404/403/500 for a static request: the site's own error reply. */
-void static_error(struct server *s, struct conn *c, int status)
+static void static_error(struct server *s, struct conn *c, int status)
 {
 	enum stat_error e = status == 404 ? SE_NOT_FOUND : status == 403 ? SE_FORBIDDEN : SE_INTERNAL;
 	site_respond_fail(&s->site, c->keep_alive, c->minor, e, &c->resp);
 	conn_send_response(s, c);
-}
-
-void static_submit_open(struct server *s, struct conn *c, const char *rel)
-{
-	c->how = (struct open_how){.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY,
-				   .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
-	struct io_uring_sqe *sqe = ring_sqe(&s->ring);
-	io_uring_prep_openat2(sqe, s->site.docroot.dirfd, rel, &c->how);
-	io_uring_sqe_set_data64(sqe, ud_pack(OP_OPEN, 0, c->fd));
-	c->phase = PH_FILE;
-	c->file_seq = s->ring.enter_seq;
-	c->inflight++;
 }
 
 /* The head of a 200 for a file of len bytes into c->resp (what varies by request). */
@@ -87,25 +67,7 @@ void static_begin(struct server *s, struct conn *c, const struct http_request *r
 	} else {
 		s->st->cache.misses++;
 	}
-	/* openat2 relative to the docroot: rel points into c->key, which outlives the SQE */
-	static_submit_open(s, c, rel);
-}
-
-/* Are all pages of [p, p+len) in the page cache?  (mincore on a file mapping; a caller that
- * may not see the page cache of a file it does not own is told "no", which only costs the
- * asynchronous fill.) */
-int page_resident(char *p, size_t len)
-{
-	size_t page = (size_t)sysconf(_SC_PAGESIZE), pages = (len + page - 1) / page;
-	unsigned char vec[64];
-	if (pages > sizeof vec)
-		return 0; /* large: fill asynchronously (one populate) */
-	if (mincore(p, len, vec) < 0)
-		return 0;
-	for (size_t i = 0; i < pages; i++)
-		if (!(vec[i] & 1))
-			return 0;
-	return 1;
+	file_submit_open(s, c, rel, OP_STATIC_OPEN); /* openat2 beneath the docroot */
 }
 
 static void fill_complete(struct server *s, struct conn *c);
@@ -115,7 +77,7 @@ static void fill_submit(struct server *s, struct conn *c)
 {
 	struct io_uring_sqe *sqe = ring_sqe(&s->ring);
 	io_uring_prep_madvise(sqe, cache_data(c->fill), (off_t)cache_len(c->fill), MADV_POPULATE_READ);
-	io_uring_sqe_set_data64(sqe, ud_pack(OP_FILL, 0, c->fd));
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_STATIC_FILL, 0, c->fd));
 	c->file_seq = s->ring.enter_seq;
 	c->inflight++;
 }
@@ -130,7 +92,7 @@ static void fill_start(struct server *s, struct conn *c)
 		fill_complete(s, c);
 		return;
 	}
-	c->phase = PH_FILE;
+	c->state = ST_FILLING;
 	if (pool_take(s, c, fill_submit))
 		fill_submit(s, c);
 }
@@ -160,26 +122,8 @@ static void file_opened(struct server *s, struct conn *c, int fd, const struct s
 	conn_send_response(s, c);
 }
 
-void static_open_done(struct server *s, struct io_uring_cqe *cqe)
+void static_open_done(struct server *s, struct conn *c, int fd)
 {
-	struct conn *c = &s->conns[ud_fd(cqe->user_data)];
-	int fd = cqe->res;
-	c->inflight--;
-	static_count_punt(s, c);
-	if (c->closing) {
-		if (fd >= 0)
-			close(fd);
-		conn_op_done(s, c);
-		return;
-	}
-	if (c->mod) {
-		module_open_done(s, c, fd);
-		return;
-	}
-	if (c->dyn_active) {
-		dyn_open_done(s, c, fd);
-		return;
-	}
 	if (fd < 0) {
 		static_error(s, c, fd == -ENOENT || fd == -ENOTDIR ? 404 : 403);
 		return;
@@ -205,21 +149,9 @@ static void fill_complete(struct server *s, struct conn *c)
 	cache_ready(s->cache, e); /* drops the filler's hold; the sender holds its own */
 }
 
-void static_fill_done(struct server *s, struct io_uring_cqe *cqe)
+void static_fill_done(struct server *s, struct conn *c, int res)
 {
-	struct conn *c = &s->conns[ud_fd(cqe->user_data)];
-	c->inflight--;
-	pool_give(s);
-	static_count_punt(s, c);
-	if (c->mod && !c->closing) {
-		module_fill_done(s, c, cqe->res);
-		return;
-	}
-	if (c->closing) {
-		conn_op_done(s, c);
-		return;
-	}
-	if (cqe->res == 0) {
+	if (res == 0) {
 		fill_complete(s, c);
 		return;
 	}
@@ -234,20 +166,4 @@ void static_fill_done(struct server *s, struct io_uring_cqe *cqe)
 	c->resp.file_len = len;
 	c->file_fd = -1;
 	conn_send_response(s, c);
-}
-
-void static_read_done(struct server *s, struct io_uring_cqe *cqe)
-{
-	struct conn *c = &s->conns[ud_fd(cqe->user_data)];
-	c->inflight--;
-	pool_give(s);
-	static_count_punt(s, c);
-	if (c->closing) {
-		conn_op_done(s, c);
-		return;
-	}
-	if (c->dyn_active)
-		dyn_read_done(s, c, cqe->res);
-	else
-		copy_read_done(s, c, cqe->res);
 }
