@@ -78,8 +78,10 @@ def _status_delta(point: Path) -> dict:
         status = json.loads((point / "server-status.json").read_text())
     except (OSError, ValueError):
         return {}
-    before = (status.get("before") or {}).get("module") or {}
-    after = (status.get("after") or {}).get("module") or {}
+    def module(side: str) -> dict:
+        snap = status.get(side) or {}
+        return (snap.get("total") or snap).get("module") or {}
+    before, after = module("before"), module("after")
     return {k: after[k] - before.get(k, 0) for k in after
             if isinstance(after[k], (int, float)) and not isinstance(after[k], bool)}
 
@@ -92,6 +94,26 @@ def module_cpu(point: Path) -> dict:
     if not module_s or not worker_s:
         return {"module_cpu_of_worker_pct": math.nan}
     return {"module_cpu_of_worker_pct": 100.0 * module_s / worker_s}
+
+
+def module_counts(point: Path) -> dict:
+    """TUX's module API per request over one point (ktux's `module` counters): actions
+    (kernel crossings) per dynamic GET and per POST, and the accept rounds the loop ran at
+    re-entries per request handed to the module."""
+    d = _status_delta(point)
+    try:
+        status = json.loads((point / "server-status.json").read_text())
+        b, a = ((status[k].get("total") or status[k])["module"] for k in ("before", "after"))
+    except (OSError, ValueError, KeyError, AttributeError):
+        return {"actions_per_dyn_get": math.nan, "actions_per_post": math.nan,
+                "accept_rounds_per_request": math.nan}
+
+    def per(kind: str, key: str) -> float:
+        n = a["requests"][key] - b["requests"][key]
+        return (a[kind][key] - b[kind][key]) / n if n else math.nan
+    n = sum(a["requests"][k] - b["requests"][k] for k in a["requests"])
+    return {"actions_per_dyn_get": per("actions", "dyn_get"), "actions_per_post": per("actions", "post"),
+            "accept_rounds_per_request": d.get("accept_rounds", 0) / n if n else math.nan}
 
 
 def table(run: Path) -> pd.DataFrame:
@@ -109,8 +131,9 @@ def table(run: Path) -> pd.DataFrame:
             if krow is None:
                 continue
             mine = done[(done["server"] == k) & (done["connections"] == conns)]
-            shares = [module_cpu(Path(run) / "points" / "dynamic" / k / f"c{conns}" / f"r{r}")
-                      ["module_cpu_of_worker_pct"] for r in mine["repetition"]]
+            pdirs = [Path(run) / "points" / "dynamic" / k / f"c{conns}" / f"r{r}" for r in mine["repetition"]]
+            shares = [module_cpu(p)["module_cpu_of_worker_pct"] for p in pdirs]
+            counts = [module_counts(p) for p in pdirs]
             # the emulated CPU's busy share (of the thief's capacity), as the paper's "CPU usage"
             cpu_busy = (float(mine["cpu_busy_of_capacity"].mean())
                         if "cpu_busy_of_capacity" in mine else math.nan)
@@ -125,7 +148,9 @@ def table(run: Path) -> pd.DataFrame:
                              "userver_replies_per_s": urow["throughput"],
                              "gap_pct": g.value, "gap_lo": g.low, "gap_hi": g.high, "n": g.n,
                              "ktux_cpu_busy_pct": cpu_busy,
-                             "module_cpu_of_worker_pct": _nanmean(shares)})
+                             "module_cpu_of_worker_pct": _nanmean(shares),
+                             **{key: _nanmean([c[key] for c in counts]) for key in
+                                ("actions_per_dyn_get", "actions_per_post", "accept_rounds_per_request")}})
     return pd.DataFrame(rows)
 
 
@@ -143,16 +168,23 @@ def _pct(v: float) -> str:
     return "–" if math.isnan(v) else f"{v:.0f} %"
 
 
+def _num(v: float) -> str:
+    return "–" if math.isnan(v) else f"{v:.2f}"
+
+
 def markdown(t: pd.DataFrame) -> str:
     """The ablation as a Markdown table (README, notebook 05)."""
     lines = ["| connections | ktux (api, sched) | over | ktux replies/s | userver replies/s | "
-             "gap [95 %] | ktux CPU busy | module share of worker CPU |",
-             "|---|---|---|---|---|---|---|---|"]
+             "gap [95 %] | ktux CPU busy | module share of worker CPU | actions per GET / POST | "
+             "accept rounds per request |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in t.itertuples():
         lines.append(f"| {r.connections} | {r.ktux} ({r.module_api}, {r.sched}) | {r.userver} | "
                      f"{r.ktux_replies_per_s:,.0f} | {r.userver_replies_per_s:,.0f} | "
                      f"{r.gap_pct:+.1f} % [{r.gap_lo:+.1f}, {r.gap_hi:+.1f}] | "
-                     f"{_pct(r.ktux_cpu_busy_pct)} | {_pct(r.module_cpu_of_worker_pct)} |")
+                     f"{_pct(r.ktux_cpu_busy_pct)} | {_pct(r.module_cpu_of_worker_pct)} | "
+                     f"{_num(r.actions_per_dyn_get)} / {_num(r.actions_per_post)} | "
+                     f"{_num(r.accept_rounds_per_request)} |")
     lines.append(f"\nPaper (§5, 100 % dynamic, 500 connections): TUX's module < "
                  f"{PAPER_MODULE_CPU_PCT:.0f} % of the CPU, TUX in all ~{PAPER_TUX_CPU_PCT:.0f} %; "
                  "userver-8 13 % ahead of TUX at the dynamic peaks (Fig. 3).")
