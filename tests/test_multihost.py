@@ -459,11 +459,12 @@ def test_run_over_hosts_kill_resume_and_sigterm(testbed):
         assert done["hosts"]["clients"]["c2"]["connections"] == split[1] and done["cgroup"]
         assert done["system_samples"] >= 4 and (point / "postlog.txt").exists()
         assert json.loads((point / "server-status.json").read_text())["after"]
-    # The analysis, unchanged, reads the run.
+    # The analysis, unchanged, reads the run: `make report RUN=...` (figures, claims, report).
     out = tmp / "processed"
-    res = subprocess.run(["ukweb", "analyze", str(run), "--out", str(out)], capture_output=True,
-                         text=True, timeout=120)
+    res = subprocess.run(["ukweb", "report", str(run), "--out", str(out)], capture_output=True,
+                         text=True, timeout=180)
     assert res.returncode == 0, res.stderr
+    assert (out / "report.html").is_file() and (out / "claims.json").is_file()
     import pandas as pd
     table = pd.read_parquet(out / "points.parquet")
     assert list(table["status"]) == [analysis.DONE] * 2 and (table["ops_per_s"] > 0).all()
