@@ -17,7 +17,7 @@ pinned to another, so ratios are measured side by side in one run:
     .venv/bin/python bench/servers_static.py [--seconds 5] [--connections 50] [--rounds 2]
                                              [--paced-rate 4000] [--strace] [--ktux-option OPT ...]
                                              [--server-cpu-pct 50]
-                                             [--ablate no_zerocopy --ablate no_cache ...]
+                                             [--ablate no_zerocopy --ablate sched=completion ...]
                                              [--ktux-before /tmp/ktux-before/build/ktux]
 
 Numbers on a shared, busy machine are noisy: compare the ratios, not the absolute rates.
@@ -193,12 +193,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--server-cpu-pct", type=float, default=None,
                    help="CPU quota for every server, %% of one core (needs root and cgroups)")
     p.add_argument("--ktux-option", action="append", default=[],
-                   help="a switch for the main ktux, e.g. no_zerocopy (repeatable)")
+                   help="a switch or value for the main ktux, e.g. no_zerocopy, sched=completion (repeatable)")
     p.add_argument("--ktux-before", type=Path, default=None,
                    help="also measure this ktux binary (e.g. a baseline build) as ktux-before")
     p.add_argument("--ablate", action="append", default=[],
-                   help="also measure a ktux with this one switch, side by side (repeatable)")
+                   help="also measure a ktux with this one switch or value, side by side (repeatable)")
     return p.parse_args(argv)
+
+
+def switches(options: list[str]) -> dict:
+    """ktux options from the command line: a switch ("no_cache") or a value ("sched=completion")."""
+    return dict(o.split("=", 1) if "=" in o else (o, True) for o in options)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,14 +216,14 @@ def main(argv: list[str] | None = None) -> int:
         (work / "urls.txt").write_text("\n".join(static_urls(args.dirs)) + "\n")
         port = free_port()
         with contextlib.ExitStack() as quotas, contextlib.ExitStack() as stack:
-            kt = stack.enter_context(ktux(work, work / "ktux", dict.fromkeys(args.ktux_option, True)))
+            kt = stack.enter_context(ktux(work, work / "ktux", switches(args.ktux_option)))
             us = stack.enter_context(userver(work, work / "userver"))
             resp = stack.enter_context(started([str(build_responder()), str(port)], port, SERVER_CPU))
-            variants = [(f"ktux-{o}", stack.enter_context(ktux(work, work / o, {o: True})))
+            variants = [(f"ktux-{o}", stack.enter_context(ktux(work, work / o.replace("=", "-"), switches([o]))))
                         for o in args.ablate]
             if args.ktux_before:
                 variants.append(("ktux-before", stack.enter_context(
-                    ktux(work, work / "ktux-before", dict.fromkeys(args.ktux_option, True),
+                    ktux(work, work / "ktux-before", switches(args.ktux_option),
                          binary=args.ktux_before))))
             nginx = Nginx(work, work / "nginx").start()
             try:
