@@ -31,7 +31,7 @@ import time
 import traceback
 from pathlib import Path
 
-from ukweb import manifest, runs
+from ukweb import manifest, runs, statuspoll
 from ukweb.cpuemul import CpuEmulationError
 from ukweb.diskmodel import DiskModelError
 from ukweb.point import PointFailed, PointRunner, TestbedDied, _alive, _process_tree
@@ -82,6 +82,7 @@ class Agent:
         self.server: Server | None = None
         self.sampler: Sampler | None = None
         self.timer: threading.Timer | None = None
+        self.poll = contextlib.ExitStack()  # the sampler's status poller (statuspoll)
         self.point: Path | None = None
 
     def hello(self) -> dict:
@@ -150,8 +151,11 @@ class Agent:
         shutil.rmtree(self.point, ignore_errors=True)
         self.point.mkdir(parents=True)
         pids = cg.pids if cg is not None else lambda: _process_tree(server.pid)
-        counters = self.runner._disk_counters if self.runner.disk is not None else None
+        disk = self.runner._disk_counters if self.runner.disk is not None else None
         assert self.point is not None
+        self.poll = contextlib.ExitStack()  # ktux's module counters, closed with the sampler
+        counters = self.poll.enter_context(statuspoll.sampler_extra(disk, server.config.kind,
+                                                                    server.status))
         self.sampler = Sampler(self.point / "system.csv", self.testbed.server_cpu_list, pids, cg,
                                extra=counters)
         self.timer = threading.Timer(max(0.0, start_at - time.time()), self.sampler.__enter__)
@@ -201,6 +205,7 @@ class Agent:
             self.timer = None
         if self.sampler is not None:
             self.sampler.stop()
+        self.poll.close()
 
     def _server(self) -> Server:
         if self.server is None:

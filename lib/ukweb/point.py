@@ -39,7 +39,7 @@ import requests
 
 from ukweb import loadgen as loadgen_mod
 from ukweb import prewarm as prewarm_mod
-from ukweb import workload
+from ukweb import statuspoll, workload
 from ukweb.cgroups import Cgroup
 from ukweb.diskmodel import fell_behind
 from ukweb.manifest import now
@@ -395,9 +395,10 @@ class PointRunner:
             threads=self.loadgen_threads, reset=reset)
         pids = cg.pids if cg is not None else lambda: _process_tree(server.pid)
         started = now()
-        counters = self._disk_counters if self.disk is not None else None
-        with Sampler(d / "system.csv", self.testbed.server_cpu_list, pids, cg,
-                     extra=counters) as sampler:
+        disk = self._disk_counters if self.disk is not None else None
+        with statuspoll.sampler_extra(disk, server.config.kind, server.status) as counters, \
+                Sampler(d / "system.csv", self.testbed.server_cpu_list, pids, cg,
+                        extra=counters) as sampler:
             try:
                 summary = self._client(lambda: loadgen_mod.run(
                     params, self._addrs(server.port), d, preexec=self.testbed.client_preexec()))
