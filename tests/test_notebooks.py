@@ -15,6 +15,7 @@ from pathlib import Path
 
 import nbformat
 import pandas as pd
+import papermill
 import pytest
 import yaml
 from test_analysis import make_run, write_point
@@ -36,15 +37,60 @@ def test_the_five_notebooks_exist():
     assert names == ["01-testbed", "02-run", "03-figures", "04-claims", "05-why"]
 
 
+def _declared(cell) -> set[str]:
+    return {node.target.id if isinstance(node, ast.AnnAssign) else t.id
+            for node in ast.parse(cell.source).body if isinstance(node, ast.Assign | ast.AnnAssign)
+            for t in ([node.target] if isinstance(node, ast.AnnAssign) else node.targets)
+            if isinstance(t, ast.Name)}
+
+
+def _used(nb: nbformat.NotebookNode) -> set[str]:
+    """Names the notebook's other code cells read; a cell that hands its globals to
+    reproduce.params_from uses every profile key."""
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code"
+                     and "parameters" not in c.get("metadata", {}).get("tags", []))
+    names = {n.id for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Name)}
+    return names | (PROFILE_KEYS if "params_from(globals())" in code else set())
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_exactly_one_parameters_cell_declaring_the_profile(path: Path):
+def test_one_parameters_cell_declaring_only_what_the_notebook_uses_typed_and_described(path: Path):
     nb = nbformat.read(path, as_version=4)
     cells = _parameters_cells(nb)
     assert len(cells) == 1, f"{path.name} has {len(cells)} cells tagged 'parameters'"
-    declared = {t.id for node in ast.parse(cells[0].source).body if isinstance(node, ast.Assign)
-                for t in node.targets if isinstance(t, ast.Name)}
-    missing = (PROFILE_KEYS | set(reproduce.NOTEBOOK_KEYS)) - declared
-    assert not missing, f"{path.name} parameters cell lacks {sorted(missing)}"
+    declared = _declared(cells[0])
+    unused = declared - _used(nb)
+    assert not unused, f"{path.name} declares parameters it does not use: {sorted(unused)}"
+    # What `papermill --help-notebook` shows: every parameter with its type and a description.
+    seen = papermill.inspect_notebook(str(path))
+    assert set(seen) == declared, f"papermill cannot parse {sorted(declared ^ set(seen))}"
+    vague = [n for n, p in seen.items() if p["inferred_type_name"] == "None" or not p["help"]]
+    assert not vague, f"{path.name}: parameters without a type or a description: {vague}"
+
+
+def test_the_sweep_notebook_declares_every_profile_key():
+    # 02-run hands its globals to SweepParams: a key it left out would take the dataclass's
+    # default (60 s warm-ups, the machine's calibration), not the smoke profile's.
+    nb = nbformat.read(paths.NOTEBOOKS / "02-run.ipynb", as_version=4)
+    missing = PROFILE_KEYS - _declared(_parameters_cells(nb)[0])
+    assert not missing, f"02-run parameters cell lacks {sorted(missing)}"
+
+
+def test_the_default_run_is_the_newest_raw_run_else_the_reference(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(paths, "RAW", tmp_path / "raw")
+    assert paths.run_dir() == paths.REFERENCE_RUN  # a fresh clone: no raw run
+    for i, name in enumerate(["quick-b", "quick-a"]):  # written in this order: a is the newer
+        (tmp_path / "raw" / name / "points").mkdir(parents=True)
+        (tmp_path / "raw" / name / "manifest.json").write_text("{}")
+        os.utime(tmp_path / "raw" / name / "manifest.json", (1e9 + i, 1e9 + i))
+    assert paths.run_dir() == tmp_path / "raw" / "quick-a"
+    # relative paths are read from the repository root, whatever the current directory
+    monkeypatch.chdir(paths.NOTEBOOKS)
+    assert paths.run_dir("data/reference/paper") == paths.REFERENCE_RUN
+    with pytest.raises(FileNotFoundError, match=f"{paths.REPO}/data/nosuch does not exist"):
+        paths.run_dir("data/nosuch")
+    with pytest.raises(FileNotFoundError, match=f"{paths.DATA} is not a run directory .no points/"):
+        paths.run_dir("data")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -216,6 +262,20 @@ def test_the_reference_run_regenerates_and_matches_the_readme(tmp_path: Path):
     assert list(ours["id"]) == list(pd.read_csv(paths.PAPER / "claims.csv")["id"])
     assert readme.current() == readme.section(ours), (
         f"the README's claim table is stale: run `ukweb report {run} --update-readme`")
+
+
+def test_the_analysis_notebooks_run_all_as_jupyterlab_runs_them(tmp_path: Path, monkeypatch):
+    """Run All in JupyterLab on a fresh clone: the kernel in notebooks/, no parameter given.
+    03-05 find the reference run (no run under data/raw) and give the claims `make report` gives."""
+    monkeypatch.setenv("UKWEB_RAW", str(tmp_path / "raw"))  # read by ukweb.paths in the kernel
+    monkeypatch.setenv("UKWEB_PROCESSED", str(tmp_path / "processed"))
+    for name in report.ANALYSIS_NOTEBOOKS:
+        papermill.execute_notebook(str(paths.NOTEBOOKS / f"{name}.ipynb"), str(tmp_path / f"{name}.ipynb"),
+                                   kernel_name=report.KERNEL, progress_bar=False,
+                                   cwd=str(paths.NOTEBOOKS), kernel_manager_class=report.IPCKernelManager)
+    out = tmp_path / "processed" / paths.REFERENCE_RUN.name
+    assert {p.name for p in (out / "figures").glob("*.png")} >= {f"fig{i}.png" for i in range(2, 7)}
+    assert readme.section(claims.load_written(out)) == readme.current()
 
 
 def test_the_readme_section_shows_n_interval_and_band(paper_like_points):
