@@ -57,6 +57,5 @@ struct spec_rng { int32_t val; };
 
 int ndirs_for(int connections);
 int file_size(int cls, int num);
-uint64_t now_us(void); /* CLOCK_MONOTONIC */
 
 #endif

@@ -16,15 +16,6 @@
 #include "conn.h"
 #include "summary.h"
 
-volatile sig_atomic_t loadgen_stop;
-
-uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static void on_signal(int sig)
 {
     (void)sig;

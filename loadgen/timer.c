@@ -2,6 +2,7 @@
  * pacing wake-up or its request timeout), so the heap never holds more nodes than connections
  * and re-arming is an O(log n) move instead of a stale entry left behind. */
 #include <stdlib.h>
+#include <time.h>
 
 #include "timer.h"
 
@@ -89,4 +90,11 @@ void timer_set(struct timer_heap *h, struct timer_node *t, uint64_t deadline)
 struct timer_node *timer_peek(const struct timer_heap *h)
 {
     return h->n ? h->a[0] : NULL;
+}
+
+uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }

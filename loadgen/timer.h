@@ -13,5 +13,7 @@ void timer_heap_free(struct timer_heap *h);
 void timer_set(struct timer_heap *h, struct timer_node *t, uint64_t deadline);
 void timer_cancel(struct timer_heap *h, struct timer_node *t);
 struct timer_node *timer_peek(const struct timer_heap *h);
+/* The time base of every deadline: CLOCK_MONOTONIC in microseconds. */
+uint64_t now_us(void);
 
 #endif

@@ -9,6 +9,9 @@
 
 #include "conn.h"
 
+/* Set by main's SIGINT/SIGTERM handler; every worker stops at its next wake-up. */
+volatile sig_atomic_t loadgen_stop;
+
 #define MAX_EVENTS 1024
 
 /* q = p / (m - p(m-1)) turns the share of keep-alive *requests* p into the probability that a

@@ -201,10 +201,11 @@ def test_module_cpu_method_on_a_process_with_a_known_split(tmp_path: Path) -> No
     assert abs((work + actions) - both) / both < 0.2, (work, actions, both)
 
 
-def test_source_files_call_each_other_without_a_cycle() -> None:
-    """ktux's files are layered one way from loop.c (servers/ktux/callgraph.py: nm's symbols)."""
+@pytest.mark.parametrize("part", ["ktux", "userver", "common", "loadgen"])
+def test_source_files_call_each_other_without_a_cycle(part: str) -> None:
+    """Each C part's files are layered one way (servers/ktux/callgraph.py: nm's symbols)."""
     from ukweb import paths
-    objdir = paths.bin_dir() / "obj" / "ktux"
+    objdir = paths.bin_dir() / "obj" / part
     if not objdir.is_dir():
         pytest.skip(f"{objdir} is not built")
     proc = subprocess.run(["python3", str(Path(__file__).parents[1] / "servers" / "ktux" / "callgraph.py"),
