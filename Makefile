@@ -1,7 +1,8 @@
 # Every user-facing target implies `setup`, which is idempotent (a second run takes seconds).
 SHELL := /bin/bash
 PYTHON ?= python3
-VENV := .venv
+# The Python environment make uses; the image sets VENV=/opt/venv (its own, already installed).
+VENV ?= .venv
 PY := $(VENV)/bin/python
 BUILD := $(CURDIR)/build
 PROFILE ?= quick
@@ -12,7 +13,7 @@ RUN ?=
 APT_PACKAGES := gcc make pkg-config liburing-dev zlib1g-dev nginx-light wrk procps iproute2 curl \
                 libfuse3-dev fuse3 clang libclang-rt-14-dev openssh-server openssh-client
 
-.PHONY: setup system venv build asan fuzz test reproduce report lab clean
+.PHONY: setup system venv lock build asan fuzz test reproduce report lab clean
 
 setup: system venv build
 
@@ -31,12 +32,22 @@ system: .stamp-system
 	fi
 	@touch $@
 
+# The exact environment: every package at the version and hash requirements.lock records, then
+# the package itself without dependencies (the lock has them all).
 venv: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml .stamp-system
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+$(VENV)/.installed: requirements.lock pyproject.toml .stamp-system
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --require-hashes -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
 	@touch $@
+
+# requirements.lock again from pyproject.toml's ranges (newest matching releases, with hashes),
+# with pip-tools from a throwaway environment.
+lock:
+	$(PYTHON) -m venv $(BUILD)/piptools && $(BUILD)/piptools/bin/pip install -q pip-tools
+	$(BUILD)/piptools/bin/pip-compile --allow-unsafe --extra=dev --extra=lab --generate-hashes \
+	  --no-emit-find-links --no-emit-index-url \
+	  --output-file=requirements.lock --strip-extras pyproject.toml
 
 # All C code, -Wall -Wextra -Werror. Binaries in build/.
 build: .stamp-system

@@ -1,40 +1,108 @@
-"""The three dependency lists (pyproject.toml, environment.yml, Dockerfile) must agree."""
+"""The exact environment: requirements.lock (hashes, from pyproject's ranges) is what make setup,
+the Dockerfile and environment.yml install; the image is pinned and built where an engine runs."""
 
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 
+import pytest
 import tomllib
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
+from ukweb import manifest
 from ukweb.paths import REPO
 
+LOCK = REPO / "requirements.lock"
 
-def _pyproject() -> set[str]:
+
+def _pyproject() -> list[Requirement]:
     meta = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     deps = list(meta["dependencies"])
     for extra in meta["optional-dependencies"].values():
         deps += extra
-    return set(deps)
+    return [Requirement(d) for d in deps]
 
 
-def _environment() -> set[str]:
+def _lock() -> dict[str, tuple[str, list[str]]]:
+    """name -> (pinned version, hashes), read from pip-compile's output."""
+    pins = {}
+    for block in re.split(r"\n(?=\S)", LOCK.read_text()):
+        m = re.match(r"([A-Za-z0-9_.-]+)==(\S+)", block)
+        if m:
+            pins[canonicalize_name(m[1])] = (m[2], re.findall(r"--hash=sha256:([0-9a-f]{64})", block))
+    return pins
+
+
+def test_the_lock_pins_every_dependency_within_pyprojects_ranges_with_hashes():
+    assert "--generate-hashes" in LOCK.read_text().split("\n\n", 1)[0]  # pip-compile's header
+    pins = _lock()
+    assert len(pins) > 50 and all(hashes for _, hashes in pins.values())
+    for req in _pyproject():
+        name = canonicalize_name(req.name)
+        assert name in pins, f"requirements.lock lacks {req} (run make lock)"
+        assert req.specifier.contains(pins[name][0]), f"{name}=={pins[name][0]} outside {req} (run make lock)"
+
+
+def test_setup_the_image_and_conda_install_from_the_lock():
+    makefile = (REPO / "Makefile").read_text()
+    assert "pip install -q --require-hashes -r requirements.lock" in makefile
+    assert "pip install -q --no-deps -e ." in makefile
+    docker = (REPO / "Dockerfile").read_text()
+    assert "--require-hashes -r requirements.lock" in docker and "--no-deps -e ." in docker
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    return {d for d in pip if not d.startswith("-e")}
+    assert pip == ["--require-hashes", "-r requirements.lock"]
 
 
-def _dockerfile() -> set[str]:
-    text = (REPO / "Dockerfile").read_text()
-    install = text.split("pip install --no-cache-dir", 1)[1].split("&&", 1)[0]
-    return set(re.findall(r'"([^"]+)"', install))
+def test_the_image_is_pinned_and_its_context_small():
+    base = re.search(r"^ARG BASE=(\S+)", (REPO / "Dockerfile").read_text(), re.M)
+    assert base and re.search(r"@sha256:[0-9a-f]{64}$", base[1]), "base image not pinned by digest"
+    ignored = set((REPO / ".dockerignore").read_text().split())
+    assert {".venv", "build", "data/raw", "data/processed", "data/fileset"} <= ignored
 
 
-def test_dependency_lists_agree():
-    py, env, docker = _pyproject(), _environment(), _dockerfile()
-    assert py == env, f"pyproject vs environment.yml: {sorted(py ^ env)}"
-    assert py == docker, f"pyproject vs Dockerfile: {sorted(py ^ docker)}"
+def test_the_manifest_records_the_whole_installed_environment():
+    from importlib import metadata
+
+    env = manifest.tools()["python_environment"]
+    every = {canonicalize_name(d.metadata["Name"]) for d in metadata.distributions() if d.metadata["Name"]}
+    assert set(env) == every and env["pandas"] == metadata.version("pandas") and "ukweb" in env
+    assert manifest.tools()["requirements_lock_sha256"] and len(env) > 50
+
+
+def _engine() -> tuple[str | None, str]:
+    """podman or docker when it can build here, else None and why not."""
+    why = []
+    for tool in ("podman", "docker"):
+        if not shutil.which(tool):
+            why.append(f"no {tool}")
+            continue
+        info = subprocess.run([tool, "info"], capture_output=True, text=True, timeout=60)
+        if info.returncode == 0:
+            return tool, ""
+        why.append(f"{tool} info failed: {(info.stderr.strip().splitlines() or ['?'])[-1]}")
+    return None, "; ".join(why)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_the_image_builds_and_uses_its_own_environment():
+    tool, why = _engine()
+    if tool is None:
+        pytest.skip(f"no container engine can build here ({why})")
+    tag = "ukweb-test:latest"
+    built = subprocess.run([tool, "build", "-t", tag, str(REPO)], capture_output=True, text=True, timeout=1700)
+    assert built.returncode == 0, built.stderr[-3000:]
+    # make inside the image finds its environment installed: nothing to do for `make venv`
+    out = subprocess.run([tool, "run", "--rm", tag, "make", "-q", "venv"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    ukweb = subprocess.run([tool, "run", "--rm", tag, "python", "-c", "import ukweb, sys; print(sys.prefix)"],
+                           capture_output=True, text=True)
+    assert ukweb.stdout.strip() == "/opt/venv", ukweb.stderr
 
 
 def test_cli_rejects_unknown_command():

@@ -8,6 +8,7 @@ which tools and parameters, and where the emulated testbed differs from the pape
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -88,6 +89,23 @@ def host() -> dict:
     }
 
 
+def python_environment() -> dict[str, str]:
+    """Every installed distribution and its version (what `pip freeze` lists), so the run's
+    environment can be compared with requirements.lock or installed again."""
+    found = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            found.setdefault(name.lower().replace("_", "-"), dist.version)
+    return dict(sorted(found.items()))
+
+
+def lock_digest() -> str | None:
+    """sha256 of requirements.lock, the environment make setup and the image install."""
+    lock = REPO / "requirements.lock"
+    return hashlib.sha256(lock.read_bytes()).hexdigest() if lock.is_file() else None
+
+
 def tools() -> dict:
     py = {}
     for name in PYTHON_PACKAGES:
@@ -103,6 +121,8 @@ def tools() -> dict:
         "iproute2": _cmd(["ip", "-V"]),
         "python": platform.python_version(),
         "python_packages": py,
+        "python_environment": python_environment(),
+        "requirements_lock_sha256": lock_digest(),
     }
 
 
