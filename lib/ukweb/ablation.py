@@ -25,7 +25,7 @@ import pandas as pd
 import yaml
 
 from ukweb import analysis
-from ukweb.paths import REPO
+from ukweb.paths import RAW, REPO
 from ukweb.servers import KTUX_OPTIONS, named_config
 
 KTUX = ("ktux", "ktux.direct", "ktux.completion", "ktux.direct.completion")
@@ -70,6 +70,19 @@ def profile(base: Path = REPO / "params" / "paper.yaml", *, connections: tuple[i
                repetitions=repetitions, warmup_s=warmup_s, duration_s=duration_s,
                process_sweep=None, carry_from=None, max_minutes=None, target_half_pp=None)
     return raw
+
+
+def newest_run(root: Path | None = None) -> Path | None:
+    """The newest ablation run under data/raw (its manifest's profile is "ablation"), or None."""
+    found = []
+    for m in (root or RAW).glob("*/manifest.json"):
+        try:
+            params = json.loads(m.read_text()).get("params") or {}
+            if params.get("profile") == "ablation" and (m.parent / "points").is_dir():
+                found.append(m.parent)
+        except (OSError, ValueError):
+            continue
+    return max(found, key=lambda r: (r / "manifest.json").stat().st_mtime, default=None)
 
 
 def _status_delta(point: Path) -> dict:
