@@ -26,6 +26,8 @@ COMMANDS = {
     "report": ("ukweb.report", "figures, claims and report.html from a run directory"),
     "compact": ("ukweb.compact", "a run's request logs as Parquet (zstd), to commit a reference"),
     "reproduce": ("ukweb.reproduce", "run the notebooks end to end with papermill"),
+    "status": ("ukweb.runstatus", "a run's points: done, failed, missing, with reasons"),
+    "compare": ("ukweb.compare", "two runs side by side: per point, peak and claim, with intervals"),
 }
 
 
