@@ -123,3 +123,35 @@ def test_compare_lists_points_in_one_run_only(tmp_path: Path):
     assert table[table["in"] != "both"][compare.CURVE_KEYS + ["in"]].values.tolist() == [
         ["mix80", "userver-8", 1500, "A only"]]
     assert analysis.points_table(run_b).shape[0] == analysis.points_table(run_a).shape[0] - 1
+
+
+# ---------------------------------------------------------------- export
+
+
+def test_export_unpack_report_gives_the_same_claims(tmp_path: Path):
+    from ukweb import report
+
+    run = make_run(tmp_path / "measured", PAPER_LIKE, PAPER_LIKE_SYSTEM)
+    (run / "work").mkdir()
+    (run / "work" / "post.log").write_text("scratch\n")
+    out = tmp_path / "processed"
+    report.build(run, out)
+    archive = tmp_path / "run.tar.gz"
+    done = _ukweb("export", run, "-o", archive, "--processed", out)
+    assert done.returncode == 0, done.stderr
+    assert not list(tmp_path.glob("*.part"))
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    subprocess.run(["tar", "-xzf", archive, "-C", unpacked], check=True)
+    copy = unpacked / run.name
+    assert (copy / "manifest.json").read_bytes() == (run / "manifest.json").read_bytes()
+    assert not (copy / "work").exists()
+    assert (copy / "processed" / "claims.json").is_file()
+    env = copy / "environment"
+    assert (env / "version.txt").read_text().startswith("ukweb ")
+    assert any(line.startswith("pandas==") for line in (env / "requirements.txt").read_text().splitlines())
+    assert (env / "rules.csv").read_bytes() == (paths.PAPER / "rules.csv").read_bytes()
+    again = tmp_path / "again"
+    report.build(copy, again)
+    assert json.loads((again / "claims.json").read_text()) == json.loads((out / "claims.json").read_text())
+    assert runstatus.counts(runstatus.status(copy))["done"] == len(analysis.point_dirs(run))

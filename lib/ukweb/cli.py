@@ -28,6 +28,7 @@ COMMANDS = {
     "reproduce": ("ukweb.reproduce", "run the notebooks end to end with papermill"),
     "status": ("ukweb.runstatus", "a run's points: done, failed, missing, with reasons"),
     "compare": ("ukweb.compare", "two runs side by side: per point, peak and claim, with intervals"),
+    "export": ("ukweb.export", "one archive of a run: logs, manifest, outputs, environment"),
 }
 
 
