@@ -24,7 +24,7 @@ RUN python3 -m venv $VENV && $VENV/bin/pip install --no-cache-dir --require-hash
 COPY . .
 # make build first: the venv stamp must be newer than the .stamp-system it depends on.
 RUN $VENV/bin/pip install --no-cache-dir --no-deps -e . \
-    && make build \
+    && make build kernel \
     && touch $VENV/.installed
 EXPOSE 8888
 CMD ["make", "lab", "LAB_IP=0.0.0.0"]

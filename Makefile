@@ -5,6 +5,12 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BUILD := $(CURDIR)/build
+# JupyterLab: loopback only unless told otherwise (LAB_IP=0.0.0.0 in the image).
+LAB_IP ?= 127.0.0.1
+LAB_PORT ?= 8888
+# The notebooks' kernel, named for the package, installed into the environment itself.
+KERNELSPEC := $(VENV)/share/jupyter/kernels/ukweb/kernel.json
+KERNEL_INSTALL := $(PY) -m ipykernel install --sys-prefix --name ukweb --display-name "Python 3 (ukweb)" >/dev/null
 PROFILE ?= quick
 RUN ?=
 # System packages: the C toolchain, liburing for ktux, libfuse3 for the disk model, and the real
@@ -13,7 +19,7 @@ RUN ?=
 APT_PACKAGES := gcc make pkg-config liburing-dev zlib1g-dev nginx-light wrk procps iproute2 curl \
                 libfuse3-dev fuse3 clang libclang-rt-14-dev openssh-server openssh-client
 
-.PHONY: setup system venv lock build asan fuzz test reproduce report lab clean
+.PHONY: setup system venv kernel lock build asan fuzz test reproduce report lab clean
 
 setup: system venv build
 
@@ -39,7 +45,11 @@ $(VENV)/.installed: requirements.lock pyproject.toml .stamp-system
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --require-hashes -r requirements.lock
 	$(PY) -m pip install -q --no-deps -e .
+	$(KERNEL_INSTALL)
 	@touch $@
+
+kernel:
+	$(KERNEL_INSTALL)
 
 # requirements.lock again from pyproject.toml's ranges (newest matching releases, with hashes),
 # with pip-tools from a throwaway environment.
@@ -82,9 +92,13 @@ report: setup
 	@test -n "$(RUN)" || { echo "make report: give a run directory, e.g. make report RUN=data/reference/paper" >&2; exit 2; }
 	$(VENV)/bin/ukweb report $(RUN)
 
+# JupyterLab (in the lock: nothing to install) at the repository root, notebooks/ in front, so
+# data/ (runs, reports, the reference run) is reachable too. --allow-root only when root.
 lab: setup
-	$(PY) -m pip install -q -e '.[dev,lab]'
-	$(VENV)/bin/jupyter lab notebooks/
+	@test -f $(KERNELSPEC) || $(KERNEL_INSTALL)
+	$(VENV)/bin/jupyter lab --no-browser --ip=$(LAB_IP) --port=$(LAB_PORT) \
+	  $$(test "$$(id -u)" = 0 && echo --allow-root) \
+	  --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/notebooks
 
 clean:
 	rm -rf $(BUILD) .stamp-system

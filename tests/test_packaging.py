@@ -3,9 +3,18 @@ the Dockerfile and environment.yml install; the image is pinned and built where 
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from importlib.util import find_spec
 
 import pytest
 import tomllib
@@ -103,6 +112,48 @@ def test_the_image_builds_and_uses_its_own_environment():
     ukweb = subprocess.run([tool, "run", "--rm", tag, "python", "-c", "import ukweb, sys; print(sys.prefix)"],
                            capture_output=True, text=True)
     assert ukweb.stdout.strip() == "/opt/venv", ukweb.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(find_spec("jupyterlab") is None,
+                    reason="jupyterlab not installed here (make setup installs it from requirements.lock)")
+def test_make_lab_serves_the_repository_root_on_loopback_with_the_package_kernel():
+    """`make lab` as the tests' user (root here: --allow-root is added), setup already done."""
+    port = _free_port()
+    lab = subprocess.Popen(["make", "-s", "-o", "setup", "lab", f"VENV={sys.prefix}", f"LAB_PORT={port}"],
+                           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           start_new_session=True)
+    try:
+        url, deadline = None, time.monotonic() + 60
+        while url is None and time.monotonic() < deadline:
+            line = lab.stdout.readline()
+            assert line or lab.poll() is None, "make lab exited"
+            found = re.search(rf"(http://127\.0\.0\.1:{port}/\S*)\?token=(\w+)", line)
+            url, token = (found[1], found[2]) if found else (None, None)
+        assert url == f"http://127.0.0.1:{port}/lab/tree/notebooks", url  # notebooks/ in front
+
+        def get(path: str) -> dict:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}?token={token}", timeout=10) as r:
+                return json.loads(r.read())
+        while True:  # the address is printed as the server starts listening
+            try:
+                run = get("/api/contents/data/reference/paper")  # the root is the repository
+                break
+            except urllib.error.URLError:
+                assert time.monotonic() < deadline, "make lab printed its address but does not answer"
+                time.sleep(0.2)
+        assert {"points", "manifest.json"} <= {c["name"] for c in run["content"]}
+        assert "ukweb" in get("/api/kernelspecs")["kernelspecs"]
+        listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout
+        assert {line.split()[3] for line in listening.splitlines()} == {f"127.0.0.1:{port}"}
+    finally:
+        os.killpg(lab.pid, signal.SIGTERM)
+        lab.wait(timeout=30)
 
 
 def test_cli_rejects_unknown_command():
