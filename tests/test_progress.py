@@ -100,3 +100,62 @@ def test_following_in_the_background_while_the_sweep_writes(tmp_path: Path):
 
 def test_durations():
     assert [progress.duration(s) for s in (None, 4.4, 600, 3900)] == ["?", "4 s", "10 min", "1 h 05 min"]
+
+
+def _on_a_pty(code: str, timeout: float = 60) -> str:
+    """Run python code with stdout and stderr on a new pseudo-terminal that reports no size
+    (0 x 0, what `script -qfec "make reproduce"` gives); returns what the terminal received."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    main, side = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=side, stderr=side, close_fds=True)
+    os.close(side)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main, 65536)
+        except OSError:  # EIO: the child closed its side
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(main)
+    assert proc.wait(timeout=timeout) == 0, b"".join(chunks).decode(errors="replace")
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_a_pseudo_terminal_shows_the_bar_while_a_recorded_sweep_is_replayed(tmp_path: Path):
+    """The reference run's own progress.jsonl (its first 40 lines), appended line by line while
+    ukweb.progress.following (what `ukweb reproduce` wraps 02-run in) watches on a pty."""
+    from ukweb import paths
+
+    recorded = (paths.REFERENCE_RUN / "progress.jsonl").read_text().splitlines()[:40]
+    ends = [json.loads(x) for x in recorded if json.loads(x).get("event") == "end"]
+    run = tmp_path / "run"
+    run.mkdir()
+    code = f"""
+import json, time
+from pathlib import Path
+from ukweb import progress
+run = Path({str(run)!r})
+lines = {recorded!r}
+with progress.following(run, interval=0.05) as f:
+    for line in lines:
+        with open(run / "progress.jsonl", "a") as out:
+            out.write(line + "\\n")
+        time.sleep(0.01)
+    while f.done < {len(ends)}:
+        time.sleep(0.02)
+"""
+    screen = _on_a_pty(code)
+    total = ends[0]["total"]
+    last = ends[-1]
+    assert "\r" in screen  # a bar redrawn in place, not lines
+    assert f"{len(ends)}/{total}" in screen  # points done / total
+    assert last["point"] in screen  # the current point
+    assert f"{last['replies_per_s']:,.0f} replies/s" in screen
+    assert " left" in screen and "00:0" in screen  # time left and elapsed
+    assert screen.rstrip().endswith(f"sweep: {len(ends)}/{total} points ({len(ends)} DONE)")

@@ -13,6 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
+import shutil
 import sys
 import threading
 from collections.abc import Iterator
@@ -42,6 +44,19 @@ def _time(event: dict) -> dt.datetime | None:
         return dt.datetime.fromisoformat(str(event["time"]))
     except (KeyError, ValueError):
         return None
+
+
+def _size(out: TextIO) -> dict:
+    """tqdm's ncols/nrows when the terminal reports no size (a pty opened by `script` or a CI
+    runner is 0 x 0): tqdm then takes -1 rows and hides the bar, so give it $COLUMNS or 80 x 24."""
+    try:
+        cols, rows = os.get_terminal_size(out.fileno())
+    except (AttributeError, OSError, ValueError):
+        cols = rows = 0
+    if cols > 0 and rows > 0:
+        return {}  # a real size: tqdm reads it itself
+    fallback = shutil.get_terminal_size((80, 24))
+    return {"ncols": fallback.columns, "nrows": fallback.lines}
 
 
 class Follower:
@@ -126,7 +141,9 @@ class Follower:
         if self.tty:
             bar = self._bar()
             bar.update(self.done - bar.n)
-            bar.set_postfix_str(f"{event.get('point')} {status} {rate_text}, ~{left} left")
+            # The description names the current point; the postfix is the last one's result.
+            state = "" if status == "DONE" else f"{event.get('point')} {status}, "
+            bar.set_postfix_str(f"{state}{rate_text}, ~{left} left")
             return
         print(f"[{self.done}/{self.total}] {event.get('point')} {status} {rate_text}"
               f" - ~{left} left", file=self.out, flush=True)
@@ -134,7 +151,8 @@ class Follower:
     def _bar(self) -> tqdm:
         if self.bar is None:
             self.bar = tqdm(total=self.total or None, unit="point", file=self.out,
-                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} {postfix}")
+                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
+                            **_size(self.out))
         if self.total and self.bar.total != self.total:
             self.bar.total = self.total
         return self.bar
