@@ -19,12 +19,17 @@ RUN ?=
 APT_PACKAGES := gcc make pkg-config liburing-dev zlib1g-dev nginx-light wrk procps iproute2 curl \
                 libfuse3-dev fuse3 clang libclang-rt-14-dev openssh-server openssh-client
 
-.PHONY: setup system venv kernel lock build asan fuzz test reproduce report lab clean
+.PHONY: help setup system venv kernel lock build asan fuzz test reproduce report lab clean
 
-setup: system venv build
+.DEFAULT_GOAL := setup
+# `make help`: every target with the text after its `##`.
+help:  ## list the targets
+	@awk -F ':.*## ' '/^[a-z][a-z_-]*:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: system venv build  ## apt packages (as root), the locked Python environment, the C programs
 
 # Install missing apt packages when root; otherwise stop with one line naming them.
-system: .stamp-system
+system: .stamp-system  ## install the missing apt packages (root) or name them
 .stamp-system: Makefile
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo -n "$$p "; done; \
 	           $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || echo -n "python3-venv"); \
@@ -40,7 +45,7 @@ system: .stamp-system
 
 # The exact environment: every package at the version and hash requirements.lock records, then
 # the package itself without dependencies (the lock has them all).
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed  ## the Python environment of requirements.lock, hashes checked
 $(VENV)/.installed: requirements.lock pyproject.toml .stamp-system
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --require-hashes -r requirements.lock
@@ -48,25 +53,25 @@ $(VENV)/.installed: requirements.lock pyproject.toml .stamp-system
 	$(KERNEL_INSTALL)
 	@touch $@
 
-kernel:
+kernel:  ## install the notebooks' Jupyter kernel (ukweb) into the environment
 	$(KERNEL_INSTALL)
 
 # requirements.lock again from pyproject.toml's ranges (newest matching releases, with hashes),
 # with pip-tools from a throwaway environment.
-lock:
+lock:  ## regenerate requirements.lock from pyproject.toml (pip-tools, hashes)
 	$(PYTHON) -m venv $(BUILD)/piptools && $(BUILD)/piptools/bin/pip install -q pip-tools
 	$(BUILD)/piptools/bin/pip-compile --allow-unsafe --extra=dev --extra=lab --generate-hashes \
 	  --no-emit-find-links --no-emit-index-url \
 	  --output-file=requirements.lock --strip-extras pyproject.toml
 
 # All C code, -Wall -Wextra -Werror. Binaries in build/.
-build: .stamp-system
+build: .stamp-system  ## compile servers, loadgen and the disk model into build/
 	$(MAKE) -s -C servers BUILD=$(BUILD)
 	$(MAKE) -s -C loadgen BUILD=$(BUILD)
 	$(MAKE) -s -C emul BUILD=$(BUILD)
 
 # AddressSanitizer + UBSan build in build/asan; the tests use it with UKWEB_BIN=build/asan.
-asan: .stamp-system
+asan: .stamp-system  ## AddressSanitizer + UBSan build into build/asan
 	$(MAKE) -s -C servers BUILD=$(BUILD)/asan SAN=1
 	$(MAKE) -s -C loadgen BUILD=$(BUILD)/asan SAN=1
 	$(MAKE) -s -C emul BUILD=$(BUILD)/asan SAN=1
@@ -74,33 +79,33 @@ asan: .stamp-system
 # libFuzzer on the request path both servers share (servers/fuzz/site_fuzz.c) for FUZZ_SECONDS;
 # new inputs go to build/fuzz/corpus, a failing input to build/fuzz/ (reproduce: site_fuzz FILE).
 FUZZ_SECONDS ?= 60
-fuzz: .stamp-system
+fuzz: .stamp-system  ## libFuzzer on the shared request path for FUZZ_SECONDS
 	$(MAKE) -s -C servers fuzz BUILD=$(BUILD)
 	@mkdir -p $(BUILD)/fuzz/corpus
 	$(BUILD)/fuzz/site_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -dict=servers/fuzz/http.dict \
 	  -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus servers/fuzz/corpus
 
-test: setup
+test: setup  ## the test suite (pytest)
 	$(PY) -m pytest -q
 
 # The paper, regenerated: notebooks run with papermill, outputs under data/processed/<run-id>/.
-reproduce: setup
+reproduce: setup  ## the paper end to end: PROFILE=smoke|quick|paper
 	$(VENV)/bin/ukweb reproduce --profile $(PROFILE)
 
 # Figures and claims from an existing run directory, without servers: make report RUN=data/reference/<id>
-report: setup
+report: setup  ## figures, claims, report.html from RUN=<run directory>, no servers
 	@test -n "$(RUN)" || { echo "make report: give a run directory, e.g. make report RUN=data/reference/paper" >&2; exit 2; }
 	$(VENV)/bin/ukweb report $(RUN)
 
 # JupyterLab (in the lock: nothing to install) at the repository root, notebooks/ in front, so
 # data/ (runs, reports, the reference run) is reachable too. --allow-root only when root.
-lab: setup
+lab: setup  ## JupyterLab on LAB_IP:LAB_PORT (127.0.0.1:8888), repository root
 	@test -f $(KERNELSPEC) || $(KERNEL_INSTALL)
 	$(VENV)/bin/jupyter lab --no-browser --ip=$(LAB_IP) --port=$(LAB_PORT) \
 	  $$(test "$$(id -u)" = 0 && echo --allow-root) \
 	  --ServerApp.root_dir=$(CURDIR) --LabApp.default_url=/lab/tree/notebooks
 
-clean:
+clean:  ## remove build/ and the setup stamp
 	rm -rf $(BUILD) .stamp-system
 	$(MAKE) -s -C servers clean BUILD=$(BUILD)
 	$(MAKE) -s -C loadgen clean BUILD=$(BUILD)

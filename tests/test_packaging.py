@@ -156,6 +156,27 @@ def test_make_lab_serves_the_repository_root_on_loopback_with_the_package_kernel
         lab.wait(timeout=30)
 
 
+def test_make_help_describes_every_target():
+    phony = re.search(r"^\.PHONY: (.+)$", (REPO / "Makefile").read_text(), re.M)[1].split()
+    out = subprocess.run(["make", "-s", "help"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    listed = {line.split()[0]: line.split(None, 1)[1] for line in out.splitlines()}
+    assert set(listed) == set(phony), sorted(set(listed) ^ set(phony))
+    assert "127.0.0.1:8888" in listed["lab"]
+
+
+def test_artifact_metadata_names_the_license_and_the_paper():
+    meta = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert meta["license"] == "MIT" and (REPO / "LICENSE").read_text().startswith("MIT License")
+    cff = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["license"] == "MIT" and cff["version"] == meta["version"]
+    paper = cff["references"][0]
+    assert paper["year"] == 2004 and [a["family-names"] for a in paper["authors"]] == [
+        "Shukla", "Li", "Subramanian", "Ward", "Brecht"]
+    zenodo = json.loads((REPO / ".zenodo.json").read_text())
+    assert zenodo["license"] == "MIT" and zenodo["version"] == meta["version"]
+    assert any("Shukla" in ref and "2004" in ref for ref in zenodo["references"])
+
+
 def test_cli_rejects_unknown_command():
     out = subprocess.run(["ukweb", "nosuch"], capture_output=True, text=True)
     assert out.returncode == 2
