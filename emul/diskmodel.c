@@ -39,6 +39,7 @@
  * argument) or 1 (refused), nothing mounted.
  */
 #include "dm.h"
+#include "../servers/common/fdlimit.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -228,23 +229,6 @@ static bool is_mountpoint(const char *path)
 	return found;
 }
 
-static void raise_fd_limit(void)
-{
-	struct rlimit rl;
-	long nr_open = 1048576;
-	FILE *f = fopen("/proc/sys/fs/nr_open", "r");
-	if (f) {
-		if (fscanf(f, "%ld", &nr_open) != 1)
-			nr_open = 1048576;
-		fclose(f);
-	}
-	rl.rlim_cur = rl.rlim_max = (rlim_t)nr_open;
-	if (setrlimit(RLIMIT_NOFILE, &rl) < 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
-}
-
 int main(int argc, char **argv)
 {
 	int rc = parse_args(argc, argv);
@@ -301,7 +285,7 @@ int main(int argc, char **argv)
 	root_node.dev = st.st_dev;
 	root_node.ino = st.st_ino;
 	root_node.mode = st.st_mode;
-	raise_fd_limit(); /* one descriptor per file the kernel knows (18k in the file set) */
+	fd_limit_raise(0); /* one descriptor per file the kernel knows (18k in the file set) */
 	prctl(PR_SET_TIMERSLACK, 1UL); /* wake-ups within ~µs of the modelled completion */
 
 	/* SIGUSR1/2 go to the stats thread only; SIGTERM/INT/HUP to the loop thread (libfuse's

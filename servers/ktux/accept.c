@@ -32,7 +32,7 @@
 
 static int conns_free(const struct server *s)
 {
-	return s->cfg->max_conns - (int)s->st->conns_open;
+	return s->cfg->fe.max_conns - (int)s->st->conns_open;
 }
 
 static void arm_multishot(struct server *s)
@@ -159,7 +159,7 @@ void accept_arm(struct server *s)
 		arm_listen_poll(s);
 		return;
 	}
-	if (!s->cfg->no_multishot_accept && room > s->cfg->backlog + ACCEPT_DEPTH) {
+	if (!s->cfg->no_multishot_accept && room > s->cfg->fe.backlog + ACCEPT_DEPTH) {
 		if (!s->accept_multishot_armed)
 			arm_multishot(s);
 	} else {
@@ -186,7 +186,7 @@ static int accepted(struct server *s, int fd)
 		return 0;
 	}
 	conn_open(s, fd);
-	if (conns_free(s) <= s->cfg->backlog + ACCEPT_DEPTH)
+	if (conns_free(s) <= s->cfg->fe.backlog + ACCEPT_DEPTH)
 		accept_arm(s); /* at the limit: pause; near it: single-shot from now on */
 	return 1;
 }

@@ -13,14 +13,14 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "../common/frontend.h"
 #include "../common/http.h"
 #include "../common/response.h"
 #include "../common/site.h"
 
 /* ---- configuration (main.c) ---- */
 struct ktux_config {
-	const char *addr, *docroot, *post_log, *state_dir, *server_name;
-	int port, backlog, max_conns, idle_timeout, post_log_sync;
+	struct frontend fe; /* the flags every server shares (servers/common/frontend.h) */
 	size_t cache_bytes;
 	int iowq_workers;
 	int sqpoll, sqpoll_cpu; /* sqpoll_cpu -1: not pinned */

@@ -164,7 +164,7 @@ void conn_linger(struct server *s, struct conn *c)
  * lingering ones past LINGER_MS. */
 void conn_expire(struct server *s)
 {
-	uint64_t limit = (uint64_t)s->cfg->idle_timeout * 1000;
+	uint64_t limit = (uint64_t)s->cfg->fe.idle_timeout * 1000;
 	while (s->idle.oldest && s->now_ms - s->idle.oldest->last_progress >= limit) {
 		struct conn *c = s->idle.oldest;
 		conn_abort(s, c, c->in_len > 0 || c->state != ST_READING ? SE_TIMEOUT : -1);

@@ -20,6 +20,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../common/fdlimit.h"
+#include "../common/frontend.h"
 #include "../common/listener.h"
 #include "ktux.h"
 
@@ -33,15 +35,11 @@
 #define DEFAULT_IO_THREADS 32 /* TUX 2's disk-I/O threads per worker (net/tux/cachemiss.c) */
 #define IOWQ_WORKERS_UNPOOLED 4 /* [I] io-wq's bounded workers with --io-threads 0 */
 
-enum { OPT_CACHE = 256, OPT_IOWQ, OPT_SQPOLL, OPT_NO_CACHE, OPT_NO_MULTI, OPT_NO_ZC, OPT_PROBE, OPT_SYNC,
+enum { OPT_CACHE = 256, OPT_IOWQ, OPT_SQPOLL, OPT_NO_CACHE, OPT_NO_MULTI, OPT_NO_ZC, OPT_PROBE,
        OPT_ENTRY_MAX, OPT_RING_IOWAIT, OPT_NO_DEFER, OPT_MODULE_API, OPT_SCHED, OPT_IO_THREADS };
 
 static const struct option LONG_OPTS[] = {
-	{"port", required_argument, 0, 'p'},         {"addr", required_argument, 0, 'a'},
-	{"docroot", required_argument, 0, 'd'},      {"post-log", required_argument, 0, 'l'},
-	{"state-dir", required_argument, 0, 's'},    {"backlog", required_argument, 0, 'b'},
-	{"max-conns", required_argument, 0, 'm'},    {"idle-timeout", required_argument, 0, 't'},
-	{"server-name", required_argument, 0, 'N'},  {"post-log-sync", no_argument, 0, OPT_SYNC},
+	FRONTEND_OPTIONS,
 	{"cache-bytes", required_argument, 0, OPT_CACHE}, {"iowq-workers", required_argument, 0, OPT_IOWQ},
 	{"sqpoll", optional_argument, 0, OPT_SQPOLL},  {"no-cache", no_argument, 0, OPT_NO_CACHE},
 	{"no-multishot-accept", no_argument, 0, OPT_NO_MULTI}, {"no-zerocopy", no_argument, 0, OPT_NO_ZC},
@@ -52,47 +50,11 @@ static const struct option LONG_OPTS[] = {
 	{"io-threads", required_argument, 0, OPT_IO_THREADS},
 	{"probe", no_argument, 0, OPT_PROBE},          {0, 0, 0, 0}};
 
-static _Noreturn void usage_error(const char *what, const char *arg)
-{
-	fprintf(stderr, "ktux: %s%s%s (usage: ktux --port P --docroot DIR --post-log FILE "
-		"[--cache-bytes N] [--cache-entry-max N] [--iowq-workers N] [--sqpoll[=CPU]] "
-		"[--no-cache] [--no-multishot-accept] [--no-zerocopy] [--ring-iowait] [--no-defer-accept] "
-		"[--module-api tux|direct] [--sched tux|completion] [--io-threads N] ...)\n", what, arg ? " " : "", arg ? arg : "");
-	exit(2);
-}
-
-static _Noreturn void startup_error(const char *what)
-{
-	fprintf(stderr, "ktux: %s\n", what);
-	exit(1);
-}
-
-static long long int_arg(const char *name, const char *s, long long lo, long long hi)
-{
-	char *end;
-	errno = 0;
-	long long v = strtoll(s, &end, 10);
-	if (errno || end == s || *end || v < lo || v > hi) {
-		char msg[160];
-		snprintf(msg, sizeof msg, "--%s needs an integer in [%lld, %lld], got", name, lo, hi);
-		usage_error(msg, s);
-	}
-	return v;
-}
-
 static void set_option(struct ktux_config *o, int c, const char *arg)
 {
+	if (frontend_option(&o->fe, c, arg))
+		return;
 	switch (c) {
-	case 'p': o->port = (int)int_arg("port", arg, 0, 65535); break;
-	case 'a': o->addr = arg; break;
-	case 'd': o->docroot = arg; break;
-	case 'l': o->post_log = arg; break;
-	case 's': o->state_dir = arg; break;
-	case 'b': o->backlog = (int)int_arg("backlog", arg, 1, 65535); break;
-	case 'm': o->max_conns = (int)int_arg("max-conns", arg, 1, 1000000); break;
-	case 't': o->idle_timeout = (int)int_arg("idle-timeout", arg, 1, 86400); break;
-	case 'N': o->server_name = arg; break;
-	case OPT_SYNC: o->post_log_sync = 1; break;
 	case OPT_CACHE: o->cache_bytes = (size_t)int_arg("cache-bytes", arg, 4096, 1LL << 40); break;
 	case OPT_ENTRY_MAX:
 		o->cache_entry_max = (size_t)int_arg("cache-entry-max", arg, 1, 1LL << 40);
@@ -125,19 +87,18 @@ static void set_option(struct ktux_config *o, int c, const char *arg)
 
 static void parse_args(int argc, char **argv, struct ktux_config *o)
 {
-	*o = (struct ktux_config){.addr = "127.0.0.1", .server_name = "ktux", .backlog = 2048,
-				  .max_conns = 15000, .idle_timeout = 60,
-				  .cache_bytes = DEFAULT_CACHE_BYTES,
+	*o = (struct ktux_config){.cache_bytes = DEFAULT_CACHE_BYTES,
 				  .cache_entry_max = DEFAULT_CACHE_ENTRY_MAX,
 				  .io_threads = DEFAULT_IO_THREADS, .sqpoll_cpu = -1};
+	frontend_init(&o->fe, "ktux", "[--cache-bytes N] [--cache-entry-max N] [--iowq-workers N] "
+		      "[--sqpoll[=CPU]] [--no-cache] [--no-multishot-accept] [--no-zerocopy] "
+		      "[--ring-iowait] [--no-defer-accept] [--module-api tux|direct] "
+		      "[--sched tux|completion] [--io-threads N] ", 2048); /* TUX's backlog */
 	opterr = 0;
 	int c;
 	while ((c = getopt_long(argc, argv, "", LONG_OPTS, NULL)) != -1)
 		set_option(o, c, optarg);
-	if (optind < argc)
-		usage_error("unexpected argument", argv[optind]);
-	if (!o->probe && (!o->docroot || !o->post_log))
-		usage_error("--docroot and --post-log are required", NULL);
+	frontend_check(&o->fe, argc, argv, !o->probe);
 	if (o->no_multishot_accept && o->sched == SCHED_TUX)
 		usage_error("--no-multishot-accept applies to --sched completion (--sched tux accepts "
 			    "with accept4 until the queue is empty)", NULL);
@@ -150,19 +111,12 @@ static void parse_args(int argc, char **argv, struct ktux_config *o)
 static char *config_json(const struct ktux_config *o)
 {
 	struct buf b = {0};
-	buf_printf(&b, "{\"port\": %d", o->port);
-	buf_json_key_string(&b, "addr", o->addr);
-	buf_json_key_string(&b, "docroot", o->docroot);
-	buf_json_key_string(&b, "post_log", o->post_log);
-	buf_json_key_string(&b, "state_dir", o->state_dir);
-	buf_json_key_string(&b, "server_name", o->server_name);
-	buf_printf(&b, ", \"backlog\": %d, \"max_conns\": %d, \"idle_timeout\": %d, "
-		   "\"post_log_sync\": %s, \"cache_bytes\": %zu, \"cache_entry_max\": %zu, "
+	frontend_config_json(&b, &o->fe);
+	buf_printf(&b, ", \"cache_bytes\": %zu, \"cache_entry_max\": %zu, "
 		   "\"iowq_workers\": %d, \"sqpoll\": %s, \"sqpoll_cpu\": %d, \"no_cache\": %s, "
 		   "\"no_multishot_accept\": %s, \"no_zerocopy\": %s, \"ring_iowait\": %s, "
 		   "\"no_defer_accept\": %s, \"module_api\": \"%s\", \"sched\": \"%s\", "
 		   "\"io_threads\": %d}",
-		   o->backlog, o->max_conns, o->idle_timeout, o->post_log_sync ? "true" : "false",
 		   o->cache_bytes, o->cache_entry_max, o->iowq_workers, o->sqpoll ? "true" : "false",
 		   o->sqpoll_cpu, o->no_cache ? "true" : "false",
 		   o->no_multishot_accept ? "true" : "false", o->no_zerocopy ? "true" : "false",
@@ -172,21 +126,6 @@ static char *config_json(const struct ktux_config *o)
 	if (!b.data)
 		startup_error("out of memory");
 	return b.data;
-}
-
-/* Descriptors: per connection a socket, and at most a file and a pipe pair. */
-static int raise_fd_limit(int max_conns)
-{
-	struct rlimit rl;
-	rlim_t want = (rlim_t)max_conns * 4 + 256;
-	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-		return 1024;
-	if (rl.rlim_cur < want) {
-		rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-		getrlimit(RLIMIT_NOFILE, &rl);
-	}
-	return rl.rlim_cur > INT_MAX ? INT_MAX : (int)rl.rlim_cur;
 }
 
 /* The cache is pinned: RLIMIT_MEMLOCK must cover it (root with CAP_IPC_LOCK is exempt). */
@@ -201,11 +140,9 @@ static void check_memlock(const struct ktux_config *o)
 		if (setrlimit(RLIMIT_MEMLOCK, &rl) == 0)
 			return;
 	}
-	char msg[256];
-	snprintf(msg, sizeof msg, "locked-memory limit %llu bytes is below --cache-bytes %zu; fix: "
-		 "ulimit -l unlimited, a smaller --cache-bytes, or --no-cache",
-		 (unsigned long long)rl.rlim_cur, o->cache_bytes);
-	startup_error(msg);
+	startup_error("locked-memory limit %llu bytes is below --cache-bytes %zu; fix: "
+		      "ulimit -l unlimited, a smaller --cache-bytes, or --no-cache",
+		      (unsigned long long)rl.rlim_cur, o->cache_bytes);
 }
 
 static void open_server(struct server *s, const struct ktux_config *o, char *err, size_t errlen)
@@ -213,18 +150,20 @@ static void open_server(struct server *s, const struct ktux_config *o, char *err
 	if (stats_create(&s->stats, 1, 1) < 0)
 		startup_error("cannot map the status counters");
 	s->st = &s->stats.procs[0];
-	struct site_config sc = {o->docroot, o->state_dir, o->post_log, o->post_log_sync,
-				 o->server_name, "ktux", config_json(o)};
+	struct site_config sc = {o->fe.docroot, o->fe.state_dir, o->fe.post_log, o->fe.post_log_sync,
+				 o->fe.server_name, "ktux", config_json(o)};
 	if (site_open(&s->site, &sc, &s->stats, 0, err, errlen) < 0)
-		startup_error(err);
+		startup_error("%s", err);
 	if (ring_open(&s->ring, o, err, errlen) < 0)
-		startup_error(err);
+		startup_error("%s", err);
 	s->ring.stats = s->st;
 	s->st->ring.sqpoll = o->sqpoll;
 	s->st->ring.no_iowait = s->ring.no_iowait;
 	if (!o->no_cache && !(s->cache = cache_create(o->cache_bytes, o->cache_entry_max, s->st)))
 		startup_error("out of memory for the cache's tables");
-	s->nconns_cap = raise_fd_limit(o->max_conns);
+	/* per connection a socket, and at most a file and a pipe pair */
+	long long fds = fd_limit_raise((long long)o->fe.max_conns * 4 + 256);
+	s->nconns_cap = fds > INT_MAX ? INT_MAX : (int)fds;
 	if (!(s->conns = calloc((size_t)s->nconns_cap, sizeof *s->conns)))
 		startup_error("out of memory for the connection table");
 }
@@ -237,7 +176,7 @@ int main(int argc, char **argv)
 	if (o.probe) { /* only: can this process set up the ring ktux needs? */
 		struct ring r;
 		if (ring_open(&r, &o, err, sizeof err) < 0)
-			startup_error(err);
+			startup_error("%s", err);
 		ring_close(&r);
 		printf("io_uring ok\n");
 		return 0;
@@ -249,12 +188,12 @@ int main(int argc, char **argv)
 	int port;
 	/* accepted sockets inherit TCP_NODELAY: a response's last partial segment is never held
 	 * back by Nagle, without a setsockopt per connection [I] */
-	s.listen_fd = listener_open(o.addr, o.port, o.backlog, LISTENER_NODELAY, &port);
+	s.listen_fd = listener_open(o.fe.addr, o.fe.port, o.fe.backlog, LISTENER_NODELAY, &port);
 	if (s.listen_fd == LISTENER_BAD_ADDR)
-		usage_error("--addr needs a numeric IP address, got", o.addr);
+		usage_error("--addr needs a numeric IP address, got", o.fe.addr);
 	if (s.listen_fd < 0) {
-		snprintf(err, sizeof err, "cannot listen on %s:%d: %s", o.addr, o.port, strerror(errno));
-		startup_error(err);
+		snprintf(err, sizeof err, "cannot listen on %s:%d: %s", o.fe.addr, o.fe.port, strerror(errno));
+		startup_error("%s", err);
 	}
 	/* TUX 2.x default (its defer_accept sysctl = 1, issue 16): a connection is handed to the
 	 * worker only once its request's first bytes are in, so an accept round never takes a
@@ -263,12 +202,12 @@ int main(int argc, char **argv)
 	if (!o.no_defer_accept &&
 	    setsockopt(s.listen_fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof defer_s) < 0) {
 		snprintf(err, sizeof err, "TCP_DEFER_ACCEPT: %s (run with --no-defer-accept)", strerror(errno));
-		startup_error(err);
+		startup_error("%s", err);
 	}
 	/* --sched tux accepts with accept4 until EAGAIN: the listening socket must not block */
 	if (o.sched == SCHED_TUX && fcntl(s.listen_fd, F_SETFL, fcntl(s.listen_fd, F_GETFL) | O_NONBLOCK) < 0)
 		startup_error("cannot make the listening socket non-blocking");
-	printf("listening %s:%d\n", o.addr, port);
+	printf("listening %s:%d\n", o.fe.addr, port);
 	fflush(stdout);
 	int rc = server_run(&s);
 	cache_destroy(s.cache);

@@ -12,6 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../common/fdlimit.h"
+#include "../common/frontend.h"
 #include "../common/listener.h"
 #include "../common/site.h"
 #include "dynamic.h"
@@ -19,59 +21,25 @@
 #include "reply.h"
 
 struct options {
-	const char *addr, *docroot, *post_log, *state_dir, *events, *server_name;
-	const char *dynamic_send, *dynamic_writes;
-	long port, accept_count, procs, backlog, max_conns, idle_timeout;
-	int post_log_sync;
+	struct frontend fe; /* the flags every server shares */
+	const char *events, *dynamic_send, *dynamic_writes;
+	int accept_count, procs;
 };
 
 static const struct option LONG_OPTS[] = {
-	{"port", required_argument, 0, 'p'},         {"addr", required_argument, 0, 'a'},
-	{"docroot", required_argument, 0, 'd'},      {"post-log", required_argument, 0, 'l'},
-	{"state-dir", required_argument, 0, 's'},    {"events", required_argument, 0, 'e'},
-	{"accept-count", required_argument, 0, 'c'}, {"procs", required_argument, 0, 'n'},
-	{"backlog", required_argument, 0, 'b'},      {"max-conns", required_argument, 0, 'm'},
-	{"idle-timeout", required_argument, 0, 't'}, {"server-name", required_argument, 0, 'N'},
-	{"post-log-sync", no_argument, 0, 'S'},      {"dynamic-send", required_argument, 0, 'D'},
+	FRONTEND_OPTIONS,
+	{"events", required_argument, 0, 'e'},       {"accept-count", required_argument, 0, 'c'},
+	{"procs", required_argument, 0, 'n'},        {"dynamic-send", required_argument, 0, 'D'},
 	{"dynamic-writes", required_argument, 0, 'W'}, {0, 0, 0, 0}};
-
-static _Noreturn void usage_error(const char *what, const char *arg)
-{
-	fprintf(stderr, "userver: %s%s%s (usage: userver --port P --docroot DIR --post-log FILE "
-		"[--events select|poll|epoll] [--procs N] [--dynamic-send sendfile|copy] "
-		"[--dynamic-writes blocking|nonblocking] ...)\n", what, arg ? " " : "", arg ? arg : "");
-	exit(2);
-}
-
-static long int_arg(const char *name, const char *s, long lo, long hi)
-{
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < lo || v > hi) {
-		char msg[160];
-		snprintf(msg, sizeof(msg), "--%s needs an integer in [%ld, %ld], got", name, lo, hi);
-		usage_error(msg, s);
-	}
-	return v;
-}
 
 static void set_option(struct options *o, int c, const char *arg)
 {
+	if (frontend_option(&o->fe, c, arg))
+		return;
 	switch (c) {
-	case 'p': o->port = int_arg("port", arg, 0, 65535); break;
-	case 'a': o->addr = arg; break;
-	case 'd': o->docroot = arg; break;
-	case 'l': o->post_log = arg; break;
-	case 's': o->state_dir = arg; break;
 	case 'e': o->events = arg; break;
-	case 'c': o->accept_count = int_arg("accept-count", arg, 0, INT_MAX); break;
-	case 'n': o->procs = int_arg("procs", arg, 1, STATS_MAX_PROCS); break;
-	case 'b': o->backlog = int_arg("backlog", arg, 1, 65535); break;
-	case 'm': o->max_conns = int_arg("max-conns", arg, 1, 1000000); break;
-	case 't': o->idle_timeout = int_arg("idle-timeout", arg, 1, 86400); break;
-	case 'N': o->server_name = arg; break;
-	case 'S': o->post_log_sync = 1; break;
+	case 'c': o->accept_count = (int)int_arg("accept-count", arg, 0, INT_MAX); break;
+	case 'n': o->procs = (int)int_arg("procs", arg, 1, STATS_MAX_PROCS); break;
 	case 'D': o->dynamic_send = arg; break;
 	case 'W': o->dynamic_writes = arg; break;
 	default: usage_error("unknown or incomplete option", NULL);
@@ -80,17 +48,15 @@ static void set_option(struct options *o, int c, const char *arg)
 
 static void parse_args(int argc, char **argv, struct options *o)
 {
-	*o = (struct options){.addr = "127.0.0.1", .events = "select", .server_name = "userver",
-			      .procs = 1, .backlog = 128, .max_conns = 15000, .idle_timeout = 60,
-			      .dynamic_send = "sendfile", .dynamic_writes = "blocking"};
+	*o = (struct options){.events = "select", .procs = 1, .dynamic_send = "sendfile",
+			      .dynamic_writes = "blocking"};
+	frontend_init(&o->fe, "userver", "[--events select|poll|epoll] [--procs N] "
+		      "[--dynamic-send sendfile|copy] [--dynamic-writes blocking|nonblocking] ", 128);
 	opterr = 0;
 	int c;
 	while ((c = getopt_long(argc, argv, "", LONG_OPTS, NULL)) != -1)
 		set_option(o, c, optarg);
-	if (optind < argc)
-		usage_error("unexpected argument", argv[optind]);
-	if (!o->docroot || !o->post_log)
-		usage_error("--docroot and --post-log are required", NULL);
+	frontend_check(&o->fe, argc, argv, 1);
 	if (!ev_backend_named(o->events))
 		usage_error("--events must be select, poll or epoll, got", o->events);
 	if (strcmp(o->dynamic_send, "sendfile") && strcmp(o->dynamic_send, "copy"))
@@ -103,40 +69,14 @@ static void parse_args(int argc, char **argv, struct options *o)
 static char *config_json(const struct options *o)
 {
 	struct buf b = {0};
-	buf_printf(&b, "{\"port\": %ld", o->port);
-	buf_json_key_string(&b, "addr", o->addr);
-	buf_json_key_string(&b, "docroot", o->docroot);
-	buf_json_key_string(&b, "post_log", o->post_log);
-	buf_json_key_string(&b, "state_dir", o->state_dir);
-	buf_printf(&b, ", \"events\": \"%s\", \"accept_count\": %ld, \"procs\": %ld, "
-		   "\"backlog\": %ld, \"max_conns\": %ld, \"idle_timeout\": %ld, \"post_log_sync\": %s",
-		   o->events, o->accept_count, o->procs, o->backlog, o->max_conns, o->idle_timeout,
-		   o->post_log_sync ? "true" : "false");
-	buf_json_key_string(&b, "server_name", o->server_name);
+	frontend_config_json(&b, &o->fe);
+	buf_printf(&b, ", \"events\": \"%s\", \"accept_count\": %d, \"procs\": %d",
+		   o->events, o->accept_count, o->procs);
 	buf_json_key_string(&b, "dynamic_send", o->dynamic_send);
 	buf_json_key_string(&b, "dynamic_writes", o->dynamic_writes);
-	if (buf_puts(&b, "}") < 0) {
-		fprintf(stderr, "userver: out of memory\n");
-		exit(1);
-	}
+	if (buf_puts(&b, "}") < 0)
+		startup_error("out of memory");
 	return b.data;
-}
-
-static _Noreturn void startup_error(const char *what, const char *detail)
-{
-	fprintf(stderr, "userver: %s: %s\n", what, detail);
-	exit(1);
-}
-
-/* Room for max_conns descriptors per process (as far as the hard limit allows). */
-static void raise_fd_limit(long max_conns)
-{
-	struct rlimit rl;
-	rlim_t want = (rlim_t)max_conns + 64;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want) {
-		rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
 }
 
 static void on_signal(int sig)
@@ -159,9 +99,9 @@ static int serve_process(const struct options *o, const struct site_config *cfg,
 	struct site site;
 	char err[512];
 	if (site_open(&site, cfg, stats, slot, err, sizeof(err)) < 0)
-		startup_error("start-up", err);
-	struct loop_config lc = {ev_backend_named(o->events), lfd, (int)o->accept_count,
-				 (int)o->max_conns, (int)o->idle_timeout,
+		startup_error("start-up: %s", err);
+	struct loop_config lc = {ev_backend_named(o->events), lfd, o->accept_count,
+				 o->fe.max_conns, o->fe.idle_timeout,
 				 strcmp(o->dynamic_send, "copy") ? DYN_SENDFILE : DYN_COPY,
 				 strcmp(o->dynamic_writes, "nonblocking") ? DYN_BLOCKING : DYN_NONBLOCKING};
 	int rc = loop_run(&lc, &site);
@@ -187,10 +127,10 @@ static int supervise(const struct options *o, const struct site_config *cfg, str
 			exit(serve_process(o, cfg, stats, i, lfd)); /* exit, not _exit: LeakSanitizer checks children too */
 		}
 		if (kids[i] < 0)
-			startup_error("fork", strerror(errno));
+			startup_error("fork: %s", strerror(errno));
 	}
 	close(lfd);
-	int alive = (int)o->procs, failed = 0, sig;
+	int alive = o->procs, failed = 0, sig;
 	while (alive > 0 && sigwait(&block, &sig) == 0) {
 		if (sig != SIGCHLD) { /* SIGTERM/SIGINT: drain every process */
 			for (int i = 0; i < o->procs; i++)
@@ -211,28 +151,25 @@ int main(int argc, char **argv)
 	struct options o;
 	parse_args(argc, argv, &o);
 	struct stats stats;
-	if (stats_create(&stats, (int)o.procs, 0) < 0)
-		startup_error("shared counters", strerror(errno));
+	if (stats_create(&stats, o.procs, 0) < 0)
+		startup_error("shared counters: %s", strerror(errno));
 	char *config = config_json(&o);
-	struct site_config cfg = {o.docroot, o.state_dir, o.post_log, o.post_log_sync,
-				  o.server_name, "userver", config};
+	struct site_config cfg = {o.fe.docroot, o.fe.state_dir, o.fe.post_log, o.fe.post_log_sync,
+				  o.fe.server_name, "userver", config};
 	struct site check; /* fail here, with one line, before anything listens */
 	char err[512];
 	if (site_open(&check, &cfg, &stats, 0, err, sizeof(err)) < 0)
-		startup_error("start-up", err);
+		startup_error("start-up: %s", err);
 	site_close(&check);
-	raise_fd_limit(o.max_conns);
+	fd_limit_raise((long long)o.fe.max_conns + 64); /* per process */
 	install_handlers();
 	/* non-blocking: shared by every process, each accepts from it until EAGAIN */
-	int port, lfd = listener_open(o.addr, (int)o.port, (int)o.backlog, LISTENER_NONBLOCK, &port);
+	int port, lfd = listener_open(o.fe.addr, o.fe.port, o.fe.backlog, LISTENER_NONBLOCK, &port);
 	if (lfd == LISTENER_BAD_ADDR)
-		usage_error("--addr needs a numeric IP address, got", o.addr);
-	if (lfd < 0) {
-		char what[96];
-		snprintf(what, sizeof(what), "cannot listen on %s:%ld", o.addr, o.port);
-		startup_error(what, strerror(errno));
-	}
-	printf("listening %s:%d\n", o.addr, port);
+		usage_error("--addr needs a numeric IP address, got", o.fe.addr);
+	if (lfd < 0)
+		startup_error("cannot listen on %s:%d: %s", o.fe.addr, o.fe.port, strerror(errno));
+	printf("listening %s:%d\n", o.fe.addr, port);
 	fflush(stdout);
 	int rc = o.procs == 1 ? serve_process(&o, &cfg, &stats, 0, lfd) : supervise(&o, &cfg, &stats, lfd);
 	free(config);
