@@ -12,6 +12,7 @@ LAB_PORT ?= 8888
 KERNELSPEC := $(VENV)/share/jupyter/kernels/ukweb/kernel.json
 KERNEL_INSTALL := $(PY) -m ipykernel install --sys-prefix --name ukweb --display-name "Python 3 (ukweb)" >/dev/null
 PROFILE ?= quick
+HOSTS ?=
 RUN ?=
 # System packages: the C toolchain, liburing for ktux, libfuse3 for the disk model, and the real
 # peers used by tests and benchmarks (nginx as a baseline server, wrk as a baseline client);
@@ -89,8 +90,8 @@ test: setup  ## the test suite (pytest)
 	$(PY) -m pytest -q
 
 # The paper, regenerated: notebooks run with papermill, outputs under data/processed/<run-id>/.
-reproduce: setup  ## the paper end to end: PROFILE=smoke|quick|paper
-	$(VENV)/bin/ukweb reproduce --profile $(PROFILE)
+reproduce: setup  ## the paper end to end: PROFILE=smoke|quick|paper [HOSTS=hosts.yaml: a real testbed]
+	$(if $(HOSTS),UKWEB_HOSTS=$(abspath $(HOSTS)) )$(VENV)/bin/ukweb reproduce --profile $(PROFILE)
 
 # Figures and claims from an existing run directory, without servers: make report RUN=data/reference/<id>
 report: setup  ## figures, claims, report.html from RUN=<run directory>, no servers
