@@ -1,9 +1,10 @@
 """The report's front page: what a reviewer reads first.
 
-Verdict counts, the claim table (the paper's sentence, the servers compared, paper against
-ours with n and the 95 % interval, the band, the verdict in colour), then the run's provenance
-(commit, host, kernel, CPU, dates, every emulation parameter and deviation), then the figures.
-Plain HTML with inline styles, so the page is one self-contained file.
+The paper it reproduces, the verdict counts, the claim table (the paper's sentence, the servers
+compared, paper against ours with n and the 95 % interval, the band, the verdict in colour),
+the figures, then the run's provenance folded (commit, host, kernel, CPU, dates, every emulation
+parameter and deviation). Plain HTML with inline styles and embedded images, so the page is one
+self-contained file that renders offline.
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from ukweb import deviations
+
+PAPER = ("Amol Shukla, Lily Li, Anand Subramanian, Paul A. S. Ward, Tim Brecht. "
+         "<i>Evaluating the Performance of User-Space and Kernel-Space Web Servers</i>. "
+         "CASCON 2004, IBM Centre for Advanced Studies Conference, Toronto, 2004.")
 COLOURS = {"reproduced": "#c6efce", "same direction": "#fff2b3", "inconclusive": "#dde7f3",
            "not reproduced": "#f7c6c6", "not measured": "#e6e6e6"}
 STYLE = """<style>
@@ -112,17 +118,45 @@ def provenance_html(manifest: dict, run: Path, report_git: dict | None = None) -
     if report_git:
         summary += [("analysis commit (this report)", report_git.get("commit", "")),
                     ("analysis tree dirty", report_git.get("dirty", ""))]
-    deviations = manifest.get("deviations", [])
-    dev_rows = [(d.get("step") or d.get("setting") or "", d.get("reason") or json.dumps(d))
-                if isinstance(d, dict) else ("", str(d)) for d in deviations]
-    parts = ["<h2>Provenance</h2>", _kv_table(summary),
+    standing, refuted = deviations.split(manifest)
+    dev_rows = [_dev_row(d) for d in standing]
+    refuted_rows = [(k, f"{v} -- refuted: {why}") for d, why in refuted for k, v in [_dev_row(d)]]
+    parts = [_kv_table(summary),
              "<h3>Host</h3>", _kv_table(_flat(manifest.get("host", {}))),
              "<h3>Emulation of the paper's testbed</h3>", _kv_table(_flat(manifest.get("testbed", {}))),
              "<h3>Calibration</h3>", _kv_table(_flat(manifest.get("calibration") or {})),
-             "<h3>Deviations from the paper's testbed</h3>", _kv_table(dev_rows),
+             "<h3>Deviations from the paper's testbed</h3>", _kv_table(dev_rows)]
+    if refuted_rows:
+        parts += ["<h3>Recorded as deviations, refuted by the run's own data (not deviations)</h3>",
+                  _kv_table(refuted_rows)]
+    parts += [
              "<h3>Parameters</h3>", _kv_table(_flat(params)),
              "<h3>Tools</h3>", _kv_table(_flat(manifest.get("tools", {})))]
-    return "".join(parts)
+    return ("<details><summary><h2 style='display:inline'>Provenance</h2> (run, code, host,"
+            " emulation, deviations, parameters, tools: click to open)</summary>"
+            + "".join(parts) + "</details>")
+
+
+def _dev_row(d: object) -> tuple[str, str]:
+    if isinstance(d, dict):
+        return d.get("step") or d.get("setting") or "", d.get("reason") or json.dumps(d)
+    return "", str(d)
+
+
+def figure_alt(stem: str) -> str:
+    """What a figure shows, in words, for its alternative text (names from ukweb.figures)."""
+    from ukweb.figures import FIGURES  # late: matplotlib only when a page is drawn
+
+    if stem in FIGURES:
+        work, caption = FIGURES[stem]
+        return (f"Paper {stem.replace('fig', 'Figure ')}, {caption}: replies per second against "
+                f"simultaneous connections for each server, {work} workload, ours beside the paper's")
+    if stem == "peak_gap_by_dynamic_share":
+        return "Peak-throughput gap between the servers against the workload's dynamic share"
+    if stem.startswith("process_sweep_"):
+        return (f"userver throughput against its number of processes, "
+                f"{stem.removeprefix('process_sweep_')} workload")
+    return f"Figure {stem.replace('_', ' ')}"
 
 
 def figures_html(fig_dir: Path) -> str:
@@ -131,23 +165,50 @@ def figures_html(fig_dir: Path) -> str:
     items = []
     for png in pngs:
         data = base64.b64encode(png.read_bytes()).decode()
-        items.append(f'<figure><img src="data:image/png;base64,{data}" alt="{_e(png.name)}">'
+        items.append(f'<figure><img src="data:image/png;base64,{data}" alt="{_e(figure_alt(png.stem))}">'
                      f"<figcaption>{_e(png.name)}</figcaption></figure>")
     return "<h2>Figures</h2>" + ("".join(items) or "<p><i>no figures were drawn</i></p>")
 
 
+def interval_legend(table: pd.DataFrame) -> str:
+    """How the intervals in this table were made: one line per kind that occurs (the 'n /
+    interval' column of each claim says which), so the legend cannot claim a method no claim used."""
+    kinds = {
+        "exact (formula)": "exact: a formula of the paper's parameters, no measurement",
+        "Poisson": "Poisson: from the counted totals (errors, drops) of the points",
+        "over repetitions": "over repetitions: Student's t over the points' repetitions",
+        "pooled": "pooled: one point here, the spread taken from the other servers' repetitions"
+                  " at the same load",
+        "per-second values": "per-second values: n = 1 and no repetitions to pool, so the"
+                             " interval is over the point's per-second values (it misses"
+                             " run-to-run variation)",
+        "batch means": "batch means: one long window cut into batches, t over their means",
+    }
+    how = table["uncertainty"].fillna("").astype(str)
+    used = []
+    for key, text in kinds.items():
+        ids = table.loc[how.str.contains(key, regex=False), "id"].astype(str).tolist()
+        if ids:
+            used.append(f"{text} ({', '.join(ids)})")
+    rest = sorted({u for u in how if u and not any(k in u for k in kinds)})
+    items = "".join(f"<li>{_e(t)}</li>" for t in used + rest)
+    return ("<p class=small>reproduced: the 95 % interval lies inside the band; same direction:"
+            " outside it but inside the looser band in brackets; inconclusive: the interval"
+            " straddles an edge. Each claim's interval, as its 'n / interval' column says:</p>"
+            f"<ul class=small>{items or '<li>no claim was measured</li>'}</ul>"
+            "<p class=small>Rules: data/paper/rules.csv.</p>")
+
+
 def page(table: pd.DataFrame, manifest: dict, run: Path, fig_dir: Path, title: str,
          report_git: dict | None = None) -> str:
-    """The front page as an HTML fragment (style included)."""
+    """The front page as an HTML fragment (style included): the paper, the verdicts, the
+    figures, then the provenance folded."""
     return (f'{STYLE}<div class="ukweb-front"><h1>{_e(title)}</h1>'
+            f"<p>Reproduces: {PAPER}</p>"
             "<h2>The paper's claims against this run</h2>"
-            + verdict_counts_html(table)
-            + "<p class=small>reproduced: the 95 % interval lies inside the band; same direction:"
-              " outside it but inside the looser band in brackets; inconclusive: the interval"
-              " straddles an edge; n = 1: the interval comes from the point's per-second values,"
-              " not from repetitions. Rules: data/paper/rules.csv.</p>"
-            + claims_table_html(table) + provenance_html(manifest, run, report_git)
-            + figures_html(fig_dir) + "<h2>The notebooks</h2></div>")
+            + verdict_counts_html(table) + interval_legend(table)
+            + claims_table_html(table) + figures_html(fig_dir)
+            + provenance_html(manifest, run, report_git) + "<h2>The notebooks</h2></div>")
 
 
 def standalone(title: str, body: str) -> str:

@@ -9,12 +9,15 @@ every number; the executed notebooks are kept beside it for JupyterLab.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
 from collections.abc import Callable
+from html import escape as html_escape
 from pathlib import Path
 
 import nbformat
@@ -76,13 +79,87 @@ def combine(executed: list[Path], title: str) -> nbformat.NotebookNode:
     for path in executed:
         nb = nbformat.read(path, as_version=4)
         book.cells.append(nbformat.v4.new_markdown_cell(f"---\n# Notebook {path.stem}"))
-        book.cells += [c for c in nb.cells if "parameters" not in c.get("metadata", {}).get("tags", [])]
+        cells = [c for c in nb.cells if "parameters" not in c.get("metadata", {}).get("tags", [])]
+        describe_images(cells, path.stem)
+        book.cells += cells
     return book
+
+
+NO_ALT = "No description has been provided for this image"  # what nbconvert puts otherwise
+
+
+def describe_images(cells: list, notebook: str) -> None:
+    """Alternative text for every image a cell shows, in the output's metadata (alt, as
+    Jupyter keeps it): the heading of the markdown above it, which says what the figure is.
+    write_html carries it into the page (nbconvert's lab template drops it)."""
+    heading = ""
+    for i, cell in enumerate(cells):
+        if cell.cell_type == "markdown":
+            lines = [x.strip("# ").strip() for x in cell.source.splitlines() if x.strip()]
+            heading = lines[0] if lines else heading
+            continue
+        for output in cell.get("outputs", []):
+            for kind in ("image/png", "image/jpeg", "image/svg+xml"):
+                if kind in output.get("data", {}):
+                    meta = output.setdefault("metadata", {}).setdefault(kind, {})
+                    meta.setdefault("alt", f"Figure from notebook {notebook}"
+                                    + (f": {heading}" if heading else f", cell {i + 1}"))
+
+
+def image_alts(book: nbformat.NotebookNode) -> dict[str, str]:
+    """base64 data of each image output -> its alternative text."""
+    alts = {}
+    for cell in book.cells:
+        for output in cell.get("outputs", []):
+            for kind, meta in output.get("metadata", {}).items():
+                data = output.get("data", {}).get(kind)
+                if isinstance(meta, dict) and meta.get("alt") and isinstance(data, str):
+                    alts[data.replace("\n", "")] = meta["alt"]
+    return alts
+
+
+def with_alts(html: str, alts: dict[str, str]) -> str:
+    """Put each image's own alternative text where nbconvert left NO_ALT or none."""
+    def one(tag: re.Match) -> str:
+        text = tag.group(0)
+        src = re.search(r'src="data:[^;"]*;base64,([^"]*)"', text)
+        alt = alts.get(src.group(1).replace("\n", "")) if src else None
+        if not alt:
+            return text
+        text = re.sub(r'\salt="[^"]*"', "", text)
+        return text.replace("<img", f'<img alt="{html_escape(alt)}"', 1)
+
+    return re.sub(r"<img\b[^>]*>", one, html)
+
+
+def offline(html: str) -> str:
+    """The page without what it would fetch from the network: nbconvert's template loads
+    require.js and MathJax from a CDN (an archived report must render on its own; the
+    notebooks' outputs need neither)."""
+    html = re.sub(r'<script[^>]*\bsrc="https?://[^"]*"[^>]*>\s*</script>', "", html)
+    html = re.sub(r'<link[^>]*\bhref="https?://[^"]*"[^>]*>', "", html)
+    # MathJax's configuration block calls a MathJax that is no longer loaded.
+    return re.sub(r'<script type="text/x-mathjax-config">.*?</script>', "", html, flags=re.S)
+
+
+def write_atomic(target: Path, text: str) -> Path:
+    """Write beside the target, then rename: a failure leaves no half-written report."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
 
 
 def write_html(executed: list[Path], target: Path, title: str, front: str = "") -> Path:
     """report.html: the front page, then the executed notebooks, figures embedded."""
-    body, _ = HTMLExporter().from_notebook_node(combine(executed, title))
+    book = combine(executed, title)
+    body, _ = HTMLExporter().from_notebook_node(book)
+    body = with_alts(body, image_alts(book))
     if front:
         # After the opening <main> (or <body>) tag, so the front page is the first thing read.
         for tag in ("<main>", "<body"):
@@ -91,8 +168,7 @@ def write_html(executed: list[Path], target: Path, title: str, front: str = "") 
                 at = body.index(">", at) + 1
                 body = body[:at] + front + body[at:]
                 break
-    target.write_text(body)
-    return target
+    return write_atomic(target, offline(body))
 
 
 def front_page(run: Path, out: Path, title: str) -> str:
@@ -110,12 +186,31 @@ def build(run: Path, out: Path | None = None, parameters: dict | None = None,
     first in the report.
     """
     run = Path(run).resolve()
+    check_manifest(run)  # before out/ exists: a bad manifest leaves nothing behind
     out = (out or analysis.processed_dir(run)).resolve()
     values = {**(parameters or {}), "run_dir": str(run), "out_dir": str(out)}
     executed = list(earlier or [])
     executed += [execute(name, out / "notebooks", values) for name in ANALYSIS_NOTEBOOKS]
     title = f"Reproduction report: run {run.name}"
     return write_html(executed, out / "report.html", title, front_page(run, out, title))
+
+
+class ManifestError(ValueError):
+    """A run's manifest.json that cannot be read as a JSON object (one line, naming the file)."""
+
+
+def check_manifest(run: Path) -> None:
+    """Before anything is written: the run's manifest.json is missing (allowed: the report says
+    'not recorded') or a JSON object; anything else is a ManifestError naming the file."""
+    path = (Path(run) / "manifest.json").resolve()
+    if not path.exists():
+        return
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ManifestError(f"{path} is not valid JSON ({str(err).splitlines()[0]})") from None
+    if not isinstance(value, dict):
+        raise ManifestError(f"{path} holds a JSON {type(value).__name__}, not an object")
 
 
 def use_rules(path: Path | None) -> None:
@@ -137,7 +232,8 @@ def cli(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         analysis.require_run(args.run)
-    except FileNotFoundError as exc:
+        check_manifest(args.run)
+    except (FileNotFoundError, ManifestError) as exc:
         print(f"ukweb report: {exc}", file=sys.stderr)
         return 2
     try:
@@ -161,6 +257,9 @@ def run_and_summarise(prog: str, make: Callable[[], Path]) -> int:
     except papermill.PapermillExecutionError as err:
         print(f"{prog}: notebook failed: {err.ename}: {err.evalue}", file=sys.stderr)
         return 1
+    except ManifestError as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        return 2
     print_claims(html.parent)
     print(f"wrote {html}")
     return 0
