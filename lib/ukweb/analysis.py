@@ -20,9 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from scipy import stats
 
-from ukweb import batches, completions, logs, paths, steady
+from ukweb import batches, completions, logs, paths, points_columns, steady
 from ukweb.testbed import parse_cpus
 from ukweb.workload import fileset_bytes, ndirs
 
@@ -448,8 +450,22 @@ def write_points(run: Path, out: Path | None = None) -> Path:
     out = out or processed_dir(run)
     out.mkdir(parents=True, exist_ok=True)
     target = out / "points.parquet"
-    table.to_parquet(target, index=False)
+    pq.write_table(described(pa.Table.from_pandas(table, preserve_index=False)), target)
     return target
+
+
+def described(table: pa.Table) -> pa.Table:
+    """The table with each field's description, unit and source (ukweb.points_columns) as
+    Parquet field metadata, so points.parquet explains itself; a column the dictionary lacks
+    is written without."""
+    fields = []
+    for field in table.schema:
+        entry = points_columns.describe(field.name)
+        if entry is not None:
+            unit, source, meaning = entry
+            field = field.with_metadata({"description": meaning, "unit": unit, "source": source})
+        fields.append(field)
+    return table.cast(pa.schema(fields, metadata=table.schema.metadata))
 
 
 # ---------------------------------------------------------------- curves, peaks, gaps
