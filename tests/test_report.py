@@ -135,6 +135,7 @@ def test_report_html_has_alt_text_on_every_figure_and_fetches_nothing(tmp_path: 
     # nothing fetched: no script, stylesheet or font from the network
     assert not re.search(r'<script[^>]*src="https?:', html)
     assert not re.search(r'<link[^>]*href="https?:', html)
+    assert not re.search(r"""import\(\s*["']https?:""", html)
     assert not re.search(r"@import\s+url\(['\"]?https?:|url\(['\"]?https?://[^)]*\.(woff2?|ttf|otf)", html)
     assert not list(tmp_path.glob(".report.html.*"))  # no temporary file left
 

@@ -9,6 +9,7 @@ every number; the executed notebooks are kept beside it for JupyterLab.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
 import os
@@ -134,10 +135,13 @@ def with_alts(html: str, alts: dict[str, str]) -> str:
 
 def offline(html: str) -> str:
     """The page without what it would fetch from the network: nbconvert's template loads
-    require.js and MathJax from a CDN (an archived report must render on its own; the
+    require.js, MathJax and Mermaid from a CDN (an archived report must render on its own; the
     notebooks' outputs need neither)."""
     html = re.sub(r'<script[^>]*\bsrc="https?://[^"]*"[^>]*>\s*</script>', "", html)
     html = re.sub(r'<link[^>]*\bhref="https?://[^"]*"[^>]*>', "", html)
+    # Mermaid's loader (a module script importing from the CDN when a diagram is present).
+    html = re.sub(r'<script type="module">(?:(?!</script>).)*?import\(\s*"https?://.*?</script>', "",
+                  html, flags=re.S)
     # MathJax's configuration block calls a MathJax that is no longer loaded.
     return re.sub(r'<script type="text/x-mathjax-config">.*?</script>', "", html, flags=re.S)
 
@@ -155,11 +159,16 @@ def write_atomic(target: Path, text: str) -> Path:
     return target
 
 
-def write_html(executed: list[Path], target: Path, title: str, front: str = "") -> Path:
-    """report.html: the front page, then the executed notebooks, figures embedded."""
+def write_html(executed: list[Path], target: Path, title: str, front: str = "",
+               fig_dir: Path | None = None) -> Path:
+    """report.html: the front page, then the executed notebooks, figures embedded. A notebook
+    image that is one of fig_dir's PNGs takes that figure's alternative text."""
     book = combine(executed, title)
     body, _ = HTMLExporter().from_notebook_node(book)
-    body = with_alts(body, image_alts(book))
+    alts = image_alts(book)
+    for png in sorted(Path(fig_dir).glob("*.png")) if fig_dir else []:
+        alts[base64.b64encode(png.read_bytes()).decode()] = frontpage.figure_alt(png.stem)
+    body = with_alts(body, alts)
     if front:
         # After the opening <main> (or <body>) tag, so the front page is the first thing read.
         for tag in ("<main>", "<body"):
@@ -192,7 +201,7 @@ def build(run: Path, out: Path | None = None, parameters: dict | None = None,
     executed = list(earlier or [])
     executed += [execute(name, out / "notebooks", values) for name in ANALYSIS_NOTEBOOKS]
     title = f"Reproduction report: run {run.name}"
-    return write_html(executed, out / "report.html", title, front_page(run, out, title))
+    return write_html(executed, out / "report.html", title, front_page(run, out, title), out / "figures")
 
 
 class ManifestError(ValueError):
