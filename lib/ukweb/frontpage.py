@@ -175,7 +175,7 @@ def interval_legend(table: pd.DataFrame) -> str:
     interval' column of each claim says which), so the legend cannot claim a method no claim used."""
     kinds = {
         "exact (formula)": "exact: a formula of the paper's parameters, no measurement",
-        "Poisson": "Poisson: from the counted totals (errors, drops) of the points",
+        "Poisson": "Poisson: on the counted totals of the points (a ratio of event counts, e.g. listen-queue drops)",
         "over repetitions": "over repetitions: Student's t over the points' repetitions",
         "pooled": "pooled: one point here, the spread taken from the other servers' repetitions"
                   " at the same load",
