@@ -182,7 +182,7 @@ def _smoke_missing() -> str | None:
 
 
 @pytest.mark.slow
-def test_reproduce_smoke_end_to_end_with_real_servers(capsys):
+def test_reproduce_smoke_end_to_end_with_real_servers(capsys, caplog):
     """`make reproduce PROFILE=smoke`: 01-05 with the real servers and loadgen."""
     missing = _smoke_missing()
     if missing:
@@ -191,6 +191,8 @@ def test_reproduce_smoke_end_to_end_with_real_servers(capsys):
     run, out = paths.RAW / run_id, paths.PROCESSED / run_id
     try:
         assert reproduce.cli(["--profile", "smoke", "--run-id", run_id]) == 0, capsys.readouterr().err
+        # each notebook is passed only the parameters it declares
+        assert not [r.message for r in caplog.records if "unknown parameter" in r.getMessage()]
         points = sorted(run.glob("points/*/*/c*/r*"))
         assert len(points) == 8  # 2 workloads x 2 servers x 2 connection counts
         failed = [str(p) for p in points if not (p / "DONE").exists()]

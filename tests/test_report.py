@@ -96,6 +96,10 @@ def test_a_deviation_the_runs_own_load_averages_refute_is_not_shown_as_one(tmp_p
     busy = {**burst, "host": {**MANIFEST["host"], "loadavg": [10.2, 9.9, 9.5]}}  # sustained: it stands
     html = frontpage.provenance_html(busy, Path("r"))
     assert "refuted" not in html and "quiet_machine" in html
+    # the figures' footnotes follow the same rule
+    from ukweb import figures
+    assert not any("quiet_machine" in n for n in figures.deviation_notes(burst))
+    assert any("quiet_machine" in n for n in figures.deviation_notes(busy))
 
 
 def _png() -> bytes:

@@ -17,7 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ukweb import analysis, claims, workload
+from ukweb import analysis, claims, deviations, workload
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def deviation_notes(manifest: dict) -> list[str]:
     if params:
         notes.append(f"profile {params.get('profile', '?')}: {params.get('warmup_s', '?')} s warm-up + "
                      f"{params.get('duration_s', '?')} s measurement per point (paper: 60 + 120 s)")
-    for dev in manifest.get("deviations", []):
+    for dev in deviations.split(manifest)[0]:  # not those the run's own data refutes
         if isinstance(dev, dict):
             step = dev.get("step") or dev.get("setting") or ""
             text = dev.get("reason") or "; ".join(f"{k}: {v}" for k, v in dev.items() if k not in ("step", "setting"))

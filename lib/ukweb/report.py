@@ -64,6 +64,8 @@ def execute(name: str, out: Path, parameters: dict, notebooks: Path | None = Non
     target = out / f"{name}.ipynb"
     out.mkdir(parents=True, exist_ok=True)
     log.info("running %s", source.name)
+    declared = papermill.inspect_notebook(str(source))  # each notebook takes only what it declares
+    parameters = {k: v for k, v in parameters.items() if k in declared}
     papermill.execute_notebook(str(source), str(target), parameters=parameters,
                                kernel_name=KERNEL, progress_bar=False, cwd=str(paths.REPO),
                                kernel_manager_class=IPCKernelManager)
