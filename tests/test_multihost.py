@@ -392,23 +392,47 @@ def _hosts_file(tmp: Path, data: dict) -> Path:
     return f
 
 
-def _watch_and_kill(marker: str) -> subprocess.Popen:
-    """A background killer: SIGKILL the loadgen whose command line holds marker, once it has
-    run past the agreed start (START_LEAD_S) and a second into the point."""
-    code = ("import sys, time, psutil\n"
-            "deadline = time.monotonic() + 60\n"
-            "while time.monotonic() < deadline:\n"
-            "    for p in psutil.process_iter(['cmdline', 'name']):\n"
-            "        if p.info['name'] == 'loadgen' and sys.argv[1] in ' '.join(p.info['cmdline'] or []):\n"
-            "            time.sleep(float(sys.argv[2])); p.kill(); print(p.pid); sys.exit(0)\n"
-            "    time.sleep(0.05)\n"
-            "sys.exit(1)\n")
-    return subprocess.Popen([sys.executable, "-c", code, marker, str(multihost.START_LEAD_S + 1.5)],
+# A background killer (its own process, as a fault would be): once the loadgen whose command
+# line holds argv[1] has run past the agreed start (START_LEAD_S) and a second into the point,
+# kill argv[3]: "loadgen" that loadgen; "sshd:PID" every sshd session under the listener PID
+# (the host's sshd processes serving the runner's connection; the listener stays, as a host
+# whose sshd restarted); "server:MARKER" the userver/ktux whose command line holds MARKER.
+# Prints the pids it killed; exits 1 when it found nothing to kill.
+KILLER = """
+import sys, time, psutil
+marker, delay, what = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+def procs(names, mark):
+    return [p for p in psutil.process_iter(['cmdline', 'name'])
+            if p.info['name'] in names and mark in ' '.join(p.info['cmdline'] or [])]
+deadline = time.monotonic() + 120
+while time.monotonic() < deadline and not procs(('loadgen',), marker):
+    time.sleep(0.05)
+time.sleep(delay)
+if what == 'loadgen':
+    victims = procs(('loadgen',), marker)
+elif what.startswith('sshd:'):
+    victims = [p for p in psutil.Process(int(what[5:])).children(recursive=True) if p.name() == 'sshd']
+else:
+    victims = procs(('userver', 'ktux'), what[len('server:'):])
+for p in victims:
+    p.kill()
+print(' '.join(str(p.pid) for p in victims))
+sys.exit(0 if victims else 1)
+"""
+
+
+def _watch_and_kill(marker: str, what: str = "loadgen") -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", KILLER, marker,
+                             str(multihost.START_LEAD_S + 1.5), what],
                             stdout=subprocess.PIPE, text=True)
 
 
+def _failed(run: Path, conns: int) -> dict:
+    return json.loads((run / f"points/static/userver-1/c{conns}/r1/FAILED").read_text())
+
+
 @pytest.mark.root
-def test_run_over_hosts_kill_resume_and_sigterm(testbed):
+def test_run_over_hosts_faults_resume_and_sigterm(testbed):
     h, tmp, data = testbed
     f, root, run_id = _hosts_file(tmp, data), tmp / "raw", f"mh{os.getpid()}"
     run = root / run_id
@@ -421,25 +445,36 @@ def test_run_over_hosts_kill_resume_and_sigterm(testbed):
     assert res.returncode == 1 and re.fullmatch(
         r"ukweb run: c2 \(root@10\.198\.3\.2:2222\): unreachable: .*\n", res.stderr), res.stderr
     assert not (run / "points").exists()
-    # c2's loadgen killed in the first point (c4): that point fails naming c2, the next is done.
-    killer = _watch_and_kill(f"/{run_id}-p0/c2")
-    res = subprocess.run(_run_cmd(f, root, run_id), capture_output=True, text=True, timeout=180)
-    assert killer.wait(timeout=10) == 0, "c2's loadgen was not found to kill"
-    assert res.returncode == 1, res.stderr
-    assert "failed: static/userver-1/c4/r1" in res.stderr
-    failed = json.loads((run / "points/static/userver-1/c4/r1/FAILED").read_text())
-    assert failed["reason"] == "loadgen failed"
-    assert failed["detail"].startswith("c2: loadgen exited 137 (killed by SIGKILL)"), failed
-    assert (run / "points/static/userver-1/c8/r1/DONE").is_file()
 
-    # The resume measures the failed point only, and the run is complete.
+    # Two hosts lost mid-point, each failing its point naming the host, the sweep going on as
+    # on one machine (a point's failure is that point's): in c4 c2's sshd processes serving
+    # the runner's connection are killed (a client host lost); in c8 the agent's server on srv.
+    listener = int((tmp / "c2" / "sshd.pid").read_text())
+    lost = _watch_and_kill(f"/{run_id}-p0/c2", f"sshd:{listener}")
+    died = _watch_and_kill(f"/{run_id}-p1/c1", f"server:/{run_id}-agent/{run_id}-p1/")
+    res = subprocess.run(_run_cmd(f, root, run_id), capture_output=True, text=True, timeout=180)
+    assert lost.wait(timeout=10) == 0, "c2's sshd sessions were not found to kill"
+    assert died.wait(timeout=10) == 0, "srv's server was not found to kill"
+    assert res.returncode == 1, res.stderr
+    assert "failed: static/userver-1/c4/r1" in res.stderr and "failed: static/userver-1/c8/r1" in res.stderr
+    failed = _failed(run, 4)
+    assert failed["reason"] == "client host failed", failed
+    assert re.match(r"c2: connection lost while loadgen ran", failed["detail"]), failed
+    failed = _failed(run, 8)
+    assert failed["reason"] == "server died during the point", failed
+    assert re.fullmatch(r"srv: pid \d+ exited", failed["detail"]), failed
+    assert psutil.pid_exists(listener)  # c2's sshd itself answers the resume: no restart needed
+    left = _ours(run_id)
+    assert not left, f"processes left: {[p.info['cmdline'] for p in left]}"
+
+    # The resume measures the failed points, and the run is complete.
     res = subprocess.run(_run_cmd(f, root, run_id), capture_output=True, text=True, timeout=180)
     if "was measured by commit" in res.stderr:
         pytest.skip("a commit landed in the shared tree between the run and its resume")
     assert res.returncode == 0, res.stderr
     assert "2 done, 0 failed, 0 missing" in res.stdout
     man = json.loads((run / "manifest.json").read_text())
-    assert [r["status"] for r in man["runs"]] == ["done, 1 failed", "done"]
+    assert [r["status"] for r in man["runs"]] == ["done, 2 failed", "done"]
     assert set(man["hosts"]["hosts"]) == {"srv", "c1", "c2"}
     assert all(r["commit"] == man["git"]["commit"] and "clock_offset_ms" in r
                for r in man["hosts"]["hosts"].values())
@@ -469,14 +504,20 @@ def test_run_over_hosts_kill_resume_and_sigterm(testbed):
     table = pd.read_parquet(out / "points.parquet")
     assert list(table["status"]) == [analysis.DONE] * 2 and (table["ops_per_s"] > 0).all()
 
-    # SIGTERM mid-point: exit 143, nothing the run started left on any host.
+    # c2's loadgen killed in c4 fails that point naming c2 and the sweep goes on to c8;
+    # SIGTERM in c8: exit 143, nothing the run started left on any host.
     sig_id = f"{run_id}t"
+    killer = _watch_and_kill(f"/{sig_id}-p0/c2")
     runner = subprocess.Popen(_run_cmd(f, root, sig_id, "--set", "duration_s=30"),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while len(_ours(f"/{sig_id}-p0/", "loadgen")) < 2:
+    while len(_ours(f"/{sig_id}-p1/", "loadgen")) < 2:
         assert time.monotonic() < deadline and runner.poll() is None, "the loadgens did not start"
         time.sleep(0.1)
+    assert killer.wait(timeout=10) == 0, "c2's loadgen was not found to kill"
+    failed = _failed(root / sig_id, 4)
+    assert failed["reason"] == "loadgen failed"
+    assert failed["detail"].startswith("c2: loadgen exited 137 (killed by SIGKILL)"), failed
     assert _ours(f"/{sig_id}-agent/", "userver"), "no server under the agent"
     runner.terminate()
     _, err = runner.communicate(timeout=90)
@@ -484,7 +525,7 @@ def test_run_over_hosts_kill_resume_and_sigterm(testbed):
     time.sleep(0.5)
     left = _ours(sig_id)
     assert not left, f"processes left: {[p.info['cmdline'] for p in left]}"
-    assert not (root / sig_id / "points/static/userver-1/c4/r1/DONE").exists()
+    assert not (root / sig_id / "points/static/userver-1/c8/r1/DONE").exists()
 
 
 @pytest.mark.root

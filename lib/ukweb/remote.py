@@ -146,9 +146,17 @@ class RemoteProcess:
         return cls(host, conn, proc, pgid, argv)
 
     async def wait(self) -> tuple[int | None, str]:
-        """(exit code, stderr) once the program has ended."""
-        stderr = await self.proc.stderr.read()
-        await self.proc.wait()
+        """(exit code, stderr) once the program has ended; a RemoteError naming the host when
+        the connection was lost first (the host, its sshd or the link died)."""
+        try:
+            stderr = await self.proc.stderr.read()
+            await self.proc.wait()
+        except (asyncssh.Error, OSError) as exc:
+            raise RemoteError(f"{self.host.name}: connection lost while "
+                              f"{self.argv[0].rsplit('/', 1)[-1]} ran: {exc}") from exc
+        if self.proc.exit_status is None:
+            raise RemoteError(f"{self.host.name}: connection lost while "
+                              f"{self.argv[0].rsplit('/', 1)[-1]} ran (no exit status)")
         return self.proc.exit_status, str(stderr)
 
     async def stop(self) -> None:
