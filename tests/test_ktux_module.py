@@ -196,9 +196,9 @@ def test_module_cpu_method_on_a_process_with_a_known_split(tmp_path: Path) -> No
     subprocess.run(["cc", "-O2", "-o", str(exe), str(Path(__file__).parents[1] / "bench" / "module_cpu_split.c")],
                    check=True)
     work, actions, estimate, both = map(float, subprocess.run(
-        [str(exe), "600000"], capture_output=True, text=True, check=True, timeout=60).stdout.split())
-    # within 15 % on a shared machine (the uncorrected method read 45 % high here)
-    assert abs(estimate - work) / work < 0.15, (work, estimate)
+        [str(exe), "100000"], capture_output=True, text=True, check=True, timeout=60).stdout.split())
+    # steps of ktux's size; within 10 % (the uncorrected method read 45 % high on 1 µs steps)
+    assert abs(estimate - work) / work < 0.1, (work, estimate)
     assert abs((work + actions) - both) / both < 0.2, (work, actions, both)
 
 

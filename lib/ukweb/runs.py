@@ -25,6 +25,7 @@ import os
 import shlex
 import shutil
 import signal
+import threading
 import sys
 import time
 from collections.abc import Iterator
@@ -242,13 +243,26 @@ def docroot_for(params: SweepParams, connections: int = 0) -> Path:
     return root.parent if root.name == "file_set" else root
 
 
+_TERMINATED = threading.Event()  # SIGTERM arrived (kept even when its exception was lost)
+
+
+def _check_terminated() -> None:
+    """Raise Interrupted if SIGTERM arrived while its exception could not be raised: Python
+    drops exceptions raised where it ignores them (at-fork handlers, e.g. logging's around
+    subprocess with preexec_fn), which once let a run finish after SIGTERM with exit 0."""
+    if _TERMINATED.is_set():
+        raise Interrupted("SIGTERM")
+
+
 @contextlib.contextmanager
 def _sigterm_raises() -> Iterator[None]:
     """While sweeping, SIGTERM raises Interrupted (in the main thread) like Ctrl-C does."""
     def handler(signum: int, frame: object) -> None:
         # One is enough: a second SIGTERM must not interrupt the clean-up it started.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _TERMINATED.set()
         raise Interrupted("SIGTERM")
+    _TERMINATED.clear()
     try:
         old = signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread: leave signals alone
@@ -653,6 +667,7 @@ def _run_point(run: Path, point: Point, runner: PointRunner, cfg: ServerConfig,
     """Measure one point (on the carried server when `carry` is given); ('DONE', replies/s) or
     ('FAILED', None). A dead testbed part or a full disk stops the sweep (SweepError) after
     marking the point."""
+    _check_terminated()
     d = run / point.rel()
     try:
         if carry is not None:
