@@ -30,7 +30,7 @@ def test_every_column_of_the_reference_run_is_described(tmp_path: Path):
     lacking = [f.name for f in schema if not (f.metadata or {}).get(b"description")]
     assert lacking == [], f"columns missing from ukweb.points_columns: {lacking}"
     assert schema.field("cpu_idle").metadata[b"unit"] == b"%"
-    assert schema.field("cache_fill_of_cap").metadata[b"unit"] == b"fraction 0-1"
+    assert schema.field("cache_fill_pct").metadata[b"unit"] == b"%"
 
 
 def test_a_synthetic_run_is_described_and_reads_back(tmp_path: Path):

@@ -31,7 +31,7 @@ def test_noise_alone_is_not_drift() -> None:
 def test_cache_below_its_cap_and_short_warmup_are_unsteady() -> None:
     flat = np.full(6, 1000.0)
     low = steady.checks(flat, samples(0.5), CAP, 10, 10)
-    assert not low["steady"] and low["cache_at_cap"] is False and "cache at 50%" in low["steady_reason"]
+    assert not low["steady"] and low["cache_at_cap"] is False and "cache at 50 % of the cap" in low["steady_reason"] and low["cache_fill_pct"] == 50
     short = steady.checks(flat, samples(0.99), CAP, 3, 10)
     assert not short["steady"] and short["offered_settled"] is False and "warm-up 3 s" in short["steady_reason"]
     ok = steady.checks(flat, samples(0.95), CAP, 10, 10)

@@ -219,8 +219,10 @@ def _blocked(s: pd.DataFrame, span: float) -> dict:
            - pd.to_numeric(s["blocked_iowq_s"], errors="coerce").clip(lower=0)).clip(lower=0)
     step = pd.to_numeric(s["t"], errors="coerce").diff().fillna(1.0).clip(lower=0.5)
     per_proc = (own / procs).clip(upper=step)  # ticks are sampled: never more than the interval
-    return {"blocked_pct": 100.0 * float(per_proc.sum()) / span,
-            "blocked_max_pct": 100.0 * counter_total(s["blocked_max_s"]) / span,
+    # A share of the time, so at most 100: the tick-sampled counters and the samples' span can
+    # disagree by a tick (100.05 % was seen).
+    return {"blocked_pct": min(100.0, 100.0 * float(per_proc.sum()) / span),
+            "blocked_max_pct": min(100.0, 100.0 * counter_total(s["blocked_max_s"]) / span),
             "blocked_iowq_pct": 100.0 * counter_total(s["blocked_iowq_s"]) / span,
             "server_procs": float(procs.mean())}
 

@@ -37,17 +37,17 @@ def cache_at_cap(points: pd.DataFrame) -> pd.DataFrame:
     """Per series: the lowest share of its memory cap the server's cgroup held in any measured
     sample, and how many points were at the cap (>= 90 %) throughout."""
     done = _done(points)
-    if "cache_fill_of_cap" not in done:
-        return pd.DataFrame(columns=["workload", "server", "points", "at_cap", "lowest_fill"])
+    if "cache_fill_pct" not in done:
+        return pd.DataFrame(columns=["workload", "server", "points", "at_cap", "lowest_fill_pct"])
     g = done.groupby(["workload", "server"])
     return pd.DataFrame({"points": g.size(),
                          "at_cap": g["cache_at_cap"].apply(lambda s: int(s.fillna(False).sum())),
-                         "lowest_fill": g["cache_fill_of_cap"].min().round(3)}).reset_index()
+                         "lowest_fill_pct": g["cache_fill_pct"].min().round(1)}).reset_index()
 
 
 def steadiness(points: pd.DataFrame) -> pd.DataFrame:
     """Per point: steady or not, and why not (throughput drift, cache, warm-up)."""
-    cols = ["repetition", "steady", "throughput_drift_pct", "cache_fill_of_cap", "steady_reason"]
+    cols = ["repetition", "steady", "throughput_drift_pct", "cache_fill_pct", "steady_reason"]
     done = _done(points)
     have = [c for c in cols if c in done]
     return done[KEYS[:3] + have].reset_index(drop=True)

@@ -3,8 +3,10 @@
 One entry per column (a pattern for the per-type latency columns). docs/points.md is generated
 from it (`python -m ukweb.points_columns > docs/points.md`; a test keeps it current), and
 ukweb.analysis.write_points stores each description as the Parquet field's metadata, so the
-file explains itself. Units: percentages are 0-100 (`_pct`, or `cpu_*` from vmstat-like
-sampling), fractions are 0-1 (`_of_cap`), times say their unit in the name.
+file explains itself. Units: every share is a percentage, 0-100 (`_pct`, `_of_capacity`,
+and the `cpu_*` times of the server's CPUs as vmstat named them); only a busy time summed over
+threads or overrunning its window (`blocked_iowq_pct`, `disk_busy_pct`) passes 100. Times and
+rates say their unit in the name.
 """
 
 from __future__ import annotations
@@ -54,8 +56,8 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
     "listen_overflows": ("connections", "system", "ListenOverflows over the measured samples"),
     "ctx_switches": ("switches", "system", "context switches over the measured samples"),
     "disk_read_bytes": ("bytes", "system", "block-device reads over the measured samples"),
-    "blocked_pct": ("%", "system", "mean over server processes of the time each was blocked on I/O (delay accounting, io-wq threads excluded); tick-sampled, may pass 100 by a fraction"),
-    "blocked_max_pct": ("%", "system", "the most blocked server process's blocked time"),
+    "blocked_pct": ("%", "system", "mean over server processes of the time each was blocked on I/O (delay accounting, io-wq threads excluded), at most 100"),
+    "blocked_max_pct": ("%", "system", "the most blocked server process's blocked time, at most 100"),
     "blocked_iowq_pct": ("% of one thread", "system", "io_uring io-wq threads' blocked time summed over them (can exceed 100)"),
     "server_procs": ("processes", "system", "mean number of server processes sampled"),
     "misses_per_s": ("reads/s", "system", "page-cache misses that reached the disk model"),
@@ -75,7 +77,7 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
     "tau_int_window_s": ("s", "log", "integrated autocorrelation time of the window's per-second rates"),
     "batch_over_tau": ("", "log", "batch_s / tau_int_window_s (>= 2 for nearly independent batches)"),
     "throughput_drift_pct": ("%", "log", "change of throughput across the window (steadiness check)"),
-    "cache_fill_of_cap": ("fraction 0-1", "system+manifest", "page cache + server memory over the memory cap at the window"),
+    "cache_fill_pct": ("%", "system+manifest", "lowest page cache + server memory in the window, in % of the memory cap"),
     "disk_overrun_s": ("s", "system", "disk model busy time beyond its modelled service"),
     "disk_overrun_pct": ("%", "system", "disk_overrun_s as a share of the window"),
     "cache_at_cap": ("bool", "system+manifest", "the cache had filled the memory cap (as the paper's server)"),
@@ -109,7 +111,7 @@ def markdown() -> str:
              "One row per point directory of a run (`ukweb analyze`, `ukweb.analysis.points_table`);",
              "generated from `lib/ukweb/points_columns.py` (`python -m ukweb.points_columns > docs/points.md`),",
              "whose entries are also stored as each Parquet field's metadata (`description`, `unit`, `source`).",
-             "Percentages are 0–100, fractions 0–1. Sources: path = the point's directory; log = the request log;",
+             "Every share is a percentage (0–100; only summed or overrunning busy times pass 100). Sources: path = the point's directory; log = the request log;",
              "summary = loadgen's summary.json; system = system.csv's measured 1 s samples; status =",
              "/server-status before and after; DONE/FAILED = the runner's markers; manifest = the run's manifest.",
              "", "| column | unit | source | meaning |", "|---|---|---|---|"]

@@ -6,9 +6,9 @@ Three checks, each recorded in points.parquet beside the verdict `steady`:
   DRIFT_PCT of the first half's, or the difference is within the noise of the halves (two
   standard errors): a cold or filling cache, or a load still climbing, drifts; a short point
   of noisy seconds does not count as drifting for its noise alone;
-- cache at the cap: the server's cgroup held at least CAP_FILL of its memory cap in every
+- cache at the cap: the server's cgroup held at least CAP_FILL_PCT % of its memory cap in every
   measured sample (a cache still filling is a transient, not the paper's disk-bound regime),
-  or, when the point's whole file set is smaller than that, CAP_FILL of the file set (at 100
+  or, when the point's whole file set is smaller than that, CAP_FILL_PCT % of the file set (at 100
   connections SPECweb99's 439 MB file set fits in 512 MB: the cache holds all of it);
 - offered load settled: the warm-up lasted at least settle_s (SPECweb99's heavy-tailed hold
   times: after 2 s the clients offer ~19 % more than the stationary load, after >= 10 s < 1 %);
@@ -28,7 +28,7 @@ import pandas as pd
 from ukweb.diskmodel import OVERRUN_PCT, overrun_pct
 
 DRIFT_PCT = 10.0
-CAP_FILL = 0.90
+CAP_FILL_PCT = 90.0
 
 
 def drift_pct(rates: np.ndarray) -> float:
@@ -51,11 +51,11 @@ def drift_is_noise(rates: np.ndarray) -> bool:
 
 
 def cache_fill(samples: pd.DataFrame, cap_bytes: float | None) -> float:
-    """The lowest memory charged to the server's cgroup over the samples, as a share of its cap."""
+    """The lowest memory charged to the server's cgroup over the samples, in % of its cap."""
     if not cap_bytes or "memory_bytes" not in samples or samples.empty:
         return math.nan
     used = pd.to_numeric(samples["memory_bytes"], errors="coerce").dropna()
-    return float(used.min()) / cap_bytes if len(used) else math.nan
+    return 100.0 * float(used.min()) / cap_bytes if len(used) else math.nan
 
 
 def disk_overrun(samples: pd.DataFrame) -> tuple[float, float]:
@@ -86,18 +86,18 @@ def checks(rates: np.ndarray, samples: pd.DataFrame, cap_bytes: float | None, wa
            settle: dict | None = None) -> dict:
     """The steadiness columns of one point: the four checks, `steady` and why not.
 
-    cache_fill_of_cap is the lowest charge over the cap; the check compares it with what the
+    cache_fill_pct is the lowest charge, in % of the cap; the check compares it with what the
     cache can hold: the cap, or the point's file set when that is smaller."""
     drift = drift_pct(rates)
     fill = cache_fill(samples, cap_bytes)
-    need = CAP_FILL
+    need = CAP_FILL_PCT
     if fileset_bytes and cap_bytes and fileset_bytes < cap_bytes:
-        need = CAP_FILL * fileset_bytes / cap_bytes
+        need = CAP_FILL_PCT * fileset_bytes / cap_bytes
     failed = []
     if not abs(drift) <= DRIFT_PCT and not drift_is_noise(rates):
         failed.append(f"throughput drifts {drift:+.0f} %")
     if not math.isnan(fill) and fill < need:
-        failed.append(f"cache at {fill:.0%} of the cap")
+        failed.append(f"cache at {fill:.0f} % of the cap")
     if warmup_s < settle_s:
         failed.append(f"warm-up {warmup_s:g} s < {settle_s:g} s")
     unsettled = settled(settle)
@@ -106,7 +106,7 @@ def checks(rates: np.ndarray, samples: pd.DataFrame, cap_bytes: float | None, wa
     over_s, over_pct = disk_overrun(samples)
     if over_pct > OVERRUN_PCT:
         failed.append(f"disk model overrun {over_pct:.1f} % of its busy time")
-    return {"throughput_drift_pct": drift, "cache_fill_of_cap": fill,
+    return {"throughput_drift_pct": drift, "cache_fill_pct": fill,
             "disk_overrun_s": over_s, "disk_overrun_pct": over_pct,
             "cache_at_cap": bool(fill >= need) if not math.isnan(fill) else None,
             "offered_settled": warmup_s >= settle_s,
