@@ -44,7 +44,7 @@ static int choose_requests(struct worker *w)
 
 static const char *script_for(int type)
 {
-    return type == T_CGI_GET ? "/cgi-bin/specweb99" : "/specweb99";
+    return type == T_CGI_GET ? SW99_CGI_SCRIPT : SW99_SCRIPT;
 }
 
 /* Build the request for c->cur into c->out (§4.1, §4.5, §4.7). */
@@ -62,7 +62,7 @@ static void build_request(struct worker *w, struct conn *c)
         char body[160];
         int bl = snprintf(body, sizeof body, "urlroot=%s/file_set/&dir=%05d&class=%d&num=%d&client=%d",
                           cfg->prefix, e->dir, e->cls, e->file, c->idx);
-        n = snprintf(c->out, sizeof c->out, "POST /specweb99 HTTP/1.1\r\nHost: %s\r\nAccept: */*\r\n"
+        n = snprintf(c->out, sizeof c->out, "POST " SW99_SCRIPT " HTTP/1.1\r\nHost: %s\r\nAccept: */*\r\n"
                      "Cookie: my_cookie=user_id=%d&last_ad=%d\r\n"
                      "Content-type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n"
                      "Connection: %s\r\n\r\n%s", host, c->user_id, c->last_ad, bl, conn_hdr, body);

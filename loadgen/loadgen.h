@@ -6,12 +6,16 @@
 #include <stdint.h>
 #include <netinet/in.h>
 
+#include "../servers/common/sw99core.h" /* the SPECweb99 rules the servers share */
+
 #define MAX_SERVERS 16
 #define NCLASSES 4
 #define NFILES 9
 
-/* Request types, in the order of --mix-shares (static, dyn_get, cad_get, post, cgi_get). */
-enum req_type { T_STATIC, T_DYN_GET, T_CAD_GET, T_POST, T_CGI_GET, NTYPES };
+/* Request types, in the order of --mix-shares: the SPECweb99 core's list (T_STATIC ... T_CGI_GET). */
+#define T_ITEM(id, name) T_##id,
+enum req_type { SW99_REQUEST_TYPES(T_ITEM) NTYPES };
+#undef T_ITEM
 extern const char *const type_names[NTYPES];
 
 /* Error kinds of docs/interfaces.md; E_NONE is a valid response. E_INFLIGHT is no fault: the

@@ -8,7 +8,9 @@
 
 #include "mix.h"
 
-const char *const type_names[NTYPES] = {"static", "dyn_get", "cad_get", "post", "cgi_get"};
+#define NAME_ITEM(id, name) name,
+const char *const type_names[NTYPES] = {SW99_REQUEST_TYPES(NAME_ITEM)};
+#undef NAME_ITEM
 
 static void dynamic_mix(double dyn, double shares[NTYPES])
 {

@@ -2,64 +2,28 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "validate.h"
 
-static const char SUFFIX[] = "\n</pre>\n</body></html>\n"; /* §4.2, after the file */
+#define SUFFIX SW99_WRAP_SUFFIX /* §4.2, after the file */
 #define SUFFIX_LEN (sizeof SUFFIX - 1)
 
 /* A reply can be no larger than the largest file plus a generous wrapper allowance. */
 uint64_t max_response_body(void) { return 921600 + 4096; }
 
-/* §4.6 demographics: the interest2 table differs between users (upfgen) and ads (cadgen). */
-static uint32_t demographics(int k, const uint32_t interest2[10])
-{
-    static const uint32_t AGE[4] = {0x08000000, 0x04000000, 0x02000000, 0x01000000};
-    static const uint32_t REGION[4] = {0x00800000, 0x00400000, 0x00200000, 0x00100000};
-    int c4 = k & 0xF, c3 = (k >> 4) & 0xF, c2 = (k >> 8) & 0xF;
-    uint32_t gender = (k % 2) ? 0x20000000 : 0x10000000;
-    return gender | AGE[k % 4] | REGION[(c4 + c2) % 4] | (0x80000u >> ((c4 + c3) % 10)) |
-           interest2[c4 % 10];
-}
-
-static const uint32_t USER_I2[10] = {0x200, 0x100, 0x80, 0x40, 0x20, 0x10, 0x8, 0x4, 0x2, 0x1};
-static const uint32_t AD_I2[10] = {0x200, 0x100, 0x80, 0x40, 0x10, 0x20, 0x8, 0x4, 0x2, 0x1};
-
-uint32_t user_demographics(int j)
-{
-    int k = ((j % 360) * 10000) % 12301;
-    return demographics(k ? k : 12300, USER_I2);
-}
-
-static int in_expired_range(int ad, int start)
-{
-    return ((ad - start) % NADS + NADS) % NADS < 24;
-}
-
 int ad_tables_init(struct ad_tables *t, const struct config *cfg)
 {
-    t->nusers = cfg->maxload > cfg->maxthread ? cfg->maxload : cfg->maxthread;
+    t->nusers = (int)sw99_user_count(cfg->maxload, cfg->maxthread);
     t->user_dem = calloc((size_t)(t->nusers > 0 ? t->nusers : 1), sizeof *t->user_dem);
     if (!t->user_dem)
         return -1;
     for (int j = 0; j < t->nusers; j++)
-        t->user_dem[j] = user_demographics(j);
-    int match1 = (cfg->maxthread + 24) % 24;
-    for (int j = 0; j < NADS; j++) {
-        int k = (j * 10000) % 12301;
-        k = k ? k : 12300;
-        t->ad_dem[j] = demographics(k, AD_I2);
-        uint32_t wt = (uint32_t)(((int64_t)k * k) % 1048576);
-        t->ad_wt[j] = wt ? wt : 0x27104;
-        t->minmatch[j] = 75;
-        if (j % 24 == match1) { /* always-match ads */
-            t->minmatch[j] = 1;
-            t->ad_wt[j] = 0x3FFFF;
-            t->ad_dem[j] |= 0x3FF;
-        }
-        /* Non-expired ads expire at Reset + 2*pttime: after any run shorter than that. */
-        t->expired[j] = (uint8_t)(in_expired_range(j, cfg->exp1) || in_expired_range(j, cfg->exp2));
-    }
+        t->user_dem[j] = sw99_user_demographics(j);
+    /* [I] the Reset's time is not known here: the tables are dated now. The sweep sends Reset
+     * just before it starts loadgen, with pttime the run's length, so on either clock only the
+     * two expired ranges are expired while the run lasts (the others expire at 2·pttime). */
+    sw99_ads_generate(t->ads, cfg->pttime, cfg->maxthread, cfg->exp1, cfg->exp2, (long)time(NULL));
     return 0;
 }
 
@@ -69,32 +33,13 @@ void ad_tables_free(struct ad_tables *t)
     t->user_dem = NULL;
 }
 
-static int ad_weight(uint32_t c, uint32_t wt)
-{
-    int w = 0;
-    if (c & 0x30000000) w += (wt >> 16) & 0xF;
-    if (c & 0x0F000000) w += (wt >> 12) & 0xF;
-    if (c & 0x00F00000) w += (wt >> 8) & 0xF;
-    if (c & 0x000FFC00) w += (wt >> 4) & 0xF;
-    if (c & 0x000003FF) w += wt & 0xF;
-    return w;
-}
-
-/* §4.5 step 4, literally: scan from last_ad+1 round to last_ad for the first ad whose weight
- * reaches its minmatch; none → last_ad with the last weight. */
 struct ad predict_ad(const struct ad_tables *t, int user_id, int last_ad)
 {
-    int u = user_id - 10000;
+    int u = user_id - SW99_USER_BASE;
     if (u < 0 || u >= t->nusers || last_ad < 0 || last_ad >= NADS)
         return (struct ad){-1, 0, 1};
-    int ad = last_ad, w = 0;
-    do {
-        ad = (ad + 1) % NADS;
-        w = ad_weight(t->user_dem[u] & t->ad_dem[ad], t->ad_wt[ad]);
-        if (w >= t->minmatch[ad])
-            break;
-    } while (ad != last_ad);
-    return (struct ad){ad, w, t->expired[ad]};
+    struct sw99_choice c = sw99_find_ad(t->user_dem[u], last_ad, t->ads);
+    return (struct ad){c.ad, c.weight, sw99_expired(&t->ads[c.ad], (long)time(NULL))};
 }
 
 /* First line of a SPECweb99 file, "%9d %s\n" (§1.4): size and name must be the expected ones. */

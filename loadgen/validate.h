@@ -7,15 +7,15 @@
 #include "http_client.h"
 #include "loadgen.h"
 
-#define NADS 360
-#define MAX_AD_WEIGHT 63 /* 15 + 15 + 15 + 15 + 3: the largest always-match weight (§4.5) */
+#define NADS SW99_ADS
+#define MAX_AD_WEIGHT SW99_MAX_AD_WEIGHT
 
+/* The tables a server generates at Reset (§4.6), built here by the same core from the Reset
+ * parameters, as if the Reset happened when loadgen started (just after the sweep's Reset). */
 struct ad_tables {
     int nusers;          /* User.Personality records: max(maxload, maxthread) */
     uint32_t *user_dem;
-    uint32_t ad_dem[NADS], ad_wt[NADS];
-    int minmatch[NADS];
-    uint8_t expired[NADS];
+    struct sw99_ad ads[NADS];
 };
 
 /* What was asked, so the reply can be checked against it. */
@@ -31,7 +31,7 @@ struct ad { int id, weight, expired; };
 
 int ad_tables_init(struct ad_tables *t, const struct config *cfg);
 void ad_tables_free(struct ad_tables *t);
-uint32_t user_demographics(int j);
+/* The ad a server answers (§4.5), Expired as of now; {-1, 0, 1} for an unknown user or ad. */
 struct ad predict_ad(const struct ad_tables *t, int user_id, int last_ad);
 /* Returns E_NONE or the error kind; *ad_id gets the returned Ad_id of a valid cad_get. */
 enum err_kind validate_response(const struct config *cfg, const struct ad_tables *t,

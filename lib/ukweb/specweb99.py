@@ -243,24 +243,29 @@ def ad_weight(user_dem: int, ad: Ad) -> int:
 
 
 def find_ad(user_dem: int, last_ad: int, ads: list[Ad]) -> tuple[int, int]:
-    """The first ad after `last_ad` whose weight reaches its minmatch (S1 `find_ad`).
+    """The first ad after `last_ad` whose weight reaches its minmatch (§4.5 step 4).
 
-    Reproduces S1's loop including its edge: when nothing matches it stops at `last_ad`
-    (or at 0 when last_ad is 0) with the last weight computed.
+    The ads are weighed in the order L+1, ..., 359, 0, ..., L: "stopping when back at L" read
+    as S1's do-while, so `last_ad` itself is weighed last. When nothing matches the answer is
+    `last_ad` with its own weight (the last one computed). data/specweb99/ad_conformance.csv
+    holds the cases, the C core (servers/common/sw99core.c) answers the same table.
     """
     if not 0 <= last_ad < MAX_ADS:
         raise SpecError(f"last_ad must be in 0..{MAX_ADS - 1}, got {last_ad}", kind="cookie")
-    ad, w = last_ad + 1, 0
-    while ad != last_ad:
-        if ad >= MAX_ADS:
-            ad = 0
-            if last_ad == 0:
-                break
+    for ad in [*range(last_ad + 1, MAX_ADS), *range(0, last_ad + 1)]:
         w = ad_weight(user_dem, ads[ad])
         if w >= ads[ad].minmatch:
-            break
-        ad += 1
-    return ad, w
+            return ad, w
+    return last_ad, w  # nothing matched: the scan ended on last_ad, with its weight
+
+
+def ad_expired(ad: Ad, now: float) -> int:
+    """Expired (§4.5 step 5): 1 once `now` (whole seconds) is past the ad's expiry time.
+
+    The one expiry rule: within 2 x pttime of the Reset it is 1 exactly for the two expired
+    ranges; after that, for every ad.
+    """
+    return int(int(now) > ad.expires)
 
 
 @functools.lru_cache(maxsize=16)
@@ -283,7 +288,7 @@ def predict_ad(
     if not 0 <= idx < len(users):
         raise SpecError(f"user_id {user_id} outside 10000..{9999 + len(users)}", kind="cookie")
     ad, w = find_ad(users[idx], last_ad, list(ads))
-    return ad, w, int(int(now) > ads[ad].expires)
+    return ad, w, ad_expired(ads[ad], now)
 
 
 def ad_path(ad: int) -> bytes:
@@ -597,14 +602,12 @@ def _check_cad(
     if not 0 <= ad < MAX_ADS or weight > 15 * 5:
         return "ad"
     if reset is not None:
-        if (ad in expired_ads(reset.exp1, reset.exp2)) != bool(expired):
-            return "ad"
         t = time.time() if now is None else now
         try:
             predicted = predict_ad(req.user_id, req.last_ad, reset, t)
         except SpecError as e:  # the request itself named an unknown user or ad
             return e.kind
-        if (ad, weight) != predicted[:2]:
+        if (ad, weight, expired) != predicted:
             return "ad"
     if req.cls in (1, 2) and CAD_TAG in payload:
         return "content"  # tags must have been substituted
@@ -738,7 +741,7 @@ class Oracle:
         if not 0 <= idx < len(self._users):
             raise SpecError(f"user_id {user_id} unknown", kind="cookie")
         ad, weight = find_ad(self._users[idx], last_ad, self._ads)
-        expired = int(int(now) > self._ads[ad].expires)
+        expired = ad_expired(self._ads[ad], now)
         data = self._read(query)
         if re.search(r"class[12]", query):
             data = substitute_ads(data, ad)

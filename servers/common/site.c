@@ -113,7 +113,7 @@ static int respond_static(struct site *s, const struct http_request *req, struct
 
 enum site_route site_route(const struct http_request *req)
 {
-	if (path_is(req, "/specweb99") || path_is(req, "/cgi-bin/specweb99"))
+	if (path_is(req, SW99_SCRIPT) || path_is(req, SW99_CGI_SCRIPT))
 		return ROUTE_MODULE;
 	if (req->method != HTTP_GET)
 		return ROUTE_METHOD; /* POST to a static path or /server-status: 405 */

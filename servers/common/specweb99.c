@@ -9,10 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define WRAP_SUFFIX "\n</pre>\n</body></html>\n"
-#define CAD_PREFIX "<!WEB99CAD><IMG SRC=\"/file_set/dir"
-#define CAD_PREFIX_LEN 34 /* NNNNN at +34, X at +45, Y at +47 (spec §1.4) */
-#define CAD_TAG_LEN 62
+#define WRAP_SUFFIX SW99_WRAP_SUFFIX
 
 static int slice_is(const char *p, size_t len, const char *lit)
 {
@@ -27,10 +24,10 @@ static int starts_with(const char *p, size_t len, const char *lit)
 
 enum req_type sw99_classify(const struct http_request *req)
 {
-	int cgi = slice_is(req->path.p, req->path.len, "/cgi-bin/specweb99");
+	int cgi = slice_is(req->path.p, req->path.len, SW99_CGI_SCRIPT);
 	if (req->method == HTTP_POST)
 		return RT_POST;
-	if (starts_with(req->query.p, req->query.len, "command/"))
+	if (starts_with(req->query.p, req->query.len, SW99_COMMAND))
 		return RT_COMMAND;
 	if (cgi)
 		return RT_CGI_GET; /* [I] served in-process like dyn_get (docs/interfaces.md) */
@@ -77,16 +74,16 @@ int sw99_open_error(int rc)
 static void substitute_ads(char *p, size_t len, int ad)
 {
 	char *end = p + len;
-	while ((size_t)(end - p) >= CAD_TAG_LEN) {
-		char *tag = memmem(p, (size_t)(end - p), CAD_PREFIX, CAD_PREFIX_LEN);
-		if (!tag || (size_t)(end - tag) < CAD_TAG_LEN)
+	while ((size_t)(end - p) >= SW99_CAD_TAG_LEN) {
+		char *tag = memmem(p, (size_t)(end - p), SW99_CAD_PREFIX, SW99_CAD_PREFIX_LEN);
+		if (!tag || (size_t)(end - tag) < SW99_CAD_TAG_LEN)
 			return;
 		char dir[12]; /* ad / 36 <= 9: always 5 digits */
 		snprintf(dir, sizeof(dir), "%05d", ad / 36);
-		memcpy(tag + 34, dir, 5);
-		tag[45] = (char)('0' + (ad % 36) / 9);
-		tag[47] = (char)('0' + ad % 9);
-		p = tag + CAD_TAG_LEN;
+		memcpy(tag + SW99_CAD_DIR_AT, dir, 5);
+		tag[SW99_CAD_CLASS_AT] = (char)('0' + (ad % 36) / 9);
+		tag[SW99_CAD_FILE_AT] = (char)('0' + ad % 9);
+		p = tag + SW99_CAD_TAG_LEN;
 	}
 }
 
@@ -126,8 +123,8 @@ static int parse_cookie(const struct http_request *req, long *user, long *last_a
 	if (!req->has_cookie || !starts_with(c, len, "my_cookie="))
 		return -1;
 	c += 10, len -= 10;
-	*user = field_long(c, len, "user_id", 10000, 2147483647L);
-	*last_ad = field_long(c, len, "last_ad", 0, ADS_COUNT - 1);
+	*user = field_long(c, len, "user_id", SW99_USER_BASE, 2147483647L);
+	*last_ad = field_long(c, len, "last_ad", 0, SW99_ADS - 1);
 	return *user < 0 ? -1 : 0;
 }
 
@@ -240,7 +237,7 @@ static int handle_cad(struct sw99 *m, const struct http_request *req, const char
 		return SE_BAD_REQUEST;
 	if (adtables_refresh(&m->tables, m->state_dir) < 0)
 		return SE_INTERNAL; /* no Reset yet, or the state files are unreadable */
-	if (adtables_find_ad(&m->tables, user, (int)last_ad, time(NULL), &ad) < 0)
+	if (adtables_choose_ad(&m->tables, user, (int)last_ad, time(NULL), &ad) < 0)
 		return SE_BAD_REQUEST;
 	/* Substitution only in class1/class2 files, decided from the query as S1 does. */
 	int subst = memmem(req->query.p, req->query.len, "class1", 6) ||
@@ -294,13 +291,14 @@ static void report_state_failure(struct sw99 *m, int err)
 static int handle_command(struct sw99 *m, const struct http_request *req, const char *remote_addr,
 			  struct response *r)
 {
-	const char *q = req->query.p + 8; /* after "command/" */
-	size_t len = req->query.len - 8;
+	const char *q = req->query.p + strlen(SW99_COMMAND);
+	size_t len = req->query.len - strlen(SW99_COMMAND);
 	struct buf log = {0};
 	int rc = -1;
-	if (starts_with(q, len, "Reset&")) {
-		struct reset_params p;
-		if (reset_params_parse(q + 6, len - 6, &p) < 0)
+	if (starts_with(q, len, SW99_RESET)) {
+		struct sw99_reset p;
+		size_t skip = strlen(SW99_RESET);
+		if (sw99_reset_parse(q + skip, len - skip, &p) < 0)
 			return SE_BAD_REQUEST;
 		/* The log first: on a full file system shared with the state files, truncating it
 		 * is what frees the room the state files need (the other order failed forever). */
@@ -311,7 +309,7 @@ static int handle_command(struct sw99 *m, const struct http_request *req, const 
 			report_state_failure(m, errno);
 			return SE_INTERNAL;
 		}
-	} else if (slice_is(q, len, "Fetch")) {
+	} else if (slice_is(q, len, SW99_FETCH)) {
 		if (postlog_fetch(m->postlog, &log) < 0)
 			rc = SE_INTERNAL;
 	} else {

@@ -5,8 +5,9 @@
 #include <string.h>
 #include <sys/mman.h>
 
-static const char *const REQ_NAMES[RT_COUNT] = {
-	"static", "dyn_get", "cad_get", "post", "cgi_get", "command", "status"};
+#define NAME_ITEM(id, name) name,
+static const char *const REQ_NAMES[RT_COUNT] = {SW99_SERVER_REQUEST_TYPES(NAME_ITEM)};
+#undef NAME_ITEM
 static const char *const ERR_NAMES[SE_COUNT] = {
 	"bad_request", "uri_too_long", "header_too_large", "method", "not_found", "forbidden",
 	"length_required", "payload_too_large", "timeout", "reset", "internal"};

@@ -12,9 +12,12 @@
 
 #include "buf.h"
 #include "http.h"
+#include "sw99core.h"
 
-/* Request types, in the order of the JSON keys (names from ukweb.workload). */
-enum req_type { RT_STATIC, RT_DYN_GET, RT_CAD_GET, RT_POST, RT_CGI_GET, RT_COMMAND, RT_STATUS, RT_COUNT };
+/* Request types, in the order of the JSON keys: sw99core's list (RT_STATIC ... RT_STATUS). */
+#define RT_ITEM(id, name) RT_##id,
+enum req_type { SW99_SERVER_REQUEST_TYPES(RT_ITEM) RT_COUNT };
+#undef RT_ITEM
 
 enum stat_error {
 	SE_BAD_REQUEST, SE_URI_TOO_LONG, SE_HEADER_TOO_LARGE, SE_METHOD, SE_NOT_FOUND,
