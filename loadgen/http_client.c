@@ -61,8 +61,15 @@ static int parse_header(struct http_resp *r, const char *s, size_t len, uint64_t
     while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
         end--;
     size_t vlen = (size_t)(end - v);
-    if (nlen == 14 && strncasecmp(s, "Content-Length", 14) == 0)
-        return parse_length(v, vlen, max_body, &r->content_length);
+    if (nlen == 14 && strncasecmp(s, "Content-Length", 14) == 0) {
+        int64_t n = -1;
+        int rc = parse_length(v, vlen, max_body, &n);
+        if (rc == 0 && r->content_length >= 0 && n != r->content_length)
+            return -E_LENGTH; /* two lengths that disagree: where the body ends is unknown */
+        if (rc == 0)
+            r->content_length = n;
+        return rc;
+    }
     if (nlen == 10 && strncasecmp(s, "Set-Cookie", 10) == 0 && r->cookie_len == 0) {
         r->cookie_off = (uint16_t)(v - r->buf);
         r->cookie_len = (uint16_t)vlen;
@@ -81,6 +88,11 @@ static int parse_header(struct http_resp *r, const char *s, size_t len, uint64_t
 static int parse_headers(struct http_resp *r, uint64_t max_body)
 {
     const char *p = r->buf, *end = r->buf + r->hdr_len - 2; /* before the blank line */
+    /* A NUL, or a CR that ends no line, is in no valid field (RFC 9112 §2.2, §5): refused, so
+     * no check reads a value other than the one sent (a cookie cut short at a NUL). */
+    for (const char *c = p; c < end; c++)
+        if (*c == '\0' || (*c == '\r' && c[1] != '\n'))
+            return -E_MALFORMED;
     const char *eol = memchr(p, '\n', (size_t)(end - p));
     if (!eol || eol == p || eol[-1] != '\r')
         return -E_MALFORMED;
