@@ -77,14 +77,27 @@ asan: .stamp-system  ## AddressSanitizer + UBSan build into build/asan
 	$(MAKE) -s -C loadgen BUILD=$(BUILD)/asan SAN=1
 	$(MAKE) -s -C emul BUILD=$(BUILD)/asan SAN=1
 
-# libFuzzer on the request path both servers share (servers/fuzz/site_fuzz.c) for FUZZ_SECONDS;
-# new inputs go to build/fuzz/corpus, a failing input to build/fuzz/ (reproduce: site_fuzz FILE).
+# libFuzzer, FUZZ_SECONDS per harness: the request path both servers share (site_fuzz), the post
+# log's recovery after a torn write (postlog_fuzz), loadgen's response parser (response_fuzz)
+# and validator (validate_fuzz).  New inputs go to build/fuzz/corpus (site_fuzz) or
+# build/fuzz/NAME-corpus, a failing input to build/fuzz/ (reproduce: build/fuzz/NAME FILE; kept
+# as a regression in the harness's committed corpus, which `make test` replays).
+# FUZZ_RUNS=N instead: N executions per harness, however long they take.
 FUZZ_SECONDS ?= 60
-fuzz: .stamp-system  ## libFuzzer on the shared request path for FUZZ_SECONDS
+FUZZ_LIMIT = $(if $(FUZZ_RUNS),-runs=$(FUZZ_RUNS),-max_total_time=$(FUZZ_SECONDS))
+fuzz: .stamp-system  ## libFuzzer, every harness for FUZZ_SECONDS (or FUZZ_RUNS executions) each
 	$(MAKE) -s -C servers fuzz BUILD=$(BUILD)
-	@mkdir -p $(BUILD)/fuzz/corpus
-	$(BUILD)/fuzz/site_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -dict=servers/fuzz/http.dict \
+	$(MAKE) -s -C loadgen fuzz BUILD=$(BUILD)
+	@mkdir -p $(BUILD)/fuzz/corpus $(BUILD)/fuzz/postlog_fuzz-corpus $(BUILD)/fuzz/response_fuzz-corpus \
+	  $(BUILD)/fuzz/validate_fuzz-corpus
+	$(BUILD)/fuzz/site_fuzz $(FUZZ_LIMIT) -max_len=16384 -dict=servers/fuzz/http.dict \
 	  -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus servers/fuzz/corpus
+	$(BUILD)/fuzz/postlog_fuzz $(FUZZ_LIMIT) -max_len=4096 \
+	  -artifact_prefix=$(BUILD)/fuzz/postlog_fuzz- $(BUILD)/fuzz/postlog_fuzz-corpus servers/fuzz/postlog_corpus
+	$(BUILD)/fuzz/response_fuzz $(FUZZ_LIMIT) -max_len=4096 -dict=loadgen/fuzz/response.dict \
+	  -artifact_prefix=$(BUILD)/fuzz/response_fuzz- $(BUILD)/fuzz/response_fuzz-corpus loadgen/fuzz/response_corpus
+	$(BUILD)/fuzz/validate_fuzz $(FUZZ_LIMIT) -max_len=4096 -dict=loadgen/fuzz/response.dict \
+	  -artifact_prefix=$(BUILD)/fuzz/validate_fuzz- $(BUILD)/fuzz/validate_fuzz-corpus loadgen/fuzz/validate_corpus
 
 test: setup  ## the test suite (pytest)
 	$(PY) -m pytest -q
