@@ -1,4 +1,5 @@
 /* Validation of every reply (§6.3) and the custom-ad prediction (§4.5, §4.6). */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,12 +100,36 @@ static enum err_kind check_wrapper(const struct request_info *q, const struct ht
     return E_NONE;
 }
 
-/* Copy the Set-Cookie value into a NUL-terminated string; empty when there was none. */
-static void cookie_value(const struct http_resp *r, char *out, size_t cap)
+/* Copy the Set-Cookie value into a NUL-terminated string (empty when there was none);
+ * false when it does not fit: a cut value could otherwise pass the checks below. */
+static bool cookie_value(const struct http_resp *r, char *out, size_t cap)
 {
-    size_t n = r->cookie_len < cap - 1 ? r->cookie_len : cap - 1;
-    memcpy(out, r->buf + r->cookie_off, n);
-    out[n] = '\0';
+    if (r->cookie_len >= cap)
+        return false;
+    memcpy(out, r->buf + r->cookie_off, r->cookie_len);
+    out[r->cookie_len] = '\0';
+    return true;
+}
+
+/* The literal prefix, then 1-9 decimal digits, as the servers print them with %d: no sign,
+ * no space, no overflow (sscanf's %d took 4294977297 for 10001). Advances *s past them. */
+static bool take_field(const char **s, const char *prefix, int *out)
+{
+    size_t n = strlen(prefix);
+    if (strncmp(*s, prefix, n) != 0)
+        return false;
+    const char *p = *s + n;
+    int v = 0, digits = 0;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (++digits > 9)
+            return false;
+        v = v * 10 + (*p - '0');
+    }
+    if (digits == 0)
+        return false;
+    *out = v;
+    *s = p;
+    return true;
 }
 
 static enum err_kind check_cad_cookie(const struct config *cfg, const struct ad_tables *t,
@@ -112,9 +137,10 @@ static enum err_kind check_cad_cookie(const struct config *cfg, const struct ad_
                                       int *ad_id)
 {
     struct ad got;
-    int used = 0;
-    if (sscanf(cookie, "found_cookie=Ad_id=%d&Ad_weight=%d&Expired=%d%n", &got.id, &got.weight,
-               &got.expired, &used) != 3 || cookie[used] != '\0')
+    const char *s = cookie;
+    if (!take_field(&s, "found_cookie=Ad_id=", &got.id) ||
+        !take_field(&s, "&Ad_weight=", &got.weight) || !take_field(&s, "&Expired=", &got.expired) ||
+        *s != '\0')
         return E_COOKIE;
     if (got.id < 0 || got.id >= NADS || got.weight < 0 || got.weight > MAX_AD_WEIGHT ||
         (got.expired != 0 && got.expired != 1))
@@ -140,11 +166,12 @@ enum err_kind validate_response(const struct config *cfg, const struct ad_tables
     if (k != E_NONE || (q->e.type != T_CAD_GET && q->e.type != T_POST))
         return k;
     char cookie[128];
-    cookie_value(r, cookie, sizeof cookie);
+    if (!cookie_value(r, cookie, sizeof cookie))
+        return E_COOKIE;
     if (q->e.type == T_POST) {
-        int uid = 0, used = 0;
-        if (sscanf(cookie, "my_cookie=%d%n", &uid, &used) != 1 || cookie[used] != '\0' ||
-            uid != q->user_id)
+        const char *s = cookie;
+        int uid = 0;
+        if (!take_field(&s, "my_cookie=", &uid) || *s != '\0' || uid != q->user_id)
             return E_COOKIE;
         return E_NONE;
     }

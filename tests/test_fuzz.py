@@ -102,7 +102,8 @@ HARNESSES = {
                       {"regress-two-lengths", "regress-nul-in-cookie", "header-at-limit", "chunked"},
                       [f"-dict={LOADGEN / 'fuzz' / 'response.dict'}"]),
     "validate_fuzz": (LOADGEN / "fuzz" / "validate_corpus",
-                      {"cad-get-correct-reset", "post-correct", "static-correct"},
+                      {"cad-get-correct-reset", "post-correct", "post-raw-correct", "static-correct",
+                       "regress-cookie-wraps", "regress-cookie-cut"},
                       [f"-dict={LOADGEN / 'fuzz' / 'response.dict'}"]),
 }
 
@@ -158,28 +159,34 @@ def test_short_fuzzing_finds_no_broken_rule(name, harnesses, tmp_path, scratch):
     assert not list(tmp_path.glob("crash-*")) and not list(tmp_path.glob("leak-*"))
 
 
-# loadgen's response parser before the fixes its regression inputs record: two Content-Lengths
-# that disagree (the last one won) and a NUL in the header section (a cookie read up to it)
-# were accepted.
-PARSER_BEFORE_FIX = "e99bd84"
+# loadgen's sources before the fixes their regression inputs record: the response parser
+# accepted two Content-Lengths that disagree (the last one won) and a NUL in the header section
+# (a cookie read up to it); the validator read a cookie's numbers with sscanf's %d (4294977296
+# became 10000) and cut a cookie to 127 bytes before checking it.
+LOADGEN_BEFORE_FIX = {
+    "response_fuzz": ("e99bd84", "http_client.c", ("regress-two-lengths", "regress-nul-in-cookie")),
+    "validate_fuzz": ("e1fda22", "validate.c", ("regress-cookie-wraps", "regress-cookie-cut")),
+}
 
 
-def test_the_response_harness_catches_the_bugs_its_regressions_record(tmp_path: Path):
-    old = subprocess.run(["git", "-C", str(paths.REPO), "show",
-                          f"{PARSER_BEFORE_FIX}:loadgen/http_client.c"],
+@pytest.mark.parametrize("name", sorted(LOADGEN_BEFORE_FIX))
+def test_the_harness_catches_the_bugs_its_regressions_record(name, tmp_path: Path):
+    commit, source, regressions = LOADGEN_BEFORE_FIX[name]
+    old = subprocess.run(["git", "-C", str(paths.REPO), "show", f"{commit}:loadgen/{source}"],
                          capture_output=True, text=True)
     if old.returncode != 0:
-        pytest.skip(f"no git history with commit {PARSER_BEFORE_FIX} here: {old.stderr.strip()}")
+        pytest.skip(f"no git history with commit {commit} here: {old.stderr.strip()}")
     tree = tmp_path / "loadgen"  # with servers/common beside it: loadgen includes its core
     shutil.copytree(LOADGEN, tree, ignore=shutil.ignore_patterns("*_corpus"))
     shutil.copytree(SERVERS / "common", tmp_path / "servers" / "common")
-    (tree / "http_client.c").write_text(old.stdout)
+    (tree / source).write_text(old.stdout)
     subprocess.run(["make", "-s", "-C", str(tree), f"BUILD={tmp_path / 'build'}",
-                    str(tmp_path / "build" / "fuzz" / "response_fuzz")],
+                    str(tmp_path / "build" / "fuzz" / name)],
                    check=True, capture_output=True, text=True)
-    for regression in ("regress-two-lengths", "regress-nul-in-cookie"):
-        done = _run(tmp_path / "build" / "fuzz" / "response_fuzz",
-                    str(LOADGEN / "fuzz" / "response_corpus" / regression), cwd=tmp_path, timeout=60)
+    corpus = HARNESSES[name][0]
+    for regression in regressions:
+        done = _run(tmp_path / "build" / "fuzz" / name, str(corpus / regression), cwd=tmp_path,
+                    timeout=60)
         assert done.returncode != 0 and "rule broken" in done.stderr, (regression, done.stderr[-2000:])
 
 

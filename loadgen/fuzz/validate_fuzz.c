@@ -16,8 +16,9 @@
  *     POST, "<p>QUERY_STRING = <query as sent>" before "<pre>\n", and the cookie: a POST's
  *     "my_cookie=<user_id>", a custom-ad GET's "found_cookie=Ad_id=A&Ad_weight=W&Expired=E"
  *     with A an ad, W within 0..63, E 0 or 1 (and the predicted ad when the Reset parameters
- *     are known) and nothing after it.  Numbers may be written as C's %d reads them (blanks,
- *     a sign, leading zeros) but must fit an int: a number that wraps is not the one sent.
+ *     are known) and nothing after it.  A cookie's numbers are decimal digits as %d prints
+ *     them (leading zeros allowed, no blank, no sign) and must fit an int: a number that
+ *     wraps is not the one sent.
  */
 #include <sanitizer/asan_interface.h>
 #include <stdio.h>
@@ -73,23 +74,17 @@ static int first_line_ok(const char *s, size_t n, const struct deck_entry *e)
     return n - i >= (size_t)wl && memcmp(s + i, want, (size_t)wl) == 0;
 }
 
-/* A decimal int as %d reads it, at *s (advanced past it); 0 when absent or out of int range. */
+/* Decimal digits at *s (advanced past them) as an int; 0 when absent or out of int range. */
 static int read_int(const char **s, const char *end, long long *out)
 {
     const char *p = *s;
-    while (p < end && (*p == ' ' || (*p >= '\t' && *p <= '\r')))
-        p++;
-    int neg = p < end && *p == '-';
-    if (p < end && (*p == '-' || *p == '+'))
-        p++;
     long long v = 0;
     const char *d = p;
     while (p < end && *p >= '0' && *p <= '9' && v <= 1LL << 32)
         v = v * 10 + (*p++ - '0');
     if (p == d || (p < end && *p >= '0' && *p <= '9'))
         return 0;
-    v = neg ? -v : v;
-    if (v < -2147483648LL || v > 2147483647LL)
+    if (v > 2147483647LL)
         return 0;
     *out = v;
     *s = p;

@@ -113,7 +113,10 @@ static int format_record(char *out, size_t cap, long recno, const struct postlog
 	int n = snprintf(out, cap, "%10ld %10ld %10ld %5d %2d %2d %10ld %-60.60s %10ld %10ld\n", recno,
 			 (long)time(NULL), e->pid, e->dir, e->cls, e->num, e->client, e->filename,
 			 e->pid, e->user_id);
-	return n == POSTLOG_RECORD ? 0 : -1; /* a field too wide would break the fixed layout */
+	if (n == POSTLOG_RECORD)
+		return 0;
+	errno = EOVERFLOW; /* a field too wide would break the fixed layout; not a stale errno */
+	return -1;
 }
 
 int postlog_append(struct postlog *p, const struct postlog_entry *e, long *recno)
