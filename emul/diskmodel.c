@@ -59,12 +59,6 @@
 
 /* ---------------------------------------------------------------- options */
 
-struct options opt = {
-	.seek_ms = 12, .mbps = 40, .cache_timeout_s = 86400, .stats_interval_ms = 100,
-	.max_background = 512, .congestion_threshold = 512, .readahead_kb = 0, .rt_priority = 60,
-	.elevator = ELV_LINUS,
-};
-
 static const char USAGE[] =
 	"usage: diskmodel --source DIR --mountpoint DIR [--seek-ms MS (0..1000, default 12)] "
 	"[--mbps R (0.01..100000, default 40)] [--stats FILE] [--stats-interval-ms 10..10000] "
@@ -150,25 +144,6 @@ static int parse_args(int argc, char **argv)
 	if (!opt.source || !opt.mountpoint)
 		return usage("--source and --mountpoint are required", NULL);
 	return 0;
-}
-
-/* ---------------------------------------------------------------- time */
-
-int64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-struct fuse_session *session;
-int64_t t0;
-atomic_bool disk_stop;
-atomic_bool model_on = true;
-
-bool stopping(void)
-{
-	return atomic_load(&disk_stop) || (session && fuse_session_exited(session));
 }
 
 /* ---------------------------------------------------------------- setup */
@@ -311,7 +286,9 @@ int main(int argc, char **argv)
 		 "fsname=diskmodel-%d,subtype=diskmodel", (int)getpid());
 	char *fargv[] = { argv[0], "-o", mopts, NULL };
 	struct fuse_args args = FUSE_ARGS_INIT(3, fargv);
-	session = fuse_session_new(&args, &dm_ops, sizeof dm_ops, NULL);
+	struct fuse_lowlevel_ops ops = {.read = dm_read};
+	dm_node_ops(&ops);
+	session = fuse_session_new(&args, &ops, sizeof ops, NULL);
 	fuse_opt_free_args(&args);
 	if (!session)
 		return fail("cannot create the FUSE session: %s", libfuse_msg);

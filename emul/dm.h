@@ -1,6 +1,7 @@
 /* dm.h — what the disk model's parts share (see diskmodel.c for the model and its use).
  *
  *   diskmodel.c  arguments, setup, the FUSE session
+ *   dm_state.c   the shared state: options, clock, stop flags
  *   dm_nodes.c   the inode table and the FUSE operations other than read
  *   dm_disk.c    reads: the modelled disk's queue and its timing thread
  *   elevator.c   the queue's order: Linux 2.4's elevator_linus (sort, merge, latency bound)
@@ -57,7 +58,7 @@ struct node {
 extern struct node root_node;
 struct node *node_of(fuse_ino_t ino);
 ssize_t pread_node(const struct node *n, char *buf, size_t size, off_t off);
-extern const struct fuse_lowlevel_ops dm_ops;
+void dm_node_ops(struct fuse_lowlevel_ops *ops); /* all but read */
 
 /* ---------------------------------------------------------------- the disk (dm_disk.c) */
 

@@ -342,17 +342,18 @@ ssize_t pread_node(const struct node *n, char *buf, size_t size, off_t off)
 	return got;
 }
 
-const struct fuse_lowlevel_ops dm_ops = {
-	.init = dm_init,
-	.lookup = dm_lookup,
-	.forget = dm_forget,
-	.forget_multi = dm_forget_multi,
-	.getattr = dm_getattr,
-	.readlink = dm_readlink,
-	.open = dm_open,
-	.read = dm_read,
-	.statfs = dm_statfs,
-	.opendir = dm_opendir,
-	.readdir = dm_readdir,
-	.releasedir = dm_releasedir,
-};
+/* Every operation but read, which is the disk's (dm_disk.c); diskmodel.c joins the two. */
+void dm_node_ops(struct fuse_lowlevel_ops *ops)
+{
+	ops->init = dm_init;
+	ops->lookup = dm_lookup;
+	ops->forget = dm_forget;
+	ops->forget_multi = dm_forget_multi;
+	ops->getattr = dm_getattr;
+	ops->readlink = dm_readlink;
+	ops->open = dm_open;
+	ops->statfs = dm_statfs;
+	ops->opendir = dm_opendir;
+	ops->readdir = dm_readdir;
+	ops->releasedir = dm_releasedir;
+}

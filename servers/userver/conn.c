@@ -9,6 +9,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+volatile sig_atomic_t loop_stop; /* conn.h */
+
 struct conn *conn_new(int fd, const struct sockaddr_storage *peer, time_t now)
 {
 	struct conn *c = calloc(1, sizeof(*c));

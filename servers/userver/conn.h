@@ -4,12 +4,18 @@
 #define USERVER_CONN_H
 
 #include <arpa/inet.h>
+#include <signal.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <time.h>
 
 #include "../common/http.h"
 #include "../common/response.h"
+
+/* Set by the SIGTERM handler: the loop stops accepting, finishes in-flight responses (≤ 2 s)
+ * and returns; a blocked dynamic write gives up.  Here, below both, so neither calls the other
+ * for it. */
+extern volatile sig_atomic_t loop_stop;
 
 struct conn {
 	int fd;

@@ -16,7 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "loop.h"
+#include "loop.h" /* LOOP_DRAIN_SECONDS */
+
 
 #define NS 1000000000u
 #define SLICE_S 1 /* SO_SNDTIMEO: how often a blocked write looks at the clock and at SIGTERM */

@@ -19,8 +19,6 @@
 
 #define LINGER_SECONDS 2
 
-volatile sig_atomic_t loop_stop;
-
 struct loop {
 	const struct loop_config *cfg;
 	struct site *site;

@@ -19,9 +19,6 @@ struct loop_config {
 
 #define LOOP_DRAIN_SECONDS 2
 
-/* Set by the SIGTERM handler: stop accepting, finish in-flight responses (≤ 2 s), return. */
-extern volatile sig_atomic_t loop_stop;
-
 /* Serve until loop_stop; 0 on a clean drain, 1 when the event mechanism failed. */
 int loop_run(const struct loop_config *cfg, struct site *site);
 
