@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from test_analysis import make_run
 
-from ukweb import analysis, claim_metrics, claims, rules
+from ukweb import analysis, claim_metrics, claims, frontpage, paper, rules
 
 CONNS = [100, 300, 500, 700, 900, 1100, 1300, 1500]
 
@@ -94,7 +94,7 @@ def _repeated(points: pd.DataFrame, work: str, server: str, conns: int, column: 
 
 def test_every_claim_has_a_rule_and_a_verdict(paper_like):
     table = claims.evaluate(paper_like)
-    assert list(table["id"]) == list(claims.load_claims()["id"])
+    assert list(table["id"]) == list(paper.load_claims()["id"])
     assert set(table["verdict"]) <= set(claims.VERDICTS)
     assert sum(claims.counts(table).values()) == len(table) == 26
 
@@ -314,7 +314,7 @@ def test_unsteady_points_are_named_in_the_reason(paper_like):
 
 def test_outputs_are_written(paper_like, tmp_path: Path):
     table = claims.evaluate(paper_like)
-    written = claims.write(table, tmp_path)
+    written = frontpage.write_claims(table, tmp_path)
     records = json.loads((tmp_path / "claims.json").read_text())
     assert len(records) == len(table) and {"id", "paper_value", "ours", "n", "band", "verdict"} <= set(records[0])
     assert (tmp_path / "claims.md").read_text().count("\n") == len(table) + 2

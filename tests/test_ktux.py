@@ -32,7 +32,7 @@ import pytest
 import requests
 from servers_client import raise_fd_limit, static_ok
 
-from ukweb import cgroups, fileset, paths, testbed
+from ukweb import cgroups, fileset, knobs, paths
 from ukweb.sampler import thread_blkio_ticks
 from ukweb.servers import Server, ServerConfig, io_uring_unavailable
 from ukweb.workload import CLASSES, FILES_PER_CLASS, file_path
@@ -412,7 +412,7 @@ def test_dynamic_file_read_does_not_block_the_worker(start_ktux: StartKtux, docr
     time of the worker thread: delay accounting's blkio ticks grow for a server that blocks in
     the read (userver, whose module reads with pread) and not for ktux's worker."""
     root, small = slow_root(tmp_path, docroot)
-    with testbed.delay_accounting() as on, slow_disk(root, 300_000) as join:
+    with knobs.delay_accounting() as on, slow_disk(root, 300_000) as join:
         srv = start_ktux(root=root, preexec=join)
         want_small = {n: dyn_get(srv, n) for n in small}  # page cache now holds them
         evict(root / BIG)
@@ -470,7 +470,7 @@ def test_idle_ring_waits_are_not_blocked_time(start_ktux: StartKtux, docroot: Pa
     requests in flight (multishot accept and receives), so without the flag an idle ktux looks
     100 % blocked on I/O.  With it the idle worker accrues ~0 ticks; --ring-iowait (the
     kernel's default) shows what the flag removes."""
-    with testbed.delay_accounting() as on:
+    with knobs.delay_accounting() as on:
         if not on:
             pytest.skip("delay accounting needs root (kernel.task_delayacct)")
         srv = start_ktux()

@@ -16,7 +16,18 @@ import psutil
 import pytest
 import yaml
 
-from ukweb import cgroups, cpuemul, diskmodel, leftovers, manifest, netns, runs, shield, testbed
+from ukweb import (
+    cgroups,
+    cpuemul,
+    diskmodel,
+    knobs,
+    leftovers,
+    manifest,
+    netns,
+    runs,
+    shield,
+    testbed,
+)
 from ukweb.paths import PARAMS
 from ukweb.sweep_params import validate
 
@@ -136,7 +147,7 @@ def test_a_dead_shield_is_given_back_to_what_its_processes_started_since() -> No
 
 
 def _live_holders() -> list[int]:
-    path = testbed.HOLDERS_DIR / "delayacct.holders"
+    path = knobs.HOLDERS_DIR / "delayacct.holders"
     pids = [int(x) for x in path.read_text().split()] if path.is_file() else []
     return [p for p in pids if psutil.pid_exists(p)]
 
@@ -145,26 +156,26 @@ def _live_holders() -> list[int]:
 def test_delay_accounting_left_on_by_a_killed_runner_gets_the_machines_value_back() -> None:
     if _live_holders():
         pytest.skip("another ukweb run on this machine holds kernel.task_delayacct")
-    machine = testbed.TASK_DELAYACCT.read_text()
-    holders = testbed.HOLDERS_DIR / "delayacct.holders"
-    original = testbed.HOLDERS_DIR / "delayacct.original"
+    machine = knobs.TASK_DELAYACCT.read_text()
+    holders = knobs.HOLDERS_DIR / "delayacct.holders"
+    original = knobs.HOLDERS_DIR / "delayacct.original"
     try:
         # A runner killed while holding: its original saved, the sysctl left at 1.
         holders.write_text("999999999\n")
         original.write_text(machine)
-        testbed.TASK_DELAYACCT.write_text("1\n")
-        with testbed.delay_accounting() as on:  # the next runner does not take 1 as original
+        knobs.TASK_DELAYACCT.write_text("1\n")
+        with knobs.delay_accounting() as on:  # the next runner does not take 1 as original
             assert on
-        assert testbed.TASK_DELAYACCT.read_text() == machine
+        assert knobs.TASK_DELAYACCT.read_text() == machine
         # The same left-over, found by the reaper before any run holds it.
         holders.write_text("999999999\n")
         original.write_text(machine)
-        testbed.TASK_DELAYACCT.write_text("1\n")
-        assert testbed.restore_stale_delayacct() == machine.strip()
-        assert testbed.TASK_DELAYACCT.read_text() == machine and not original.exists()
+        knobs.TASK_DELAYACCT.write_text("1\n")
+        assert knobs.restore_stale("delayacct", knobs.TASK_DELAYACCT) == machine.strip()
+        assert knobs.TASK_DELAYACCT.read_text() == machine and not original.exists()
     finally:
         if not _live_holders():
-            testbed.TASK_DELAYACCT.write_text(machine)
+            knobs.TASK_DELAYACCT.write_text(machine)
             original.unlink(missing_ok=True)
 
 
@@ -289,7 +300,7 @@ def measuring(proc: subprocess.Popen, timeout: float = 90) -> dict[str, int]:
 def test_a_runner_killed_mid_point_leaves_nothing_and_the_resume_measures_on_its_cpus(
         tmp_path: Path) -> None:
     params = tiny(tmp_path)
-    machine = testbed.TASK_DELAYACCT.read_text()
+    machine = knobs.TASK_DELAYACCT.read_text()
     me = psutil.Process()
     full = sorted(me.cpu_affinity())
     bystander = sleeper()
@@ -299,7 +310,7 @@ def test_a_runner_killed_mid_point_leaves_nothing_and_the_resume_measures_on_its
         first = ukweb_run(params, tmp_path, "killed")
         helpers = measuring(first)
         assert psutil.Process(bystander.pid).cpu_affinity() == [1]  # shielded
-        assert testbed.TASK_DELAYACCT.read_text().strip() == "1"
+        assert knobs.TASK_DELAYACCT.read_text().strip() == "1"
         first.kill()
         first.communicate()
         assert wait_for(lambda: not left_by(first.pid, tmp_path), 15), left_by(first.pid, tmp_path)
@@ -308,7 +319,7 @@ def test_a_runner_killed_mid_point_leaves_nothing_and_the_resume_measures_on_its
         assert sorted(psutil.Process(bystander.pid).cpu_affinity()) == full
         assert sorted(me.cpu_affinity()) == full
         if not _live_holders():
-            assert testbed.TASK_DELAYACCT.read_text() == machine
+            assert knobs.TASK_DELAYACCT.read_text() == machine
 
         # 2. Killed with its watcher too (kill -9 of both): what no signal undoes stays until
         #    the next run, and this process is left pinned to the client CPU, like the shell in

@@ -22,7 +22,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from ukweb import manifest
+from ukweb import machine
 from ukweb.paths import REPO
 
 LOCK = REPO / "requirements.lock"
@@ -77,10 +77,10 @@ def test_the_image_is_pinned_and_its_context_small():
 def test_the_manifest_records_the_whole_installed_environment():
     from importlib import metadata
 
-    env = manifest.tools()["python_environment"]
+    env = machine.tools()["python_environment"]
     every = {canonicalize_name(d.metadata["Name"]) for d in metadata.distributions() if d.metadata["Name"]}
     assert set(env) == every and env["pandas"] == metadata.version("pandas") and "ukweb" in env
-    assert manifest.tools()["requirements_lock_sha256"] and len(env) > 50
+    assert machine.tools()["requirements_lock_sha256"] and len(env) > 50
 
 
 def _engine() -> tuple[str | None, str]:

@@ -17,7 +17,7 @@ import psutil
 import pytest
 import yaml
 
-from ukweb import cgroups, fileset, runs, testbed
+from ukweb import cgroups, cpuemul, diskmodel, fileset, runs, testbed
 from ukweb.paths import DATA, PARAMS, REPO
 from ukweb.sweep_params import ParamsError, load_params, validate
 
@@ -404,8 +404,8 @@ def test_bad_calibration_file_is_a_params_error(tmp_path: Path) -> None:
 # --- the method: warm series, disk model, CPU thief ------------------------------------------
 
 needs_method = pytest.mark.skipif(
-    bool(runs.cpuemul.check("thief") or runs.diskmodel.check() or CAPS.problems().get("cgroup")),
-    reason=f"{runs.cpuemul.check('thief') or runs.diskmodel.check() or CAPS.problems().get('cgroup')}")
+    bool(cpuemul.check("thief") or diskmodel.check() or CAPS.problems().get("cgroup")),
+    reason=f"{cpuemul.check('thief') or diskmodel.check() or CAPS.problems().get('cgroup')}")
 
 
 @needs_binaries

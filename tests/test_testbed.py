@@ -14,10 +14,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from ukweb import cgroups, manifest, shield, testbed
+from ukweb import cgroups, knobs, machine, shield, testbed
 from ukweb.cgroups import Cgroup, CgroupError
+from ukweb.cpulist import parse_cpus
 from ukweb.sampler import COLUMNS, Sampler, blkio_ticks
-from ukweb.testbed import Capabilities, Testbed, parse_cpus
+from ukweb.testbed import Capabilities, Testbed
 
 CAPS = testbed.probe()
 needs_cgroups = pytest.mark.skipif(
@@ -54,7 +55,7 @@ def test_check_cli_bad_argument_exits_2() -> None:
 
 
 def test_manifest_describes_host_and_code() -> None:
-    man = manifest.build({"profile": "t"}, deviations=[], calibration=None, testbed={})
+    man = machine.build({"profile": "t"}, deviations=[], calibration=None, testbed={})
     assert man["git"]["commit"] and len(man["git"]["commit"]) == 40
     assert isinstance(man["git"]["dirty"], bool)
     host = man["host"]
@@ -89,24 +90,24 @@ def test_cgroup_v2_without_memory_controller_is_a_clear_error() -> None:
 
 
 def _holders() -> list[int]:
-    path = testbed.HOLDERS_DIR / "delayacct.holders"
+    path = knobs.HOLDERS_DIR / "delayacct.holders"
     return [int(x) for x in path.read_text().split()] if path.is_file() else []
 
 
 @needs_cgroups
 def test_delay_accounting_is_restored_by_the_last_holder() -> None:
-    before = testbed.TASK_DELAYACCT.read_text()
-    with testbed.delay_accounting() as on:
-        assert on and testbed.TASK_DELAYACCT.read_text().strip() == "1"
-        with testbed.delay_accounting():  # a second run on the same machine
+    before = knobs.TASK_DELAYACCT.read_text()
+    with knobs.delay_accounting() as on:
+        assert on and knobs.TASK_DELAYACCT.read_text().strip() == "1"
+        with knobs.delay_accounting():  # a second run on the same machine
             pass
         # the inner run left, but this one still holds: accounting must stay on
-        assert testbed.TASK_DELAYACCT.read_text().strip() == "1"
+        assert knobs.TASK_DELAYACCT.read_text().strip() == "1"
         assert os.getpid() in _holders()
     assert os.getpid() not in _holders()
     others = [p for p in _holders() if psutil.pid_exists(p)]
     if not others:  # another ukweb run on this machine keeps it on until it ends
-        assert testbed.TASK_DELAYACCT.read_text() == before
+        assert knobs.TASK_DELAYACCT.read_text() == before
 
 
 @needs_cgroups

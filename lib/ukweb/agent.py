@@ -31,7 +31,7 @@ import time
 import traceback
 from pathlib import Path
 
-from ukweb import manifest, runs, statuspoll
+from ukweb import machine, regime, statuspoll
 from ukweb.cpuemul import CpuEmulationError
 from ukweb.diskmodel import DiskModelError
 from ukweb.point import PointFailed, PointRunner, TestbedDied, _alive, _process_tree
@@ -67,12 +67,12 @@ class Agent:
         self.scratch = Path(config["scratch"])
         self.scratch.mkdir(parents=True, exist_ok=True)
         stack.callback(shutil.rmtree, self.scratch, True)
-        runs.check_methods(params)
-        docroot = runs.docroot_for(params)  # generated here, verified when it exists
-        self.testbed = testbed = runs.make_testbed(params, share)
-        runs._method_deviations(params, testbed, share)
+        regime.check_methods(params)
+        docroot = regime.docroot_for(params)  # generated here, verified when it exists
+        self.testbed = testbed = regime.make_testbed(params, share)
+        regime.method_deviations(params, testbed, share)
         stack.enter_context(testbed)
-        disk = stack.enter_context(runs.mounted_disk(params, docroot, testbed))
+        disk = stack.enter_context(regime.mounted_disk(params, docroot, testbed))
         self.runner = PointRunner(testbed, disk.mountpoint if disk else docroot, params.warmup_s,
                                   params.duration_s, params.line_speed, params.seed,
                                   params.loadgen_threads, None, disk=disk, prewarm=params.prewarm,
@@ -88,7 +88,7 @@ class Agent:
     def hello(self) -> dict:
         return {"pid": os.getpid(), "pgid": os.getpgid(0), "testbed": self.testbed.describe(),
                 "deviations": self.testbed.deviation_list(), "reaped": self.testbed.reaped,
-                "docroot": str(self.runner.docroot), "machine": manifest.host()}
+                "docroot": str(self.runner.docroot), "machine": machine.host()}
 
     # -- requests
 

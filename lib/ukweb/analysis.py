@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from scipy import stats
 
 from ukweb import batches, completions, logs, paths, points_columns, steady
-from ukweb.testbed import parse_cpus
+from ukweb.cpulist import parse_cpus
 from ukweb.workload import fileset_bytes, ndirs
 
 log = logging.getLogger(__name__)

@@ -57,17 +57,25 @@ class BatchMeans:
         return float(stats.t.ppf((1 + confidence) / 2, self.dof)) * self.se
 
 
-def batch_means(rates: np.ndarray, batch_s: int) -> BatchMeans:
-    """Batch means of per-second rates with batches of batch_s seconds; the seconds left over
-    at the end (fewer than a batch) are not used. Fewer than 2 batches: se NaN, dof 0."""
+def batch_values(rates: np.ndarray, batch_s: int) -> np.ndarray:
+    """The mean of each whole batch of batch_s seconds; the seconds left over at the end (fewer
+    than a batch) are not used."""
     rates = np.asarray(rates, dtype=float)
     if batch_s < 1:
         raise ValueError(f"batch_s={batch_s}: expected >= 1 second")
     m = len(rates) // batch_s
+    return rates[: m * batch_s].reshape(m, batch_s).mean(axis=1)
+
+
+def batch_means(rates: np.ndarray, batch_s: int) -> BatchMeans:
+    """Batch means of per-second rates with batches of batch_s seconds (batch_values). Fewer
+    than 2 batches: se NaN, dof 0."""
+    rates = np.asarray(rates, dtype=float)
+    means = batch_values(rates, batch_s)
+    m = len(means)
     if m == 0:
         return BatchMeans(float(rates.mean()) if len(rates) else math.nan, math.nan, 0, 0,
                           float(batch_s))
-    means = rates[: m * batch_s].reshape(m, batch_s).mean(axis=1)
     se = float(means.std(ddof=1)) / math.sqrt(m) if m >= 2 else math.nan
     return BatchMeans(float(means.mean()), se, m - 1 if m >= 2 else 0, m, float(batch_s))
 

@@ -30,6 +30,7 @@ import yaml
 from scipy import stats
 
 from ukweb.paths import REPO
+from ukweb.plan import carried, series_plan
 
 # The claims that read peak gaps (issue 17: each must reach a 95 % half-width <= 15 pp):
 # id -> (workload, A, B, where: "peak", "all" or a connection count).
@@ -73,14 +74,6 @@ def load_variance(path: str | Path | None) -> dict | None:
     if not p.is_file():
         raise BudgetError(f"variance file {p} is missing: run bench/variance.py")
     return yaml.safe_load(p.read_text())
-
-
-def carried(params, workload: str, server: str, connections: int) -> bool:
-    """A point of a figure's series at or above carry_from: measured on the series' carried
-    server. A process-sweep-only series (one point) stays a fresh pre-warmed point: settling a
-    series for one point would cost minutes each."""
-    return (params.carry_from is not None and connections >= params.carry_from
-            and server in params.servers.get(workload, []))
 
 
 def t_q(dof: int) -> float:
@@ -198,7 +191,6 @@ class Budget:
         the pair of points that sets its half-width, until every claim meets target_half_pp
         (or, without a target, until the time is used), no window may grow (max_window_s), or
         the next batch would pass limit_min minutes."""
-        from ukweb.runs import series_plan  # the plan's points; runs imports this module
         windows = {(p.workload, p.server, p.connections): self.min_window(p.server)
                    for s in series_plan(self.p) for p in s
                    if self.carried(p.workload, p.server, p.connections)}
@@ -238,7 +230,6 @@ class Budget:
         return windows
 
     def minutes(self, windows: dict) -> float:
-        from ukweb.runs import series_plan
         total = 0.0
         for pts in series_plan(self.p):
             total += SERIES_OVERHEAD_S

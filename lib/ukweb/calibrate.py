@@ -38,7 +38,7 @@ from pathlib import Path
 
 import yaml
 
-from ukweb import analysis, manifest
+from ukweb import analysis, fileset, machine, manifest, regime, runs
 from ukweb.paths import PARAMS, RAW
 from ukweb.point import Point, PointFailed, PointRunner
 from ukweb.servers import named_config
@@ -126,22 +126,20 @@ def calibrate(profile: Path = PARAMS / "paper.yaml", out: Path = PARAMS / "calib
               warmup_s: float | None = None, seconds: float | None = None,
               root: Path = RAW) -> dict:
     """Search the share in the profile's regime; write `out` and return the record."""
-    from ukweb import runs  # late: runs imports this module's users
-
     params = load_params(profile)
     if params.cpu_method == "none":
         raise ParamsError(f"{profile}: cpu_method none has no CPU share to calibrate")
     params = dataclasses.replace(params, cpu_share=None,
                                  warmup_s=STEP_WARMUP_S if warmup_s is None else warmup_s,
                                  duration_s=STEP_SECONDS if seconds is None else seconds)
-    runs.check_methods(params)
+    regime.check_methods(params)
     target = target_replies()
     run = runs.run_path(root, f"calibrate-{dt.datetime.now():%Y%m%d-%H%M%S}")
     run.mkdir(parents=True)
-    docroot = runs.docroot_for(params, connections)
-    testbed = runs.make_testbed(params, FIRST_SHARE)
+    docroot = regime.docroot_for(params, connections)
+    testbed = regime.make_testbed(params, FIRST_SHARE)
     with testbed, runs.links(params, testbed) as net, \
-            runs.mounted_disk(params, docroot, testbed) as disk, \
+            regime.mounted_disk(params, docroot, testbed) as disk, \
             runs.runner_pinned(testbed.client_cpu_list):
         runner = PointRunner(testbed, disk.mountpoint if disk else docroot, params.warmup_s,
                              params.duration_s, params.line_speed, params.seed,
@@ -159,7 +157,7 @@ def calibrate(profile: Path = PARAMS / "paper.yaml", out: Path = PARAMS / "calib
               "connections": connections, "warmup_s": params.warmup_s,
               "seconds": params.duration_s, "profile": str(profile),
               "regime": {k: described.get(k) for k in ("memory_mb", "disk_model", "network")},
-              "host": manifest.host().get("cpu_model"), "date": manifest.now(), "run": str(run),
+              "host": machine.host().get("cpu_model"), "date": manifest.now(), "run": str(run),
               "git": manifest.git_state().get("commit"),
               "deviations": testbed.deviation_list()}
     write(out, record)
@@ -191,15 +189,13 @@ def cli(argv: list[str]) -> int:
     if args.connections < 1 or (args.seconds is not None and not 1 <= args.seconds <= 120) or (
             args.warmup is not None and not 0 <= args.warmup <= 120):
         parser.error("need --connections >= 1, 1 <= --seconds <= 120 and 0 <= --warmup <= 120")
-    from ukweb import fileset, runs
-
     try:
         result = calibrate(args.params, args.out, args.server, args.connections, args.warmup,
                            args.seconds, args.root)
     except ParamsError as exc:
         print(f"ukweb calibrate: {exc}", file=sys.stderr)
         return 2
-    except (PointFailed, CalibrationError, runs.SweepError, fileset.FilesetError) as exc:
+    except (PointFailed, CalibrationError, regime.SweepError, fileset.FilesetError) as exc:
         print(f"ukweb calibrate: {exc}", file=sys.stderr)
         return 1
     print(yaml.safe_dump(result, sort_keys=False), end="")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ukweb import analysis, claim_metrics, paths, rules, workload
+from ukweb import analysis, claim_metrics, paper, rules, workload
 from ukweb.analysis import BATCHES, NO_SPREAD, POOLED, REPETITIONS, SECONDS
 from ukweb.claim_metrics import COUNTS, EXACT, Context, NotMeasured, Points
 from ukweb.rules import (
@@ -39,23 +39,13 @@ from ukweb.rules import (
 )
 
 __all__ = ["REPRODUCED", "SAME", "INCONCLUSIVE", "NOT_REPRODUCED", "NOT_MEASURED", "VERDICTS",
-           "RulesError", "evaluate", "load_claims", "write", "summary_line"]
-
-CLAIMS_CSV = paths.PAPER / "claims.csv"
-# The paper's best userver per workload (Figs. 2-6), for the summary figure's trend.
-PAPER_USERVER = {"static": "userver-16", "dynamic": "userver-8", "mix30": "userver-8",
-                 "mix50": "userver-8", "mix80": "userver-8"}
-
-
-def load_claims(path: Path = CLAIMS_CSV) -> pd.DataFrame:
-    """The paper's claims, one row each, every column as text."""
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
+           "RulesError", "evaluate", "write", "summary_line"]
 
 
 def load_rules(path: Path | None = None, claims: pd.DataFrame | None = None) -> dict[str, rules.Rule]:
     """The rule table, checked against the claims (RulesError when malformed), with each sign
     rule's bands checked against its metric's neutral value."""
-    claims = load_claims() if claims is None else claims
+    claims = paper.load_claims() if claims is None else claims
     table = rules.load(path, list(claims["id"]))
     for rule in table.values():
         metric = claim_metrics.METRICS.get(rule.metric)
@@ -177,7 +167,7 @@ def evaluate(points: pd.DataFrame, manifest: dict | None = None,
              claims: pd.DataFrame | None = None, rules_path: Path | None = None) -> pd.DataFrame:
     """Every claim against the run's tidy points table, one row per claim (RulesError when
     the rule table is malformed)."""
-    claims = load_claims() if claims is None else claims
+    claims = paper.load_claims() if claims is None else claims
     table_of_rules = load_rules(rules_path, claims)
     ctx = Context(points, analysis.curves(points), manifest or {})
     rows = [asdict(evaluate_claim(ctx, claim, table_of_rules[claim["id"]]))
@@ -190,7 +180,7 @@ def peak_gap_by_share(curves: pd.DataFrame) -> pd.DataFrame:
     a run without the paper's configuration falls back to its best measured userver-N."""
     rows = []
     for w in workload.WORKLOADS:
-        userver = PAPER_USERVER[w]
+        userver = paper.USERVER[w]
         if analysis.curve(curves, w, userver).empty:
             sel = curves[(curves["workload"] == w) & curves["server"].str.startswith("userver-")]
             userver = None if sel.empty else str(sel.loc[sel["throughput"].idxmax(), "server"])
@@ -244,16 +234,12 @@ def markdown(table: pd.DataFrame) -> str:
 
 
 def write(table: pd.DataFrame, out: Path) -> list[Path]:
-    """claims.json, claims.md and claims.html in out/."""
-    from ukweb import frontpage  # late: frontpage renders, claims only evaluates
-
+    """claims.json and claims.md in out/ (report.write_claims adds claims.html)."""
     out.mkdir(parents=True, exist_ok=True)
     records = json.loads(table.to_json(orient="records"))  # NaN -> null, inf -> null
-    targets = [out / "claims.json", out / "claims.md", out / "claims.html"]
+    targets = [out / "claims.json", out / "claims.md"]
     targets[0].write_text(json.dumps(records, indent=2) + "\n")
     targets[1].write_text(markdown(table))
-    targets[2].write_text(frontpage.standalone("Claims", frontpage.verdict_counts_html(table)
-                                               + frontpage.claims_table_html(table)))
     return targets
 
 

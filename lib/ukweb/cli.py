@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import importlib
 import logging
-import subprocess
 import sys
-from importlib import metadata
 
-from ukweb import __version__, paths
+from ukweb.manifest import version
 
 # subcommand -> (module, one-line help)
 COMMANDS = {
@@ -21,7 +19,7 @@ COMMANDS = {
     "fileset": ("ukweb.fileset", "generate or verify a SPECweb99 file set"),
     "calibrate": ("ukweb.calibrate", "find the CPU share that matches the paper's anchor"),
     "run": ("ukweb.runs", "run a sweep from a params file"),
-    "hosts": ("ukweb.hosts", "check a multi-host testbed's hosts file (docs/hosts.md)"),
+    "hosts": ("ukweb.multihost", "check a multi-host testbed's hosts file (docs/hosts.md)"),
     "analyze": ("ukweb.analysis", "tidy table of a run's data points"),
     "report": ("ukweb.report", "figures, claims and report.html from a run directory"),
     "compact": ("ukweb.compact", "a run's request logs as Parquet (zstd), to commit a reference"),
@@ -30,25 +28,6 @@ COMMANDS = {
     "compare": ("ukweb.compare", "two runs side by side: per point, peak and claim, with intervals"),
     "export": ("ukweb.export", "one archive of a run: logs, manifest, outputs, environment"),
 }
-
-
-def version() -> str:
-    """'ukweb 0.1.0 (git 747a521-dirty)': the package version, and the checkout it runs from.
-
-    [I] The package version alone names no measurement code (it changes by hand, rarely); the
-    git description does, -dirty when tracked files differ from the commit. An installed copy
-    without its repository says "git unknown"."""
-    try:
-        package = metadata.version("ukweb")
-    except metadata.PackageNotFoundError:
-        package = __version__
-    try:
-        described = subprocess.run(
-            ["git", "-C", str(paths.REPO), "describe", "--always", "--dirty", "--tags"],
-            capture_output=True, text=True, timeout=30, check=False).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        described = ""
-    return f"ukweb {package} (git {described or 'unknown'})"
 
 
 def usage() -> str:

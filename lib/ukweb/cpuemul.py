@@ -27,10 +27,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ukweb import leftovers, paths, shield, startup
+from ukweb import changes, paths, shield, startup
 from ukweb.cgroups import Cgroup, CgroupError
+from ukweb.sweep_params import CPU_METHODS
 
-METHODS = ("thief", "quota", "none")
+METHODS = CPU_METHODS
 PERIOD_US = 1000  # [I] the thief's grain: short against a 12 ms disk read, long against a wake-up
 
 
@@ -93,12 +94,12 @@ class CpuThief:
         # (issue 17; ukweb.leftovers). Start it from a thread that lives as long as it should.
         self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, start_new_session=True,
-                                     preexec_fn=leftovers.die_with_parent(signal.SIGTERM))
-        leftovers.track("processes", self.proc.pid, "cputhief")
+                                     preexec_fn=changes.die_with_parent(signal.SIGTERM))
+        changes.track("processes", self.proc.pid, "cputhief")
         if not startup.wait_for_line(self.proc, time.monotonic() + timeout, "ready"):
             self.proc.kill()
             err = self.proc.communicate()[1].strip()
-            leftovers.untrack("processes", self.proc.pid)
+            changes.untrack("processes", self.proc.pid)
             self.proc = None
             raise CpuEmulationError(err or f"cputhief did not start within {timeout:.0f} s")
         return self
@@ -117,7 +118,7 @@ class CpuThief:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             out, _ = self.proc.communicate()
-        leftovers.untrack("processes", self.proc.pid)
+        changes.untrack("processes", self.proc.pid)
         self.proc = None
         with contextlib.suppress(json.JSONDecodeError, IndexError):
             self.result = json.loads(out.strip().splitlines()[-1])

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import shutil
 import signal
@@ -35,7 +34,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ukweb import leftovers, paths, startup
+from ukweb import changes, paths, startup
+from ukweb.steady import overrun_pct
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +50,8 @@ COUNTERS = ("reads", "bytes", "seeks", "sequential", "merges", "sorted_inserts",
             "getattrs", "opens", "readdirs")
 
 
-# Judging a point by the daemon's own report (system.csv's disk_busy_s and disk_overrun_s, per
-# second). [I] overrun is busy time beyond the modelled service, so it is the share of the
-# disk's time the emulation lost. Measured (bench/disk_model.py, 2,552 reads): 0.13 % of busy
-# time with the SCHED_FIFO timing under three busy processes and a TCP stream on its CPU,
-# 0.9 % with CFS timing there; the old daemon in the paper reference run lost a median 0.63 s
-# of a 16-s point at >= 700 connections (~4 %).
-OVERRUN_PCT = 2.0          # a point whose measured window overran more than this is unsteady
+# Failing a point by the daemon's own report (system.csv's disk_busy_s and disk_overrun_s, per
+# second); the share of busy time that marks it unsteady is steady.OVERRUN_PCT.
 BEHIND_S_PER_S = 0.1       # a second in which the disk lost more than this is "behind"
 BEHIND_RUN_S = 5           # behind this many seconds in a row fails the point (the per-second
 #                            throughput is autocorrelated for ~7 s: a run this long is a whole
@@ -64,11 +59,6 @@ BEHIND_RUN_S = 5           # behind this many seconds in a row fails the point (
 FAIL_OVERRUN_PCT = 10.0    # or this much of the window's busy time lost fails it outright,
 FAIL_OVERRUN_MIN_S = 0.1   # when that is at least this much: a smoke point whose disk was busy
                            # 0.1 s lost 0.01 s and failed, though no reply could have noticed
-
-
-def overrun_pct(busy_s: float, overrun_s: float) -> float:
-    """The disk model's overrun as a percentage of its busy time (NaN when it was idle)."""
-    return 100.0 * overrun_s / busy_s if busy_s > 0 else math.nan
 
 
 def fell_behind(seconds: list[tuple[float, float, float]]) -> str | None:
@@ -324,7 +314,7 @@ class DiskModel:
             self.stats_path.unlink()
         cmd = self.command()
         cpus, nice = self.cpus, self.params.nice
-        die = leftovers.die_with_parent(signal.SIGTERM)  # it unmounts on SIGTERM
+        die = changes.die_with_parent(signal.SIGTERM)  # it unmounts on SIGTERM
 
         def pin() -> None:  # in the child, before exec: every daemon thread inherits both
             die()
@@ -339,8 +329,8 @@ class DiskModel:
         except (OSError, subprocess.SubprocessError) as exc:
             raise DiskModelError(f"disk model: cannot start {cmd[0]} pinned to CPUs {cpus}: {exc}; "
                                  "check the CPU list against this machine's CPUs") from exc
-        leftovers.track("processes", self.proc.pid, "disk model daemon")
-        leftovers.track("mounts", str(self.mountpoint))  # a killed runner's mount is reaped
+        changes.track("processes", self.proc.pid, "disk model daemon")
+        changes.track("mounts", str(self.mountpoint))  # a killed runner's mount is reaped
         try:
             self._wait_ready(time.monotonic() + self.timeout)
         except DiskModelError:
@@ -395,8 +385,8 @@ class DiskModel:
             log.warning("the disk model left %s mounted; detaching it", self.mountpoint)
             unmount(self.mountpoint, self._fsname())
         if self.proc is not None:
-            leftovers.untrack("processes", self.proc.pid)
-            leftovers.untrack("mounts", str(self.mountpoint))
+            changes.untrack("processes", self.proc.pid)
+            changes.untrack("mounts", str(self.mountpoint))
         return code
 
     def _fsname(self) -> str | None:

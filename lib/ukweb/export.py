@@ -23,8 +23,7 @@ import tarfile
 from importlib import metadata
 from pathlib import Path
 
-from ukweb import analysis, paths
-from ukweb import cli as ukweb_cli
+from ukweb import analysis, manifest, paths
 
 SKIPPED = {"work"}
 
@@ -34,7 +33,7 @@ def environment() -> dict[str, bytes]:
     packages = sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions()
                       if d.metadata["Name"])
     host = {"python": sys.version, "platform": platform.platform(), "machine": platform.machine()}
-    files = {"version.txt": ukweb_cli.version() + "\n",
+    files = {"version.txt": manifest.version() + "\n",
              "requirements.txt": "\n".join(packages) + "\n",
              "host.json": json.dumps(host, indent=2) + "\n"}
     out = {name: text.encode() for name, text in files.items()}

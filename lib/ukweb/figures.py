@@ -17,28 +17,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ukweb import analysis, claims, deviations, workload
+from ukweb import analysis, claims, deviations, paper, workload
 
 log = logging.getLogger(__name__)
 
-# figure name -> (workload, the paper's caption)
-FIGURES = {
-    "fig2": ("static", "100% Static Workload Performance"),
-    "fig3": ("dynamic", "100% Dynamic Workload Performance"),
-    "fig4": ("mix30", "Mixed Workload (30% dynamic-70% static) Performance"),
-    "fig5": ("mix50", "Mixed Workload (50% dynamic-50% static) Performance"),
-    "fig6": ("mix80", "Mixed Workload (80% dynamic-20% static) Performance"),
-}
-# The configurations each of the paper's figures shows (§5).
-PAPER_SERVERS = {"static": ["userver-1", "userver-16", "ktux"],
-                 "dynamic": ["userver-1", "userver-8", "ktux"],
-                 "mix30": ["userver-8", "ktux"], "mix50": ["userver-8", "ktux"],
-                 "mix80": ["userver-8", "ktux"]}
-# The paper's peak gap of TUX over its best userver, by dynamic share (§5). The dynamic point
-# is derived from claim D1 (userver-8 13 % above TUX: 1/1.13 - 1); 50 % is "under 4 %".
-PAPER_PEAK_GAPS = pd.DataFrame({"dynamic_share": [0.0, 0.3, 0.5, 0.8, 1.0],
-                                "gap_pct": [40.0, 13.0, 4.0, -3.0, (1 / 1.13 - 1) * 100],
-                                "text": ["40", "13", "<4", "-3", "-11.5 (D1)"]})
 STYLE = {"ktux": ("tab:red", "s"), "userver-1": ("tab:blue", "o"), "userver-8": ("tab:green", "^"),
          "userver-16": ("tab:purple", "D")}
 
@@ -124,9 +106,9 @@ def paper_marks(table: pd.DataFrame | None, figure: str) -> tuple[dict[int, list
         return {}, []
     at: dict[int, list[str]] = {}
     lines = []
-    paper = claims.load_claims().set_index("id")
+    claims_csv = paper.load_claims().set_index("id")
     for _, row in table[table["figure"] == figure].iterrows():
-        conns = paper.loc[row["id"], "at_connections"] if row["id"] in paper.index else ""
+        conns = claims_csv.loc[row["id"], "at_connections"] if row["id"] in claims_csv.index else ""
         if conns:
             at.setdefault(int(conns), []).append(row["id"])
         ours = claims.ours_text(row) or "-"
@@ -141,9 +123,9 @@ def figure_servers(curves: pd.DataFrame, work: str) -> list[str]:
     server with a full curve (single points of a process sweep are left to their own figure)."""
     sel = curves[curves["workload"] == work]
     counts = sel.groupby("server")["connections"].nunique()
-    paper = [s for s in PAPER_SERVERS.get(work, []) if s in counts.index]
-    others = sorted(s for s in counts.index if s not in paper and counts[s] > 1)
-    return paper + others
+    shown = [s for s in paper.SERVERS.get(work, []) if s in counts.index]
+    others = sorted(s for s in counts.index if s not in shown and counts[s] > 1)
+    return shown + others
 
 
 def throughput_figure(curves: pd.DataFrame, work: str, title: str, notes: list[str] | None = None,
@@ -191,13 +173,13 @@ def throughput_figure(curves: pd.DataFrame, work: str, title: str, notes: list[s
 
 def peak_gap_figure(curves: pd.DataFrame, notes: list[str] | None = None) -> Figure:
     """The paper's conclusion in one picture: ktux's peak gap over userver by dynamic share,
-    ours (with 95 % intervals) beside the paper's 40 / 13 / <4 / -3 %."""
+    ours (with 95 % intervals) beside the paper's (paper.peak_gaps: S2, M1, M3, M6, D1)."""
     ours = claims.peak_gap_by_share(curves)
     fig = Figure(figsize=(7, 5))
     ax = fig.add_subplot()
-    paper = PAPER_PEAK_GAPS
-    ax.plot(paper["dynamic_share"] * 100, paper["gap_pct"], "k--o", label="paper (TUX vs µserver)")
-    for row in paper.itertuples():
+    gaps = paper.peak_gaps()
+    ax.plot(gaps["dynamic_share"] * 100, gaps["gap_pct"], "k--o", label="paper (TUX vs µserver)")
+    for row in gaps.itertuples():
         ax.annotate(row.text, (row.dynamic_share * 100, row.gap_pct), textcoords="offset points",
                     xytext=(6, 6), fontsize=8)
     if len(ours):
@@ -275,7 +257,7 @@ def write_all(points: pd.DataFrame, manifest: dict, out: Path,
     table = _verdicts(points, manifest) if table is None else table
     written: list[Path] = []
     measured = set(curves["workload"])
-    for name, (work, caption) in FIGURES.items():
+    for name, (work, caption) in paper.FIGURES.items():
         if work not in measured:
             log.info("%s not drawn: the run has no %s points", name, work)
             continue

@@ -17,11 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ukweb import deviations
+from ukweb import claims, deviations, paper
+from ukweb.claims import ours_text, paper_text
 
-PAPER = ("Amol Shukla, Lily Li, Anand Subramanian, Paul A. S. Ward, Tim Brecht. "
-         "<i>Evaluating the Performance of User-Space and Kernel-Space Web Servers</i>. "
-         "CASCON 2004, IBM Centre for Advanced Studies Conference, Toronto, 2004.")
 COLOURS = {"reproduced": "#c6efce", "same direction": "#fff2b3", "inconclusive": "#dde7f3",
            "not reproduced": "#f7c6c6", "not measured": "#e6e6e6"}
 STYLE = """<style>
@@ -52,18 +50,6 @@ def verdict_counts_html(table: pd.DataFrame) -> str:
     return f'<p class="counts">{boxes} of {len(table)} claims</p>'
 
 
-def _ours(row: pd.Series) -> str:
-    from ukweb.claims import ours_text  # late: claims imports this module to write claims.html
-
-    return ours_text(row)
-
-
-def _paper(row: pd.Series) -> str:
-    from ukweb.claims import paper_text
-
-    return paper_text(row)
-
-
 def claims_table_html(table: pd.DataFrame) -> str:
     """The claim table, one row per claim, coloured by verdict."""
     head = ["claim", "the paper says", "servers (a over b)", "points", "paper", "ours [95 %]",
@@ -74,8 +60,8 @@ def claims_table_html(table: pd.DataFrame) -> str:
         band = _e(r["band"]) + (f" ({_e(r['same'])})" if r.get("same") else "")
         cells = [f"<b>{_e(r['id'])}</b><br><span class=small>{_e(r['figure'])}, {_e(r['workload'])}</span>",
                  f"{_e(r['paper_text'])}<br><span class=small>reading: {_e(r.get('reading'))}</span>",
-                 _e(r["servers"]), _e(r["points"]), _e(_paper(r)),
-                 f"{_e(_ours(r))} {_e(r['unit'])}", _e(r["uncertainty"]), band,
+                 _e(r["servers"]), _e(r["points"]), _e(paper_text(r)),
+                 f"{_e(ours_text(r))} {_e(r['unit'])}", _e(r["uncertainty"]), band,
                  f'<b>{_e(r["verdict"])}</b>',
                  f"{_e(r['where'])}<br><span class=small>{_e(r['reason'])}</span>"]
         tds = "".join(f"<td>{c}</td>" if i != 8 else f'<td style="background:{colour}">{c}</td>'
@@ -145,10 +131,8 @@ def _dev_row(d: object) -> tuple[str, str]:
 
 def figure_alt(stem: str) -> str:
     """What a figure shows, in words, for its alternative text (names from ukweb.figures)."""
-    from ukweb.figures import FIGURES  # late: matplotlib only when a page is drawn
-
-    if stem in FIGURES:
-        work, caption = FIGURES[stem]
+    if stem in paper.FIGURES:
+        work, caption = paper.FIGURES[stem]
         return (f"Paper {stem.replace('fig', 'Figure ')}, {caption}: replies per second against "
                 f"simultaneous connections for each server, {work} workload, ours beside the paper's")
     if stem == "peak_gap_by_dynamic_share":
@@ -204,7 +188,7 @@ def page(table: pd.DataFrame, manifest: dict, run: Path, fig_dir: Path, title: s
     """The front page as an HTML fragment (style included): the paper, the verdicts, the
     figures, then the provenance folded."""
     return (f'{STYLE}<div class="ukweb-front"><h1>{_e(title)}</h1>'
-            f"<p>Reproduces: {PAPER}</p>"
+            f"<p>Reproduces: {paper.citation()}</p>"
             "<h2>The paper's claims against this run</h2>"
             + verdict_counts_html(table) + interval_legend(table)
             + claims_table_html(table) + figures_html(fig_dir)
@@ -215,3 +199,11 @@ def standalone(title: str, body: str) -> str:
     """A complete HTML document around a fragment."""
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_e(title)}</title>"
             f"</head><body>{STYLE}<div class='ukweb-front'>{body}</div></body></html>\n")
+
+
+def write_claims(table: pd.DataFrame, out: Path) -> list[Path]:
+    """claims.json and claims.md (claims.write), and claims.html: the table as a page."""
+    targets = claims.write(table, out)
+    html_path = out / "claims.html"
+    html_path.write_text(standalone("Claims", verdict_counts_html(table) + claims_table_html(table)))
+    return targets + [html_path]

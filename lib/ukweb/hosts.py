@@ -11,15 +11,13 @@ splits connections by client weight; fractions make the split readable in the fi
 visible). Passwords are never accepted: a key file or the SSH agent.
 
 Every error is one line naming the field (`clients[1].share: ...`); `ukweb hosts check FILE`
-prints it and exits 2.
+(ukweb.multihost.cli) prints it and exits 2.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -237,35 +235,3 @@ def load(path: str | Path) -> Hosts:
         at = f"line {mark.line + 1}: " if mark is not None else ""
         raise HostsError(f"{p}: not YAML: {at}{getattr(exc, 'problem', None) or exc}") from exc
     return parse(data, p)
-
-
-def cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="ukweb hosts",
-                                     description="check a multi-host testbed's hosts file")
-    sub = parser.add_subparsers(dest="action", required=True)
-    check = sub.add_parser("check", help="validate FILE (and with --reach, SSH to every host)")
-    check.add_argument("file")
-    check.add_argument("--reach", action="store_true",
-                       help="also connect to every host: commit, build, clock (ukweb.multihost)")
-    args = parser.parse_args(argv)
-    try:
-        hosts = load(args.file)
-    except HostsError as exc:
-        print(f"ukweb hosts: {exc}", file=sys.stderr)
-        return 2
-    print(f"{args.file}: server {hosts.server.name} ({', '.join(hosts.server.links)}), "
-          f"{len(hosts.clients)} clients: "
-          + ", ".join(f"{c.name}->{c.target} {c.share:g}" for c in hosts.clients))
-    if args.reach:
-        import asyncssh
-
-        from ukweb import multihost
-        asyncssh.set_log_level(logging.WARNING)  # it logs every connection and channel at INFO
-        try:
-            result = multihost.prepare(hosts)
-        except multihost.RemoteError as exc:
-            print(f"ukweb hosts: {exc}", file=sys.stderr)
-            return 2
-        for name, h in result["hosts"].items():
-            print(f"{name}: commit {h['commit'][:12]}, clock offset {h['clock_offset_ms']:+.1f} ms")
-    return 0

@@ -2,7 +2,7 @@
 
 A runner (`ukweb run`, a calibration, a test) changes the machine: the CPU thief at real-time
 priority, the disk model's FUSE mount under /run/ukweb/disk-<pid>/, cgroups, network namespaces,
-the shield's CPU affinities, kernel.task_delayacct. Killed with SIGKILL it cannot undo them, and
+the shield's CPU affinities, kernel.task_delayacct, DAMON's kdamonds. Killed with SIGKILL it cannot undo them, and
 the next run would measure a different machine (issue 17, "Bad input": an orphaned thief kept
 CPU 0 at its share while a resume ran everything on CPU 1 and exited 0).
 
@@ -25,9 +25,6 @@ Three layers, so nothing outlives a dead runner by more than the start of the ne
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import fcntl
-import json
 import logging
 import os
 import re
@@ -36,16 +33,24 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ukweb import paths
+from ukweb import cgroups, diskmodel, paths, shield
+from ukweb.changes import (
+    ENV,
+    RUNTIME,
+    alive,
+    die_with_parent,
+    locked,
+    pid_dead,
+    read_record,
+    start_ticks,
+    token,
+)
+from ukweb.knobs import restore_stale_all
 
 log = logging.getLogger(__name__)
 
-RUNTIME = paths.RUNTIME
-ENV = "UKWEB_RUNNER"  # "<pid>:<start ticks>" of the runner that started a process
-PR_SET_PDEATHSIG = 1
 # Names of what a runner creates, with its pid: cgroups ukweb-<pid>-<label> (ukweb-test-<pid>-...),
 # namespaces ukweb-net-<pid>-srv/cli, the disk model's directory disk-<pid>.
 OWNED = re.compile(r"^ukweb(?:-[a-z]+)*-(\d+)-")
@@ -53,161 +58,10 @@ NETNS = re.compile(r"^ukweb(?:-[a-z]+)*-(\d+)-(?:srv|cli)$")
 DISK_DIR = re.compile(r"^disk-(\d+)$")
 KILL_WAIT_S = 5.0
 
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class LeftoversError(RuntimeError):
     """A dead runner left something this run cannot remove: one line, what and how to clean it."""
-
-
-# -- who is alive
-
-
-def start_ticks(pid: int) -> int | None:
-    """The process's start time (clock ticks since boot, /proc/<pid>/stat field 22); None when
-    there is no such process or it is a zombie (a killed runner its parent has not waited for)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(")") + 2:].split()
-    return None if fields[0] in "ZX" else int(fields[19])
-
-
-def token(pid: int | None = None) -> str:
-    """A name for a live process that a later process with the same pid cannot take."""
-    pid = pid or os.getpid()
-    return f"{pid}:{start_ticks(pid)}"
-
-
-def alive(tok: str) -> bool:
-    pid, _, ticks = tok.partition(":")
-    return pid.isdigit() and str(start_ticks(int(pid))) == ticks
-
-
-def _pid_dead(pid: int) -> bool:
-    """For names that carry only a pid: dead when no live process has it (pid reuse keeps a
-    leftover until the pid is free again: the safe side)."""
-    return start_ticks(pid) is None
-
-
-# -- dying with the runner
-
-
-def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None]:
-    """A Popen preexec_fn: the child gets `sig` when the thread that forks it exits; a child
-    whose parent died before the prctl (a race) exits at once."""
-    parent = os.getpid()
-
-    def preexec() -> None:
-        _libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
-        if os.getppid() != parent:
-            os.kill(os.getpid(), sig)
-    return preexec
-
-
-def chain(*fns: Callable[[], None] | None) -> Callable[[], None]:
-    """One preexec_fn running each of fns in turn."""
-    def preexec() -> None:
-        for fn in fns:
-            if fn is not None:
-                fn()
-    return preexec
-
-
-# -- the record of what this runner changed
-
-
-def _state_path(pid: int) -> Path:
-    return RUNTIME / f"runner-{pid}.json"
-
-
-@contextlib.contextmanager
-def _locked() -> Iterator[None]:
-    """One reaper or recorder at a time on this machine."""
-    RUNTIME.mkdir(parents=True, exist_ok=True)
-    with open(RUNTIME / "runners.lock", "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
-def _read(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def live_runner_pids() -> set[int]:
-    """Pids of the runners whose records say they are alive."""
-    out = set()
-    for path in RUNTIME.glob("runner-*.json"):
-        s = _read(path)
-        if s and alive(s["runner"]):
-            out.add(int(s["runner"].split(":")[0]))
-    return out
-
-
-def _update(change: Callable[[dict], None]) -> None:
-    """Apply change to this process's record (created on first use), written atomically; the
-    file goes when nothing is recorded and no testbed holds it."""
-    path = _state_path(os.getpid())
-    with _locked():
-        state = _read(path) or {"runner": token(), "cmdline": " ".join(sys.argv)[:500],
-                                "holders": 0, "processes": [], "mounts": [], "cgroups": [],
-                                "netns": []}
-        change(state)
-        if not (state["holders"] or state["processes"] or state["mounts"] or state["cgroups"]
-                or state["netns"]):
-            path.unlink(missing_ok=True)
-            return
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(state, indent=1))
-        os.replace(tmp, path)
-
-
-def hold() -> None:
-    """A testbed of this process is entered: its children carry our token from now on."""
-    os.environ[ENV] = token()
-
-    def change(s: dict) -> None:
-        s["holders"] += 1
-    _update(change)
-
-
-def release() -> None:
-    """A testbed of this process is left; with the last one, children stop carrying our token
-    (what this process starts afterwards is not the testbed's)."""
-    left = []
-
-    def change(s: dict) -> None:
-        s["holders"] = max(0, s["holders"] - 1)
-        left.append(s["holders"])
-    _update(change)
-    if left == [0] and os.environ.get(ENV) == token():
-        del os.environ[ENV]
-
-
-def track(kind: str, value: str | int, what: str = "") -> None:
-    """Record a process (kind 'processes', value its pid), mount, cgroup or namespace."""
-    if kind == "processes":
-        entry: object = {"pid": int(value), "ticks": start_ticks(int(value)), "what": what}
-    else:
-        entry = str(value)
-
-    def change(s: dict) -> None:
-        if entry not in s[kind]:
-            s[kind].append(entry)
-    _update(change)
-
-
-def untrack(kind: str, value: str | int) -> None:
-    def change(s: dict) -> None:
-        if kind == "processes":
-            s[kind] = [e for e in s[kind] if e["pid"] != int(value)]
-        else:
-            s[kind] = [e for e in s[kind] if e != str(value)]
-    _update(change)
 
 
 # -- the watcher
@@ -334,7 +188,6 @@ def _orphans(dead: set[str], live_runners: set[int]) -> dict[int, str]:
 
 
 def _unmount(path: Path, problems: list[str]) -> bool | None:
-    from ukweb import diskmodel
     if diskmodel.mount_info(path) is None:
         return None
     try:
@@ -346,7 +199,6 @@ def _unmount(path: Path, problems: list[str]) -> bool | None:
 
 
 def _remove_cgroup(name: str, problems: list[str]) -> bool | None:
-    from ukweb import cgroups
     ver = cgroups.version()
     bases = ({"memory": cgroups.ROOT} if ver == "v2" else
              {r: cgroups.ROOT / c for r, c in cgroups.V1_CONTROLLERS.items()})
@@ -394,11 +246,10 @@ def _orphan_thieves() -> list[str]:
 def reap() -> list[str]:
     """Remove what dead runners left (only theirs); what was done, one line each.
     LeftoversError naming what is left and how to clean it when something cannot be removed."""
-    from ukweb import cgroups, shield, testbed
     done: list[str] = []
     problems: list[str] = []
-    with _locked():
-        records = {p: _read(p) for p in RUNTIME.glob("runner-*.json")}
+    with locked():
+        records = {p: read_record(p) for p in RUNTIME.glob("runner-*.json")}
         live_runners = {int(s["runner"].split(":")[0]) for s in records.values()
                         if s and alive(s["runner"])}
         dead = {p: s for p, s in records.items() if s is not None and not alive(s["runner"])}
@@ -424,7 +275,7 @@ def reap() -> list[str]:
                 path.unlink(missing_ok=True)
         for d in RUNTIME.glob("disk-*"):
             m = DISK_DIR.match(d.name)
-            if m and _pid_dead(int(m.group(1))):
+            if m and pid_dead(int(m.group(1))):
                 daemon = _disk_daemon(d / "mnt")
                 if daemon:
                     done += _kill(daemon, problems)
@@ -434,19 +285,17 @@ def reap() -> list[str]:
         if cgroups.version() is not None:
             for p in cgroups.leftovers("ukweb-"):
                 m = OWNED.match(p.name)
-                if m and _pid_dead(int(m.group(1))) and _remove_cgroup(p.name, problems):
+                if m and pid_dead(int(m.group(1))) and _remove_cgroup(p.name, problems):
                     done.append(f"removed cgroup {p.name}")
         if Path("/run/netns").is_dir():
             for n in sorted(os.listdir("/run/netns")):
                 m = NETNS.match(n)
-                if m and _pid_dead(int(m.group(1))) and _del_netns(n, problems):
+                if m and pid_dead(int(m.group(1))) and _del_netns(n, problems):
                     done.append(f"removed network namespace {n}")
-        # 3. Affinities and the sysctl.
+        # 3. Affinities and the machine settings a run holds (ukweb.knobs).
         done += [f"gave back the CPU affinities a dead runner's shield (pid {p}) took"
                  for p in shield.undo_stale()]
-        restored = testbed.restore_stale_delayacct()
-        if restored is not None:
-            done.append(f"restored kernel.task_delayacct={restored} (a dead runner's original)")
+        done += [f"restored {what} (a dead runner's original)" for what in restore_stale_all()]
         problems += _orphan_thieves()
     for line in done:
         log.warning("leftovers: %s", line)
@@ -458,7 +307,6 @@ def reap() -> list[str]:
 
 def _disk_daemon(mnt: Path) -> dict[int, str]:
     """The disk model daemon serving mnt (its mount's source is diskmodel-<pid>), if alive."""
-    from ukweb import diskmodel
     info = diskmodel.mount_info(mnt)
     if not info or not info[1].startswith("diskmodel-"):
         return {}
@@ -474,25 +322,24 @@ def _disk_daemon(mnt: Path) -> dict[int, str]:
 
 def what_is_left() -> list[str]:
     """Everything a dead runner could have left, as it is now (tests assert it is empty)."""
-    from ukweb import cgroups
     out = []
     for p in RUNTIME.glob("runner-*.json"):
-        s = _read(p)
+        s = read_record(p)
         if s and not alive(s["runner"]):
             out.append(f"record {p}")
     for d in RUNTIME.glob("disk-*"):
         m = DISK_DIR.match(d.name)
-        if m and _pid_dead(int(m.group(1))):
+        if m and pid_dead(int(m.group(1))):
             out.append(f"disk model directory {d}")
     if cgroups.version() is not None:
         out += [f"cgroup {p.name}" for p in cgroups.leftovers("ukweb-")
-                if (m := OWNED.match(p.name)) and _pid_dead(int(m.group(1)))]
+                if (m := OWNED.match(p.name)) and pid_dead(int(m.group(1)))]
     if Path("/run/netns").is_dir():
         out += [f"netns {n}" for n in os.listdir("/run/netns")
-                if (m := NETNS.match(n)) and _pid_dead(int(m.group(1)))]
+                if (m := NETNS.match(n)) and pid_dead(int(m.group(1)))]
     for s in RUNTIME.glob("shield-*.json"):
         pid = s.stem.removeprefix("shield-")
-        if pid.isdigit() and _pid_dead(int(pid)):
+        if pid.isdigit() and pid_dead(int(pid)):
             out.append(f"shield record {s}")
     return out
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from ukweb import sampler
 from ukweb.workload import REQUEST_TYPES
 
 REQUEST_COLUMNS = ("t_start_us", "t_end_us", "conn", "type", "class", "dir", "file", "status",
@@ -82,7 +81,11 @@ def read_summary(point_dir: Path) -> dict:
         raise LogError(f"{path}: not a readable loadgen summary: {exc}") from exc
 
 
-SYSTEM_COLUMNS = tuple(sampler.COLUMNS)  # what ukweb.sampler writes
+# system.csv's own columns, as ukweb.sampler writes them (the disk model's follow when it runs).
+SYSTEM_COLUMNS = ("t", "cpu_user", "cpu_sys", "cpu_idle", "cpu_iowait", "ctx_switches",
+                  "listen_overflows", "listen_drops", "disk_read_bytes", "page_cache_bytes",
+                  "blocked_s", "server_cpu_s", "cpu_softirq", "memory_bytes", "procs",
+                  "blocked_max_s", "blocked_iowq_s")
 OLD_COLUMNS = SYSTEM_COLUMNS.index("server_cpu_s") + 1  # what runs before the disk model wrote
 
 

@@ -1,38 +1,27 @@
-"""manifest.json: everything needed to know what a run measured and on what.
-
-A reader of a published run must be able to tell, without asking, which code ran (git commit,
-dirty tree), on which machine (kernel, CPU, memory, io_uring, cgroup version, privileges), with
-which tools and parameters, and where the emulated testbed differs from the paper's (deviations).
+"""manifest.json, the file: read, written atomically, and the code's identity it records (git
+state, package version). What it says of the machine is collected by ukweb.machine; this module
+needs neither root nor servers, so the offline layer (compaction, reports) reads and amends
+manifests with it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
-import logging
 import os
-import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
 
-import psutil
-
-from ukweb import cgroups
+from ukweb import __version__, paths
 from ukweb.paths import REPO
-
-log = logging.getLogger(__name__)
-
-PYTHON_PACKAGES = ("ukweb", "numpy", "pandas", "pyarrow", "matplotlib", "scipy", "psutil",
-                   "tqdm", "requests", "pyyaml", "papermill")
 
 
 def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _cmd(args: list[str]) -> str | None:
+def first_line(args: list[str]) -> str | None:
     """First line of a command's output (stdout or stderr), None when it cannot run."""
     try:
         out = subprocess.run(args, capture_output=True, text=True, timeout=10, check=False)
@@ -43,7 +32,7 @@ def _cmd(args: list[str]) -> str | None:
 
 
 def git_state(repo: Path = REPO) -> dict:
-    commit = _cmd(["git", "-C", str(repo), "rev-parse", "HEAD"])
+    commit = first_line(["git", "-C", str(repo), "rev-parse", "HEAD"])
     try:
         status = subprocess.run(["git", "-C", str(repo), "status", "--porcelain",
                                  "--untracked-files=no"], capture_output=True, text=True,
@@ -51,87 +40,6 @@ def git_state(repo: Path = REPO) -> dict:
     except (OSError, subprocess.TimeoutExpired):
         status = ""
     return {"commit": commit, "dirty": bool(status.strip()) if commit else None}
-
-
-def cpu_model() -> str | None:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or None
-
-
-def io_uring_reason() -> str | None:
-    """Why ktux cannot run here (None when it can); taken from ukweb.servers."""
-    try:
-        from ukweb.servers import io_uring_unavailable
-    except ImportError as exc:
-        return f"unknown: ukweb.servers not importable ({exc})"
-    return io_uring_unavailable()
-
-
-def host() -> dict:
-    return {
-        "hostname": platform.node(),
-        "kernel": platform.release(),
-        "os": platform.platform(),
-        "cpu_model": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "memory_bytes": psutil.virtual_memory().total,
-        "io_uring_unavailable": io_uring_reason(),
-        "cgroup_version": cgroups.version(),
-        "cgroup_controllers": cgroups.available_controllers(),
-        # The paper stopped every non-essential service; here the load at start shows how busy
-        # the machine was (other users' processes are not ours to stop).
-        "loadavg": [round(x, 2) for x in os.getloadavg()],
-        "processes": len(psutil.pids()),
-        "euid": os.geteuid(),
-        "root": os.geteuid() == 0,
-    }
-
-
-def python_environment() -> dict[str, str]:
-    """Every installed distribution and its version (what `pip freeze` lists), so the run's
-    environment can be compared with requirements.lock or installed again."""
-    found = {}
-    for dist in metadata.distributions():
-        name = dist.metadata["Name"]
-        if name:
-            found.setdefault(name.lower().replace("_", "-"), dist.version)
-    return dict(sorted(found.items()))
-
-
-def lock_digest() -> str | None:
-    """sha256 of requirements.lock, the environment make setup and the image install."""
-    lock = REPO / "requirements.lock"
-    return hashlib.sha256(lock.read_bytes()).hexdigest() if lock.is_file() else None
-
-
-def tools() -> dict:
-    py = {}
-    for name in PYTHON_PACKAGES:
-        try:
-            py[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            py[name] = None
-    # nginx -v prints to stderr; _cmd takes whichever stream has text.
-    return {
-        "gcc": _cmd(["gcc", "--version"]),
-        "nginx": _cmd(["nginx", "-v"]),
-        "liburing": _cmd(["pkg-config", "--modversion", "liburing"]),
-        "iproute2": _cmd(["ip", "-V"]),
-        "python": platform.python_version(),
-        "python_packages": py,
-        "python_environment": python_environment(),
-        "requirements_lock_sha256": lock_digest(),
-    }
-
-
-def build(params: dict, *, deviations: list[dict], calibration: dict | None,
-          testbed: dict) -> dict:
-    """The manifest of a run that starts now (end time filled in by finish())."""
-    return {"manifest_version": 1, "params": params, "git": git_state(), "host": host(),
-            "tools": tools(), "testbed": testbed, "deviations": deviations,
-            "calibration": calibration, "start": now(), "end": None, "runs": []}
 
 
 def write(path: Path, manifest: dict) -> None:
@@ -143,3 +51,22 @@ def write(path: Path, manifest: dict) -> None:
 
 def read(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+def version() -> str:
+    """'ukweb 0.1.0 (git 747a521-dirty)': the package version, and the checkout it runs from.
+
+    [I] The package version alone names no measurement code (it changes by hand, rarely); the
+    git description does, -dirty when tracked files differ from the commit. An installed copy
+    without its repository says "git unknown"."""
+    try:
+        package = metadata.version("ukweb")
+    except metadata.PackageNotFoundError:
+        package = __version__
+    try:
+        described = subprocess.run(
+            ["git", "-C", str(paths.REPO), "describe", "--always", "--dirty", "--tags"],
+            capture_output=True, text=True, timeout=30, check=False).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        described = ""
+    return f"ukweb {package} (git {described or 'unknown'})"

@@ -21,6 +21,7 @@ process group before this returns.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import csv
 import dataclasses
@@ -31,6 +32,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -40,7 +42,8 @@ import asyncssh
 
 from ukweb import loadgen as loadgen_mod
 from ukweb import paths
-from ukweb.hosts import ClientHost, Host, Hosts
+from ukweb.hosts import ClientHost, Host, Hosts, HostsError
+from ukweb.hosts import load as load_hosts
 from ukweb.remote import RemoteError, RemoteProcess, connect, describe_exit, run
 
 log = logging.getLogger(__name__)
@@ -391,3 +394,32 @@ def client_column(requests, point_dir: Path):
 
 def remove_fetched(point_dir: Path) -> None:
     shutil.rmtree(Path(point_dir) / "clients", ignore_errors=True)
+
+
+def cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="ukweb hosts",
+                                     description="check a multi-host testbed's hosts file")
+    sub = parser.add_subparsers(dest="action", required=True)
+    check = sub.add_parser("check", help="validate FILE (and with --reach, SSH to every host)")
+    check.add_argument("file")
+    check.add_argument("--reach", action="store_true",
+                       help="also connect to every host: commit, build, clock (ukweb.multihost)")
+    args = parser.parse_args(argv)
+    try:
+        hosts = load_hosts(args.file)
+    except HostsError as exc:
+        print(f"ukweb hosts: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.file}: server {hosts.server.name} ({', '.join(hosts.server.links)}), "
+          f"{len(hosts.clients)} clients: "
+          + ", ".join(f"{c.name}->{c.target} {c.share:g}" for c in hosts.clients))
+    if args.reach:
+        asyncssh.set_log_level(logging.WARNING)  # it logs every connection and channel at INFO
+        try:
+            result = prepare(hosts)
+        except RemoteError as exc:
+            print(f"ukweb hosts: {exc}", file=sys.stderr)
+            return 2
+        for name, h in result["hosts"].items():
+            print(f"{name}: commit {h['commit'][:12]}, clock offset {h['clock_offset_ms']:+.1f} ms")
+    return 0

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from ukweb import leftovers as reaping
+from ukweb import changes
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ class Topology:
     def create(self) -> Topology:
         if os.geteuid() == 0:
             for ns in (self.server_ns, self.client_ns):
-                reaping.track("netns", ns)  # a killed runner's namespaces go with it
+                changes.track("netns", ns)  # a killed runner's namespaces go with it
         try:
             for ns in (self.server_ns, self.client_ns):
                 _ip("ip", "netns", "add", ns)
@@ -208,7 +208,7 @@ class Topology:
             end_threads(ns)
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30, check=False)
             if os.geteuid() == 0 and not os.path.exists(f"/run/netns/{ns}"):
-                reaping.untrack("netns", ns)
+                changes.untrack("netns", ns)
 
     def __enter__(self) -> Topology:
         return self.create()

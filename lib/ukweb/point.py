@@ -29,7 +29,6 @@ import math
 import os
 import shutil
 import time
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +43,7 @@ from ukweb.cgroups import Cgroup
 from ukweb.diskmodel import fell_behind
 from ukweb.manifest import now
 from ukweb.netns import Topology, run_in
+from ukweb.plan import Point
 from ukweb.sampler import Sampler
 from ukweb.servers import Server, ServerConfig, ServerError
 from ukweb.specweb99 import ResetParams
@@ -85,32 +85,6 @@ def check_space(d: Path, point: Point) -> None:
     if free < MIN_FREE_BYTES:
         raise DiskFull(errno.ENOSPC, f"disk full: {free >> 20} MB free under {d}, "
                        f"{MIN_FREE_BYTES >> 20} MB needed to measure {point.label()}")
-
-
-@dataclass(frozen=True)
-class Point:
-    workload: str
-    server: str
-    connections: int
-    repetition: int
-
-    def rel(self) -> Path:
-        return Path("points", self.workload, self.server, f"c{self.connections}", f"r{self.repetition}")
-
-    def label(self) -> str:
-        return f"{self.workload}/{self.server}/c{self.connections}/r{self.repetition}"
-
-    def seed(self, base: int) -> int:
-        """The load generator's seed for this point: distinct per point, the same on every run.
-
-        [I] One seed for every point would replay the same request sequence at each point of a
-        warm series, so its first seconds would hit exactly what the previous point had just
-        cached (measured: ~0 misses/s for 6 s, then 80/s); SPECweb99's clients draw anew."""
-        return (base * 1_000_003 + zlib.crc32(self.label().encode())) % 4_294_967_291 or 1
-
-
-def point_dir(run: Path, workload: str, server: str, connections: int, repetition: int) -> Path:
-    return run / Point(workload, server, connections, repetition).rel()
 
 
 def write_json(path: Path, obj: object) -> None:

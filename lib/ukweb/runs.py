@@ -25,8 +25,8 @@ import os
 import shlex
 import shutil
 import signal
-import threading
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +34,7 @@ from pathlib import Path
 import yaml
 from tqdm import tqdm
 
-from ukweb import budget, cpuemul, diskmodel, fileset, manifest, paths
+from ukweb import budget, fileset, machine, manifest, paths
 from ukweb import hosts as hosts_mod
 from ukweb.cpuemul import CpuEmulationError
 from ukweb.diskmodel import DiskModelError
@@ -42,14 +42,17 @@ from ukweb.hosts import Hosts
 from ukweb.leftovers import LeftoversError
 from ukweb.netns import NetnsError, Topology
 from ukweb.paths import RAW
-from ukweb.point import (
-    DiskFull,
-    Point,
-    PointFailed,
-    PointRunner,
-    TestbedDied,
-    mark_failed,
-    point_dir,
+from ukweb.plan import Point, carried, plan, point_dir, series_plan
+from ukweb.point import DiskFull, PointFailed, PointRunner, TestbedDied, mark_failed
+from ukweb.regime import (
+    SweepError,
+    check_methods,
+    docroot_for,
+    effective_share,
+    load_calibration,
+    make_testbed,
+    method_deviations,
+    mounted_disk,
 )
 from ukweb.servers import ServerConfig, named_config
 from ukweb.sweep_params import LABEL, ParamsError, SweepParams, load_params, validate
@@ -62,41 +65,8 @@ log = logging.getLogger(__name__)
 HOSTS_ENV = "UKWEB_HOSTS"  # a hosts file: the sweep runs on that testbed (make reproduce HOSTS=)
 
 
-class SweepError(RuntimeError):
-    """The sweep cannot go on (parameters differ from the run being resumed, disk full, ...)."""
-
-
 class Interrupted(BaseException):
     """SIGTERM, turned into an exception so every context manager cleans up on the way out."""
-
-
-def plan(params: SweepParams) -> list[Point]:
-    """Every point of the profile, in run order, without duplicates."""
-    return [p for s in series_plan(params) for p in s]
-
-
-def series_plan(params: SweepParams) -> list[list[Point]]:
-    """The points grouped into series (one workload x one server), each in ascending
-    connections, repetitions of a point back to back; a process-sweep point that a figure's
-    series already measures is not measured twice."""
-    groups: dict[tuple[str, str], list[Point]] = {}
-    reps = range(1, params.repetitions + 1)
-
-    for w in params.workloads:
-        for s in params.servers[w]:  # a carried point is one long window (batch means), not reps
-            groups[(w, s)] = [Point(w, s, c, r) for c in sorted(set(params.connections))
-                              for r in (range(1, 2) if budget.carried(params, w, s, c) else reps)]
-    ps = params.process_sweep
-    if ps is not None:
-        sweep_reps = range(1, (ps.repetitions or params.repetitions) + 1)
-        for w in ps.workloads:
-            for n in ps.procs:
-                mine = groups.setdefault((w, f"userver-{n}"), [])
-                for r in sweep_reps:
-                    if Point(w, f"userver-{n}", ps.connections, r) not in mine:
-                        mine.append(Point(w, f"userver-{n}", ps.connections, r))
-                mine.sort(key=lambda p: (p.connections, p.repetition))
-    return [pts for pts in groups.values() if pts]
 
 
 # [I] What a point costs besides its warm-up and measurement (server start and stop under the
@@ -170,61 +140,6 @@ def resolve_configs(labels: set[str], backlog: int,
     return out
 
 
-def load_calibration(params: SweepParams) -> dict | None:
-    """The calibration file's content when it exists (it proposes cpu_share for its method)."""
-    path = params.calibration_path()
-    if path is None or not path.is_file():
-        return None
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"calibration {path} is not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ParamsError(f"calibration {path}: expected a mapping")
-    share = data.get("cpu_share")
-    if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float))
-                              or not 0 < share < 1):
-        raise ParamsError(f"calibration {path}: cpu_share={share!r}: expected null or 0 < share < 1")
-    return {"path": str(path), **data}
-
-
-def effective_share(params: SweepParams, calibration: dict | None) -> float | None:
-    """The emulated CPU's speed: the profile's cpu_share, else the calibration's when it was
-    made with the same CPU method (a share calibrated for one method means nothing for another)."""
-    if params.cpu_share is not None or params.cpu_method == "none":
-        return params.cpu_share
-    cal = calibration or {}
-    if cal.get("cpu_share") is None:
-        return None
-    if cal.get("cpu_method") != params.cpu_method:
-        raise ParamsError(f"calibration {cal.get('path')} was made for cpu_method="
-                          f"{cal.get('cpu_method')!r}, the profile uses {params.cpu_method!r}: "
-                          "run `ukweb calibrate` again (or delete the file)")
-    return float(cal["cpu_share"])
-
-
-def make_testbed(params: SweepParams, share: float | None) -> Testbed:
-    """The testbed of a profile: the CPU method at `share`, memory cap, pinning, throttle."""
-    return Testbed(server_cpus=params.server_cpus, client_cpus=params.client_cpus,
-                   memory_mb=params.memory_mb,
-                   cpu_quota_pct=share * 100 if params.cpu_method == "quota" and share else None,
-                   thief_share=share if params.cpu_method == "thief" else None,
-                   drop_caches=params.drop_caches, disk_read_mbps=params.disk_read_mbps,
-                   disk_read_iops=params.disk_read_iops, disk_path=params.fileset_path().parent,
-                   shield=params.cpu_method != "none")
-
-
-def check_methods(params: SweepParams) -> None:
-    """One clear error before anything runs when the CPU or disk method cannot work here."""
-    why = cpuemul.check(params.cpu_method) if params.cpu_method != "none" else None
-    if why:
-        raise SweepError(why)
-    if params.disk_model:
-        why = diskmodel.check()
-        if why:
-            raise SweepError(f"{why} (or set disk_model: false, a recorded deviation)")
-
-
 def run_path(root: Path, run_id: str) -> Path:
     """root/run_id, refusing a run id that is not a plain name inside root."""
     if not LABEL.match(run_id) or run_id in (".", ".."):
@@ -234,13 +149,6 @@ def run_path(root: Path, run_id: str) -> Path:
     if run.parent != Path(root).resolve():
         raise ParamsError(f"run id {run_id!r} leaves {root}")
     return run
-
-
-def docroot_for(params: SweepParams, connections: int = 0) -> Path:
-    """Generate the file set for the largest point (or `connections`) once; later runs reuse it."""
-    most = max(params.max_connections(), connections)
-    root = Path(fileset.ensure(params.fileset_path(), most, seed=params.seed))
-    return root.parent if root.name == "file_set" else root
 
 
 _TERMINATED = threading.Event()  # SIGTERM arrived (kept even when its exception was lost)
@@ -321,7 +229,7 @@ def _open_manifest(run: Path, params: SweepParams, testbed: Testbed,
                 earlier["status"] = "killed"
         man["deviations"] = _merge(man["deviations"], testbed.deviation_list())
     else:
-        man = manifest.build(mine, deviations=testbed.deviation_list(),
+        man = machine.build(mine, deviations=testbed.deviation_list(),
                              calibration=calibration, testbed=testbed.describe())
         if hosts is not None:
             man["hosts"] = hosts
@@ -402,7 +310,7 @@ def sweep(params: SweepParams, run_id: str | None = None, root: Path = RAW, prog
     docroot = docroot_for(params)
     run.mkdir(parents=True, exist_ok=True)
     testbed = make_testbed(params, share)
-    _method_deviations(params, testbed, share)
+    method_deviations(params, testbed, share)
     status = "interrupted"
     with _sigterm_raises(), testbed, links(params, testbed) as net, \
             mounted_disk(params, docroot, testbed) as disk, runner_pinned(testbed.client_cpu_list):
@@ -476,51 +384,6 @@ def runner_pinned(cpus: list[int]) -> Iterator[None]:
         os.sched_setaffinity(0, affinity)
 
 
-def _method_deviations(params: SweepParams, testbed: Testbed, share: float | None) -> None:
-    """Record where the profile's methods fall short of the paper's testbed."""
-    if params.cpu_method == "none":
-        testbed.deviate("cpu", "cpu_method none: the server runs at this machine's CPU speed, "
-                        "so peaks move to higher connection counts")
-    elif share is None:
-        testbed.deviate("cpu", f"cpu_method {params.cpu_method} without a cpu_share (no "
-                        "calibration): the server runs at this machine's CPU speed")
-    if params.cpu_method == "quota":
-        testbed.deviate("cpu_method", "CFS quota: the kernel refuses quotas under 1 ms, so a "
-                        "read that blocks inside the throttled part of a period costs nothing "
-                        "(bench/cpu_emulation.py); blocked time is not lost as on a slow CPU")
-    if not params.disk_model:
-        testbed.deviate("disk_model", "disk_model: false: the file set is read from this "
-                        "machine's disk, without the IDE disk's 12 ms positioning")
-    if params.warmup_s < params.settle_s:
-        testbed.deviate("warmup", f"warmup_s={params.warmup_s:g} < settle_s={params.settle_s:g}: "
-                        "the offered load has not settled when measurement starts (points are "
-                        "marked unsteady)")
-
-
-@contextlib.contextmanager
-def mounted_disk(params: SweepParams, docroot: Path, testbed: Testbed) -> Iterator[object | None]:
-    """The file set behind the disk model for the whole sweep, when params.disk_model."""
-    if not params.disk_model:
-        yield None
-        return
-    base = paths.RUNTIME / f"disk-{os.getpid()}"
-    dp = diskmodel.DiskParams(seek_ms=params.disk_seek_ms, transfer_mbps=params.disk_mbps)
-    try:
-        dm = diskmodel.DiskModel(docroot, base / "mnt", dp, testbed.client_cpu_list, base / "work")
-        dm.__enter__()
-    except DiskModelError as exc:
-        raise SweepError(str(exc)) from exc
-    # Once per sweep: the daemon's backing files into the host page cache, so that a miss at
-    # the mount costs the modelled disk, not this machine's (ukweb.diskmodel.warm_backing).
-    warmed = diskmodel.warm_backing(docroot / "file_set")
-    testbed.disk_model = {**dm.describe(), "backing_warmed_bytes": warmed}
-    try:
-        yield dm
-    finally:
-        dm.__exit__(None, None, None)
-        shutil.rmtree(base, ignore_errors=True)
-
-
 class Progress:
     """progress.jsonl of a run (one JSON object per line), and a tqdm bar on a terminal."""
 
@@ -566,7 +429,7 @@ class Carry:
         return self.params.transition_s if self.params else 0.0
 
     def carried(self, p: Point) -> bool:
-        return self.params is not None and budget.carried(self.params, p.workload, p.server,
+        return self.params is not None and carried(self.params, p.workload, p.server,
                                                           p.connections)
 
     def batch_s(self, p: Point) -> int:

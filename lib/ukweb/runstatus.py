@@ -1,7 +1,7 @@
 """`ukweb status RUN`: which points of a run are done, failed or missing, and why.
 
 Read from the run directory alone, without reading the logs: the points the run's parameters
-plan (manifest.json's params, ukweb.runs.plan) against the point directories and their
+plan (manifest.json's params, ukweb.plan.plan) against the point directories and their
 markers (DONE written last by the runner, FAILED with its reason; ukweb.analysis.point_status).
 A point is
   done        DONE, with its summary.json and request log beside it
@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from ukweb import analysis, logs
+from ukweb.plan import plan
 from ukweb.sweep_params import ParamsError, validate
 
 DONE, FAILED, INCOMPLETE, MISSING, UNPLANNED = "done", "failed", "incomplete", "missing", "unplanned"
@@ -29,7 +30,6 @@ COLUMNS = ["point", "workload", "server", "connections", "repetition", "status",
 
 def planned(manifest: dict) -> tuple[list[str] | None, str]:
     """The point labels the run's parameters plan, or None and why they cannot be known."""
-    from ukweb.runs import plan  # late: runs imports the testbed side, status needs only the plan
 
     params = manifest.get("params")
     if not params:

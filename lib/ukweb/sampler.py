@@ -47,14 +47,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ukweb import logs
 from ukweb.cgroups import Cgroup
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["t", "cpu_user", "cpu_sys", "cpu_idle", "cpu_iowait", "ctx_switches",
-           "listen_overflows", "listen_drops", "disk_read_bytes", "page_cache_bytes", "blocked_s",
-           "server_cpu_s", "cpu_softirq", "memory_bytes", "procs", "blocked_max_s",
-           "blocked_iowq_s"]
+COLUMNS = list(logs.SYSTEM_COLUMNS)  # the format lives with its reader
 IOWQ_PREFIX = "iou-wrk-"  # io_uring's io-wq worker threads (comm)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 DELAYACCT_FIELD = 42  # delayacct_blkio_ticks, proc(5)

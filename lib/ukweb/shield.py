@@ -19,15 +19,11 @@ from pathlib import Path
 import psutil
 
 from ukweb import paths
+from ukweb.changes import live_runner_pids, start_ticks
 
 log = logging.getLogger(__name__)
 
 RECORDS = paths.RUNTIME
-
-
-def _ticks(pid: int) -> int | None:
-    from ukweb.leftovers import start_ticks
-    return start_ticks(pid)
 
 
 def _now_ticks() -> int:
@@ -58,13 +54,12 @@ def _undo(record: Path, stale: bool = False) -> None:
     back: dict[int, tuple[set[int], set[int]]] = {}  # pid -> (reduced, original)
     for pid, entry in moved.items():
         pid = int(pid)
-        if entry.get("ticks") is not None and _ticks(pid) != entry["ticks"]:
+        if entry.get("ticks") is not None and start_ticks(pid) != entry["ticks"]:
             continue
         with contextlib.suppress(psutil.Error, OSError, ValueError):
             psutil.Process(pid).cpu_affinity(entry["cpus"])
             back[pid] = (set(entry["cpus"]) - server, set(entry["cpus"]))
     if server and since is not None and back:
-        from ukweb.leftovers import live_runner_pids
         spare = live_runner_pids() - {os.getpid()}  # live runs pin their own children
         for proc in psutil.process_iter(["pid"]):
             with contextlib.suppress(psutil.Error, OSError, ValueError):
@@ -73,7 +68,7 @@ def _undo(record: Path, stale: bool = False) -> None:
                 if proc.pid in back or spare & (line | {proc.pid}) or (
                         not stale and os.getpid() in line):
                     continue
-                if (_ticks(proc.pid) or 0) < since:  # older: its affinity is its owner's choice
+                if (start_ticks(proc.pid) or 0) < since:  # older: its affinity is its owner's choice
                     continue
                 mine = set(proc.cpu_affinity())
                 for parent in parents:
@@ -90,7 +85,7 @@ def live_shields() -> list[int]:
     out = []
     for record in RECORDS.glob("shield-*.json"):
         pid = record.stem.removeprefix("shield-")
-        if pid.isdigit() and int(pid) != os.getpid() and _ticks(int(pid)) is not None:
+        if pid.isdigit() and int(pid) != os.getpid() and start_ticks(int(pid)) is not None:
             out.append(int(pid))
     return sorted(out)
 
@@ -100,7 +95,7 @@ def undo_stale() -> list[int]:
     stale = []
     for record in RECORDS.glob("shield-*.json"):
         pid = record.stem.removeprefix("shield-")
-        if pid.isdigit() and _ticks(int(pid)) is None:
+        if pid.isdigit() and start_ticks(int(pid)) is None:
             _undo(record, stale=True)
             stale.append(int(pid))
     return stale
@@ -128,7 +123,7 @@ def shielded(server_cpus: list[int], all_cpus: list[int]) -> Iterator[dict | Non
     record = RECORDS / f"shield-{os.getpid()}.json"
     tmp = record.with_name(record.name + ".tmp")
     tmp.write_text(json.dumps({"server": sorted(server), "since": _now_ticks(), "moved": {
-        str(p): {"cpus": sorted(c), "ticks": _ticks(p)} for p, c in todo.items()}}))
+        str(p): {"cpus": sorted(c), "ticks": start_ticks(p)} for p, c in todo.items()}}))
     os.replace(tmp, record)
     moved, refused = 0, 0
     for pid, old in todo.items():

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import yaml
 
-from ukweb.cpuemul import METHODS as CPU_METHODS
+from ukweb.cpulist import parse_cpus
 from ukweb.paths import REPO
-from ukweb.testbed import parse_cpus
 from ukweb.workload import MIXES, WORKLOADS
+
+CPU_METHODS = ("thief", "quota", "none")  # how the slower CPU is emulated (ukweb.cpuemul)
 
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -84,10 +85,6 @@ class SweepParams:
     backlog: int = 128
     seed: int = 1
     loadgen_threads: int = 1
-
-    def quota_pct(self) -> float | None:
-        """The CFS quota (percent of one CPU) when cpu_method is quota."""
-        return self.cpu_share * 100 if self.cpu_method == "quota" and self.cpu_share else None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -26,36 +25,20 @@ from pathlib import Path
 
 import psutil
 
-from ukweb import cgroups, cpuemul, leftovers, manifest, paths, shield
+from ukweb import cgroups, changes, cpuemul, leftovers, machine, shield
 from ukweb.cgroups import Cgroup, CgroupError, DiskLimit
 from ukweb.cpuemul import CpuThief
+from ukweb.cpulist import format_cpus, parse_cpus
+from ukweb.knobs import TASK_DELAYACCT, damon_off, delay_accounting
 
 log = logging.getLogger(__name__)
 
 DROP_CACHES = Path("/proc/sys/vm/drop_caches")
-TASK_DELAYACCT = Path("/proc/sys/kernel/task_delayacct")
 # [I] The machine is quiet when its CPUs are at most this busy (% of all CPUs) for a moment
 # before the thief starts. Not the load average: after a calibration (16 userver processes, the
 # thief) the 1-minute average stays near 10 for a minute on an otherwise idle machine.
 QUIET_BUSY_PCT = 5.0
 QUIET_SAMPLE_S = 0.5
-HOLDERS_DIR = paths.RUNTIME  # who needs delay accounting on (see _holders)
-
-
-def parse_cpus(spec: str) -> list[int]:
-    """'0', '0-3', '0,2-3' -> sorted CPU numbers; ValueError naming the bad part."""
-    cpus: set[int] = set()
-    for part in str(spec).split(","):
-        part = part.strip()
-        lo, sep, hi = part.partition("-")
-        if not lo.isdigit() or (sep and not hi.isdigit()):
-            raise ValueError(f"bad CPU list {spec!r}: {part!r} is not N or N-M")
-        cpus.update(range(int(lo), int(hi if sep else lo) + 1))
-    return sorted(cpus)
-
-
-def format_cpus(cpus: list[int]) -> str:
-    return ",".join(str(c) for c in cpus)
 
 
 def pin(cpus: list[int]) -> None:
@@ -122,71 +105,8 @@ def probe() -> Capabilities:
         drop_caches=_writable(DROP_CACHES),
         delay_accounting=_writable(TASK_DELAYACCT),
         netns=root and bool(shutil.which("ip")) and bool(shutil.which("tc")),
-        io_uring_unavailable=manifest.io_uring_reason(),
+        io_uring_unavailable=machine.io_uring_reason(),
     )
-
-
-@contextlib.contextmanager
-def _holders() -> Iterator[list[int]]:
-    """The pids of live ukweb runs that need delay accounting, under an exclusive lock.
-
-    Several runs (or test sessions) may share a machine: if each restored the sysctl on its own
-    way out, one would turn accounting off under another, and a block-I/O wait that starts while
-    it is off and ends while it is on is charged as the whole time since boot. So the original
-    value is saved by the first holder and restored by the last.
-    """
-    HOLDERS_DIR.mkdir(parents=True, exist_ok=True)
-    with open(HOLDERS_DIR / "delayacct.lock", "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        path = HOLDERS_DIR / "delayacct.holders"
-        pids = [int(x) for x in path.read_text().split()] if path.is_file() else []
-        pids = [p for p in pids if psutil.pid_exists(p)]
-        yield pids  # the caller edits the list in place
-        path.write_text("".join(f"{p}\n" for p in pids))
-
-
-@contextlib.contextmanager
-def delay_accounting() -> Iterator[bool]:
-    """Turn task delay accounting on for the block and restore it when the last run leaves.
-
-    Yields whether it is on. Only tasks created while it is on are fully accounted, which is why
-    it is turned on before any server starts.
-    """
-    original = HOLDERS_DIR / "delayacct.original"
-    try:
-        with _holders() as pids:
-            # [I] An original left by a runner killed while holding is the machine's, not the
-            # 1 it left behind (issue 17: the next runner recorded 1 and never turned it off).
-            if not pids and not original.is_file():
-                original.write_text(TASK_DELAYACCT.read_text())
-            TASK_DELAYACCT.write_text("1\n")
-            pids.append(os.getpid())
-    except OSError as exc:
-        log.warning("cannot turn on delay accounting: %s", exc.strerror or exc)
-        yield False
-        return
-    try:
-        yield True
-    finally:
-        with _holders() as pids:
-            if os.getpid() in pids:
-                pids.remove(os.getpid())
-            if not pids and original.is_file():
-                TASK_DELAYACCT.write_text(original.read_text())
-                original.unlink()
-
-
-def restore_stale_delayacct() -> str | None:
-    """When every holder is dead (killed) and left its original value, restore it; the value."""
-    original = HOLDERS_DIR / "delayacct.original"
-    with _holders() as pids:
-        if pids or not original.is_file():
-            return None
-        value = original.read_text()
-        with contextlib.suppress(OSError):
-            TASK_DELAYACCT.write_text(value)
-        original.unlink()
-        return value.strip()
 
 
 @dataclass
@@ -213,6 +133,7 @@ class Testbed:
     caps: Capabilities | None = None     # None: probed after a dead runner's leftovers go
     deviations: dict[str, str] = field(default_factory=dict, init=False)
     delayacct: bool = field(default=False, init=False)
+    damon_stopped: list[str] | None = field(default=None, init=False)  # kdamonds it turned off
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, init=False)
     _cgroups: list[Cgroup] = field(default_factory=list, init=False)
     client_cg: Cgroup | None = field(default=None, init=False)
@@ -268,8 +189,8 @@ class Testbed:
             self.reaped += leftovers.reap()  # again: another runner may have died since
             self._watcher = leftovers.start_watcher()
             self._stack.callback(leftovers.stop_watcher, self._watcher)  # last, on the way out
-            leftovers.hold()
-            self._stack.callback(leftovers.release)
+            changes.hold()
+            self._stack.callback(changes.release)
         if "cgroup" not in self.caps.problems():
             for name in cgroups.remove_stale(self.prefix):
                 log.warning("removed cgroup %s left by a runner that was killed", name)
@@ -277,6 +198,11 @@ class Testbed:
         if not self.delayacct:
             self.deviate("delay_accounting", self.caps.problems().get(
                 "delay_accounting", "kernel.task_delayacct could not be turned on"))
+        self.damon_stopped = self._stack.enter_context(damon_off())
+        if self.damon_stopped is None:
+            self.deviate("damon", "a DAMON kdamond runs and could not be turned off (needs root): "
+                         "it reclaims page cache it sees as cold, the disk model's backing files "
+                         "and the server's own cache included (ukweb.knobs)")
         for step in ("cgroup", "drop_caches"):
             problem = self.caps.problems().get(step)
             wanted = step == "cgroup" or self.drop_caches
@@ -369,6 +295,7 @@ class Testbed:
                 "disk": asdict(self.disk) if self.disk else None,
                 "disk_model": self.disk_model, "shield": self.shielded,
                 "drop_caches": self.drop_caches, "delay_accounting": self.delayacct,
+                "damon_stopped": self.damon_stopped,
                 "network": self.network or "loopback",
                 "capabilities": asdict(self.caps)}
 
@@ -405,7 +332,7 @@ class Testbed:
             return None
         self._cgroups.append(cg)
         if os.geteuid() == 0:
-            leftovers.track("cgroups", name)
+            changes.track("cgroups", name)
         return cg
 
     def _remove(self, cg: Cgroup) -> None:
@@ -415,7 +342,7 @@ class Testbed:
             log.error("%s", exc)
         else:
             if os.geteuid() == 0:
-                leftovers.untrack("cgroups", cg.name)
+                changes.untrack("cgroups", cg.name)
         if cg in self._cgroups:
             self._cgroups.remove(cg)
 
@@ -433,7 +360,7 @@ class Testbed:
         """Runs in the server's child before exec: die with the runner (leftovers), join the
         cgroup, pin to the server CPUs."""
         cpus = self.server_cpu_list
-        die = leftovers.die_with_parent()
+        die = changes.die_with_parent()
 
         def preexec() -> None:
             die()
@@ -446,7 +373,7 @@ class Testbed:
         """Runs in the load generator's child before exec: die with the runner, join the
         clients' cgroup, pin."""
         cpus, cg = self.client_cpu_list, self.client_cg
-        die = leftovers.die_with_parent()
+        die = changes.die_with_parent()
 
         def preexec() -> None:
             die()
@@ -486,7 +413,7 @@ def cli(argv: list[str]) -> int:
     caps = probe()
     if args.json:
         print(json.dumps({"capabilities": asdict(caps), "problems": caps.problems(),
-                          "host": manifest.host()}, indent=2))
+                          "host": machine.host()}, indent=2))
     else:
         print("\n".join(report_lines(caps)))
     return 0
