@@ -12,8 +12,8 @@ Three layers, so nothing outlives a dead runner by more than the start of the ne
   (`die_with_parent`, prctl(2) PR_SET_PDEATHSIG). [I] The kernel sends it when the *thread*
   that forked exits, so children are forked only from threads that live as long as they do
   (the main thread, or ukweb.netns's per-namespace thread);
-- a watcher (`python -m ukweb.leftovers watch`, its own session, itself killed with the runner
-  by a parent-death signal) undoes at once what no signal can: mounts, cgroups, namespaces,
+- a watcher (`python -m ukweb.leftovers watch`, its own session, waiting on a pidfd of the
+  runner) undoes at once what no signal can: mounts, cgroups, namespaces,
   the shield, the sysctl;
 - what the runner changed is written down in /run/ukweb/runner-<pid>.json with its pid and start
   time, and every children's environment carries the runner's token (UKWEB_RUNNER), so the next
@@ -28,6 +28,7 @@ import contextlib
 import logging
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -40,7 +41,7 @@ from ukweb.changes import (
     ENV,
     RUNTIME,
     alive,
-    die_with_parent,
+    die_with_parent,  # noqa: F401  (re-exported: children started by a runner use it)
     locked,
     pid_dead,
     read_record,
@@ -77,13 +78,12 @@ def start_watcher() -> subprocess.Popen | None:
         RUNTIME.mkdir(parents=True, exist_ok=True)
         with open(RUNTIME / "watcher.log", "a") as err:  # what it reaped, for the curious
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=err, start_new_session=True, env=env, text=True,
-                                    preexec_fn=die_with_parent(signal.SIGTERM))
+                                    stderr=err, start_new_session=True, env=env, text=True)
     except OSError as exc:
         log.warning("no leftovers watcher (%s): a killed runner is cleaned up by the next run", exc)
         return None
     assert proc.stdout is not None
-    if proc.stdout.readline().strip() != "watching":  # its signal handler is in place
+    if proc.stdout.readline().strip() != "watching":  # it holds a pidfd of this runner
         proc.kill()
         proc.wait()
         log.warning("the leftovers watcher did not start: a killed runner is cleaned up by the "
@@ -101,15 +101,23 @@ def stop_watcher(proc: subprocess.Popen | None) -> None:
 
 
 def _watch(runner: str) -> int:
-    """Wait for SIGTERM (the runner's death), then reap once it is dead."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    """Wait for the runner's death on a pidfd (readable once it has exited), then reap.
+
+    [I] Not a parent-death signal: the watcher imports numpy (through the disk model), whose
+    thread pool would take a process-directed SIGTERM with its default action before the main
+    thread's sigwait saw it (the watcher then died without reaping, issue 17's SIGKILL test)."""
+    pid = int(runner.partition(":")[0])
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        fd = None
     print("watching", flush=True)
-    if alive(runner):  # else it died before our parent-death signal was armed
-        signal.sigwait({signal.SIGTERM})
+    if fd is not None and alive(runner):  # else it died before we held its pidfd
+        select.select([fd], [], [])
     deadline = time.monotonic() + 10
-    while alive(runner) and time.monotonic() < deadline:
+    while alive(runner) and time.monotonic() < deadline:  # a zombie is already not alive
         time.sleep(0.05)
-    if alive(runner):  # only the thread that started us ended: the runner lives on
+    if alive(runner):
         return 0
     try:
         reap()  # it logs what it removed
