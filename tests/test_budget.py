@@ -99,10 +99,11 @@ def test_the_budget_gives_time_where_the_claims_read() -> None:
     assert idle and all(w == p.min_batches * b.batch(k[1]) for k, w in idle.items())
     grown = [k for k, w in plan.windows.items() if w > p.min_batches * b.batch(k[1])]
     assert grown and set(grown) <= read
-    # more time narrows every claim (or leaves it as it was)
-    more = b.plan(p.max_minutes * 2)
-    assert all(more.half_pp[c] <= plan.half_pp[c] + 1e-9 for c in plan.half_pp)
-    assert sum(more.half_pp.values()) < sum(plan.half_pp.values())
+    # more time narrows every claim (or leaves it as it was) until the aim is reached; from
+    # the reference run's variance the plan reaches it within max_minutes, so compare less time
+    less = b.plan(plan.minutes * 0.9)
+    assert all(plan.half_pp[c] <= less.half_pp[c] + 1e-9 for c in plan.half_pp)
+    assert sum(plan.half_pp.values()) < sum(less.half_pp.values())
 
 
 def test_settling_is_in_the_estimate() -> None:
@@ -116,9 +117,9 @@ def test_settling_is_in_the_estimate() -> None:
 
 
 def test_a_budget_its_time_cannot_meet_is_refused_naming_the_claims(tmp_path: Path) -> None:
-    raw = {**PAPER, "workloads": ["static", "dynamic"], "target_half_pp": 10,
-           "max_window_s": 3000, "max_minutes": 60}
-    with pytest.raises(ParamsError, match=r"over max_minutes=60; within 60 min claims "
+    raw = {**PAPER, "workloads": ["static", "dynamic"], "target_half_pp": 7,
+           "max_window_s": 3000, "max_minutes": 40}
+    with pytest.raises(ParamsError, match=r"over max_minutes=40; within 40 min claims "
                                           r"(S2|S3|D1|D4)"):
         runs.check_budget(validate(raw))
     path = tmp_path / "p.yaml"
